@@ -1,0 +1,175 @@
+// Training checkpoints: `iter_<N>/` folders in the work folder, enough to resume exactly.
+//   trainable.safetensors   the trainable weights by HF module name (LoRA A/B, or every weight)
+//   optimizer.safetensors   the optimizer's tensors (e.g. `exp_avg.<name>`, `exp_avg_sq.<name>`)
+//   state.json              iteration, data position, optimizer scalars, scheduler, RNG state, and
+//                           the size and SHA-256 of each file above (written last)
+// A folder is written under a temporary name and renamed into place, `last_checkpoint` is updated
+// after that, and old folders are pruned to `save_total_limit` only after both: a failure at any
+// point (a full disk) leaves the previous checkpoint and `last_checkpoint` as they were.
+// What the JSON state means belongs to the trainer; this file only stores and verifies it.
+
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { XtunerError } from '../errors.ts';
+import { SafetensorsReader, writeSafetensors, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
+import { writeDirAtomic, writeFileAtomic } from './atomic.ts';
+import { readLastCheckpoint, writeLastCheckpoint } from './work-dir.ts';
+
+export const CHECKPOINT_FORMAT = 'xtuner-ts-checkpoint';
+export const CHECKPOINT_VERSION = 1;
+const TRAINABLE_FILE = 'trainable.safetensors';
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const STATE_FILE = 'state.json';
+
+export interface CheckpointData {
+  iter: number;
+  trainable: Iterable<readonly [string, WriteTensor]>;
+  optimizer: Iterable<readonly [string, WriteTensor]>;
+  /** JSON-serialisable trainer state (data position, optimizer scalars, RNG, ...). */
+  state: Record<string, unknown>;
+}
+
+export interface LoadedCheckpoint {
+  dir: string;
+  iter: number;
+  trainable: Map<string, HostTensor>;
+  optimizer: Map<string, HostTensor>;
+  state: Record<string, unknown>;
+}
+
+interface FileRecord {
+  bytes: number;
+  sha256: string;
+}
+
+interface StateFile {
+  format: string;
+  version: number;
+  iter: number;
+  files: Record<string, FileRecord>;
+  state: Record<string, unknown>;
+}
+
+export function checkpointName(iter: number): string {
+  return `iter_${iter}`;
+}
+
+/**
+ * Writes `iter_<N>/` atomically, points `last_checkpoint` at it, then keeps only the newest
+ * `keep` checkpoints (keep <= 0: keep all). Returns the folder. A failed write throws an
+ * XtunerError naming the checkpoint that is still intact.
+ */
+export async function saveCheckpoint(workDir: string, data: CheckpointData, keep: number): Promise<string> {
+  const dir = path.join(workDir, checkpointName(data.iter));
+  try {
+    await writeDirAtomic(dir, (tmp) => {
+      const files: Record<string, FileRecord> = {};
+      for (const [file, tensors] of [
+        [TRAINABLE_FILE, data.trainable],
+        [OPTIMIZER_FILE, data.optimizer],
+      ] as const) {
+        const p = path.join(tmp, file);
+        writeSafetensors(p, tensors, { format: 'pt' });
+        files[file] = fileRecord(p);
+      }
+      const state: StateFile = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, iter: data.iter, files, state: data.state };
+      writeFileAtomic(path.join(tmp, STATE_FILE), `${JSON.stringify(state, null, 1)}\n`);
+    });
+  } catch (err) {
+    const previous = readLastCheckpoint(workDir);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new XtunerError(
+      `could not save checkpoint ${dir}: ${code ? `${code}: ` : ''}${(err as Error).message}`,
+      {
+        hint: previous
+          ? `the previous checkpoint ${previous} is intact; resume from it with --resume ${previous}`
+          : 'no earlier checkpoint exists in this work folder',
+        cause: err,
+      },
+    );
+  }
+  writeLastCheckpoint(workDir, dir);
+  if (keep > 0) pruneCheckpoints(workDir, keep, dir);
+  return dir;
+}
+
+/** Deletes all but the newest `keep` `iter_<N>` folders; never the one named `protect`. */
+export function pruneCheckpoints(workDir: string, keep: number, protect: string): void {
+  const all = listCheckpoints(workDir);
+  const doomed = all.slice(0, Math.max(0, all.length - keep)).filter((d) => path.resolve(d) !== path.resolve(protect));
+  for (const d of doomed) fs.rmSync(d, { recursive: true, force: true });
+}
+
+/** `iter_<N>` folders of a work folder, oldest first. */
+export function listCheckpoints(workDir: string): string[] {
+  if (!fs.existsSync(workDir)) return [];
+  return fs
+    .readdirSync(workDir)
+    .map((n) => /^iter_(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .sort((a, b) => Number(a[1]) - Number(b[1]))
+    .map((m) => path.join(workDir, m[0]));
+}
+
+/**
+ * Reads and verifies a checkpoint folder (sizes and SHA-256 of its files). Any problem is one
+ * XtunerError naming the folder and what is wrong with it. `optimizer: false` skips the optimizer
+ * tensors (convert needs only the weights).
+ */
+export function loadCheckpoint(dir: string, opts: { optimizer?: boolean } = {}): LoadedCheckpoint {
+  const corrupt = (what: string): never => {
+    throw new XtunerError(`checkpoint ${dir} is not usable: ${what}`, {
+      hint: 'pass another iter_<N> folder to --resume, or train from the start without --resume',
+    });
+  };
+  if (!fs.existsSync(dir)) throw new XtunerError(`checkpoint ${dir} does not exist`);
+  if (!fs.statSync(dir).isDirectory()) corrupt('it is a file; a checkpoint is an iter_<N> folder');
+  const statePath = path.join(dir, STATE_FILE);
+  if (!fs.existsSync(statePath)) corrupt(`${STATE_FILE} is missing (an interrupted save, or not an xtuner-ts checkpoint)`);
+  let parsed: StateFile;
+  try {
+    parsed = JSON.parse(fs.readFileSync(statePath, 'utf8')) as StateFile;
+  } catch (err) {
+    return corrupt(`${STATE_FILE} is not valid JSON (${(err as Error).message})`);
+  }
+  if (parsed?.format !== CHECKPOINT_FORMAT) corrupt(`${STATE_FILE} has format ${JSON.stringify(parsed?.format)}, expected "${CHECKPOINT_FORMAT}"`);
+  if (parsed.version !== CHECKPOINT_VERSION) corrupt(`version ${parsed.version} is not supported (this xtuner-ts reads ${CHECKPOINT_VERSION})`);
+  if (!Number.isInteger(parsed.iter) || parsed.iter < 0) corrupt(`iteration ${JSON.stringify(parsed.iter)} is not a count`);
+  const tensors = (file: string): Map<string, HostTensor> => {
+    const p = path.join(dir, file);
+    const want = parsed.files?.[file];
+    if (!want) return corrupt(`${STATE_FILE} does not list ${file}`);
+    if (!fs.existsSync(p)) return corrupt(`${file} is missing`);
+    const got = fileRecord(p);
+    if (got.bytes !== want.bytes) return corrupt(`${file} has ${got.bytes} bytes, expected ${want.bytes} (truncated or replaced)`);
+    if (got.sha256 !== want.sha256) return corrupt(`${file} does not match its SHA-256 (the file was damaged)`);
+    const reader = SafetensorsReader.open(p);
+    try {
+      return new Map(reader.names().map((n) => [n, reader.read(n)]));
+    } finally {
+      reader.close();
+    }
+  };
+  const trainable = tensors(TRAINABLE_FILE);
+  const optimizer = opts.optimizer === false ? new Map<string, HostTensor>() : tensors(OPTIMIZER_FILE);
+  return { dir, iter: parsed.iter, trainable, optimizer, state: parsed.state ?? {} };
+}
+
+function fileRecord(p: string): FileRecord {
+  const hash = createHash('sha256');
+  const fd = fs.openSync(p, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let bytes = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, bytes);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      bytes += n;
+    }
+    return { bytes, sha256: hash.digest('hex') };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
