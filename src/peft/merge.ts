@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
-import { hostToFloat32, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
+import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
 import { readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
 
@@ -66,7 +66,7 @@ export function addLoraDelta(w: Float32Array, lora: LoraPair): void {
   }
 }
 
-function encode(values: Float32Array, dtype: SafetensorsDtype): WriteTensor['data'] {
+function encode(values: Float32Array, dtype: SafetensorsDtype): HostData {
   if (dtype === 'F32') return values;
   if (dtype === 'BF16') return f32ToHalf(values, 'bfloat16');
   if (dtype === 'F16') return f32ToHalf(values, 'float16');
@@ -96,7 +96,7 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
       const entry = base.entry(name);
       const target = outDtype(entry.dtype);
       const lora = name.endsWith('.weight') ? adapter.modules.get(name.slice(0, -'.weight'.length)) : undefined;
-      const data = (): WriteTensor['data'] => {
+      const data = (): HostData => {
         const t: HostTensor = base.read(name);
         if (!isFloat(t.dtype)) return t.data;
         if (!lora && t.dtype === target) return t.data;
