@@ -1,0 +1,10 @@
+// Public API of the tokenizer layer: loading a model folder's tokenizer, and XTuner's prompt templates.
+
+export {
+  loadTokenizer,
+  Tokenizer,
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type DecodeOptions,
+  type EncodeOptions,
+} from './tokenizer.ts';

@@ -1,0 +1,118 @@
+// SentencePiece `tokenizer.model` through @sctg/sentencepiece-js (the C++ library compiled to
+// WebAssembly: ids identical to Python's `sentencepiece`). Behaves like transformers' slow
+// SentencePiece tokenizers (LlamaTokenizer, InternLM2Tokenizer): tokens declared in
+// tokenizer_config.json's added_tokens_decoder are split out of the text first (InternLM2 maps
+// '<|im_start|>' onto a piece of another name), the rest goes to SentencePiece; BOS/EOS are added
+// per add_bos_token / add_eos_token.
+
+import fs from 'node:fs';
+import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
+import { XtunerError } from '../errors.ts';
+import type { TokenizerBackend } from './backend.ts';
+import type { DeclaredToken } from './folder-meta.ts';
+import { PieceType, parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.ts';
+
+/** What encode(text, addSpecialTokens = true) adds; set by the caller once ids are resolved. */
+export interface SentencePiecePostProcessing {
+  bosId: number | null;
+  eosId: number | null;
+  addBosToken: boolean;
+  addEosToken: boolean;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export class SentencePieceBackend implements TokenizerBackend {
+  readonly kind = 'sentencepiece';
+  readonly vocabSize: number;
+  readonly specialIds: ReadonlySet<number>;
+  private readonly pieceToId = new Map<string, number>();
+  private readonly idToContent = new Map<number, string>(); // declared tokens by id
+  private readonly splitter: RegExp | null;
+  private post: SentencePiecePostProcessing = { bosId: null, eosId: null, addBosToken: false, addEosToken: false };
+
+  private constructor(
+    private readonly sp: SentencePieceProcessor,
+    readonly model: SentencePieceModel,
+    declaredTokens: readonly DeclaredToken[],
+  ) {
+    model.pieces.forEach((p, id) => {
+      if (!this.pieceToId.has(p)) this.pieceToId.set(p, id);
+    });
+    const special = new Set<number>();
+    model.types.forEach((t, id) => {
+      if (t === PieceType.CONTROL || t === PieceType.UNKNOWN) special.add(id);
+    });
+    let maxId = model.pieces.length - 1;
+    for (const t of declaredTokens) {
+      this.idToContent.set(t.id, t.content);
+      this.pieceToId.set(t.content, t.id);
+      if (t.special) special.add(t.id);
+      maxId = Math.max(maxId, t.id);
+    }
+    this.specialIds = special;
+    this.vocabSize = maxId + 1;
+    // longest first, so that '<|im_start|>' wins over any token that is its prefix
+    const contents = [...new Set(declaredTokens.map((t) => t.content))].sort((a, b) => b.length - a.length);
+    this.splitter = contents.length > 0 ? new RegExp(`(${contents.map(escapeRegExp).join('|')})`) : null;
+  }
+
+  static async load(file: string, declaredTokens: readonly DeclaredToken[]): Promise<SentencePieceBackend> {
+    const model = parseSentencePieceModel(fs.readFileSync(file), file);
+    const sp = new SentencePieceProcessor();
+    await sp.load(file);
+    return new SentencePieceBackend(sp, model, declaredTokens);
+  }
+
+  setPostProcessing(post: SentencePiecePostProcessing): void {
+    this.post = { ...post };
+  }
+
+  encode(text: string, addSpecialTokens: boolean): number[] {
+    const ids: number[] = [];
+    if (addSpecialTokens && this.post.addBosToken && this.post.bosId !== null) ids.push(this.post.bosId);
+    if (this.splitter === null) ids.push(...this.sp.encodeIds(text));
+    else {
+      // split() with one capture group: odd indices are the declared tokens
+      text.split(this.splitter).forEach((part, i) => {
+        if (i % 2 === 1) ids.push(this.pieceToId.get(part)!);
+        else if (part !== '') ids.push(...this.sp.encodeIds(part));
+      });
+    }
+    if (addSpecialTokens && this.post.addEosToken && this.post.eosId !== null) ids.push(this.post.eosId);
+    return ids;
+  }
+
+  decode(ids: readonly number[], skipSpecialTokens: boolean): string {
+    let out = '';
+    let run: number[] = [];
+    const flush = (): void => {
+      if (run.length > 0) out += this.sp.decodeIds(Int32Array.from(run) as unknown as Int32Array);
+      run = [];
+    };
+    for (const id of ids) {
+      const declared = this.idToContent.get(id);
+      if (this.specialIds.has(id)) {
+        if (skipSpecialTokens) continue;
+        flush();
+        out += declared ?? this.model.pieces[id] ?? '';
+      } else if (declared !== undefined) {
+        flush();
+        out += declared;
+      } else if (id >= 0 && id < this.model.pieces.length) run.push(id);
+      else throw new XtunerError(`decode: token id ${id} is outside the vocabulary (size ${this.vocabSize})`);
+    }
+    flush();
+    return out;
+  }
+
+  tokenToId(token: string): number | null {
+    return this.pieceToId.get(token) ?? null;
+  }
+
+  idToToken(id: number): string | null {
+    return this.idToContent.get(id) ?? this.model.pieces[id] ?? null;
+  }
+}
