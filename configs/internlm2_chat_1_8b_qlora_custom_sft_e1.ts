@@ -1,0 +1,50 @@
+// internlm2_chat_1_8b_qlora_custom_sft_e1: template for supervised fine-tuning on your own chat data (QLoRA, InternLM2-Chat-1.8B, 1 epoch).
+// Values of XTuner's xtuner/configs/custom_dataset/sft/internlm/internlm2_chat_1_8b_qlora_custom_sft_e1.py.
+// Data: a JSON list (or JSONL) of {"messages": [{"role": "system" | "user" | "assistant", "content": "..."}, ...]};
+// check it with `xtuner check-custom-dataset <copy>`.
+// Copy it with `xtuner copy-cfg internlm2_chat_1_8b_qlora_custom_sft_e1 .`, edit the copy, then `xtuner train <copy>`.
+
+import type { XtunerConfigInput } from '../src/config/index.ts';
+
+export default {
+  // Model
+  pretrained_model_name_or_path: 'internlm/internlm2-chat-1_8b',
+
+  // Data
+  data_path: '/path/to/json/file.json', // or a list of files
+  dataset_format: 'openai',
+  prompt_template: 'internlm2_chat',
+  max_length: 2048,
+  pack_to_max_length: true,
+
+  // Scheduler & optimizer
+  batch_size: 1, // per device
+  accumulative_counts: 16, // rows per optimizer step: 1 per batch x 16
+  dataloader_num_workers: 0,
+  max_epochs: 1,
+  optim_type: 'AdamW',
+  lr: 2e-4,
+  betas: [0.9, 0.999],
+  weight_decay: 0,
+  max_norm: 1, // gradient clipping
+  warmup_ratio: 0.03,
+
+  // Save
+  save_steps: 500,
+  save_total_limit: 2, // checkpoints to keep (-1: all)
+
+  // Evaluate the generation during training
+  evaluation_freq: 500,
+  SYSTEM: '',
+  evaluation_inputs: ['请给我介绍五个上海的景点', 'Please tell me five scenic spots in Shanghai'],
+
+  // Method (PART 2 of XTuner's config: peft's LoraConfig, transformers' BitsAndBytesConfig)
+  lora: { r: 64, lora_alpha: 16, lora_dropout: 0.1, bias: 'none', task_type: 'CAUSAL_LM' },
+  quantization: {
+    load_in_4bit: true,
+    load_in_8bit: false,
+    bnb_4bit_quant_type: 'nf4',
+    bnb_4bit_use_double_quant: true,
+    bnb_4bit_compute_dtype: 'bfloat16', // XTuner: torch.float16 under fp16 AMP; bf16 needs no loss scaling
+  },
+} satisfies XtunerConfigInput;

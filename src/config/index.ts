@@ -1,0 +1,29 @@
+// The config layer's public face: the schema and its types, defineConfig, loading with
+// --cfg-options, the built-in library, and saving the resolved config.
+
+export {
+  configSchema,
+  loraSchema,
+  quantizationSchema,
+  CONFIG_KEYS,
+  DATASET_FORMATS,
+  DEFAULT_EVALUATION_INPUTS,
+  type XtunerConfig,
+  type XtunerConfigInput,
+  type LoraSettings,
+  type QuantizationSettings,
+  type DatasetFormat,
+} from './schema.ts';
+export { defineConfig, loadConfig, readConfigFile, validateConfig, CONFIG_EXTENSIONS, type LoadConfigOptions } from './load.ts';
+export { applyCfgOptions, extractCfgOptions, parseCfgOptions, type CfgOverride } from './cfg-options.ts';
+export {
+  CONFIGS_DIR,
+  copyBuiltinConfig,
+  copyName,
+  findBuiltinConfig,
+  listBuiltinConfigs,
+  resolveConfigPath,
+  type BuiltinConfig,
+} from './library.ts';
+export { resolvedConfigJson, saveResolvedConfig, writeTextAtomic } from './save.ts';
+export { closestMatch, didYouMean, editDistance } from './did-you-mean.ts';
