@@ -1,0 +1,46 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, pickToken } from '../../src/generate/sampling.ts';
+
+const logOf = (ps: number[]) => Float32Array.from(ps, Math.log);
+
+test('repetition penalty divides positive and multiplies negative logits, once per distinct id', () => {
+  const l = new Float32Array([2, -2, 1]);
+  applyRepetitionPenalty(l, [0, 1, 1], 2);
+  assert.deepEqual([...l], [1, -4, 1]);
+});
+
+test('top-k keeps ties with the k-th value', () => {
+  const a = new Float32Array([1, 3, 3, 2]);
+  applyTopK(a, 2);
+  assert.deepEqual([...a], [-Infinity, 3, 3, -Infinity]);
+  const b = new Float32Array([1, 3, 3, 2]);
+  applyTopK(b, 3);
+  assert.deepEqual([...b], [-Infinity, 3, 3, 2]);
+});
+
+test('top-p drops the least likely tokens whose cumulative mass stays within 1 - p', () => {
+  const a = logOf([0.1, 0.2, 0.3, 0.4]);
+  applyTopP(a, 0.65); // ascending cumsum 0.1, 0.3, 0.6, 1.0; drop those <= 0.35
+  assert.deepEqual([...a].map(Number.isFinite), [false, false, true, true]);
+  const b = logOf([0.1, 0.2, 0.3, 0.4]);
+  applyTopP(b, 0.01); // only the most likely survives
+  assert.deepEqual([...b].map(Number.isFinite), [false, false, false, true]);
+});
+
+test('greedy picks the first maximum; sampling inverts the CDF of softmax(logits / T)', () => {
+  assert.equal(argmax(new Float32Array([0, 5, 5, 1])), 1);
+  assert.equal(pickToken(new Float32Array([0, 5, 5, 1]), [], {}, () => 0.99), 1);
+  const p = [0.1, 0.2, 0.3, 0.4];
+  assert.equal(pickToken(logOf(p), [], { temperature: 1 }, () => 0.05), 0);
+  assert.equal(pickToken(logOf(p), [], { temperature: 1 }, () => 0.25), 1);
+  assert.equal(pickToken(logOf(p), [], { temperature: 1 }, () => 0.95), 3);
+  // Temperature 0.5 squares the odds: [0, ln 3] -> probabilities 0.1, 0.9.
+  const two = () => new Float32Array([0, Math.log(3)]);
+  assert.equal(pickToken(two(), [], { temperature: 0.5 }, () => 0.09), 0);
+  assert.equal(pickToken(two(), [], { temperature: 0.5 }, () => 0.11), 1);
+  // Top-k 1 makes sampling greedy whatever the draw.
+  assert.equal(pickToken(logOf(p), [], { temperature: 1, topK: 1 }, () => 0), 3);
+  // Repetition penalty applies before the choice: 3 is penalised below 2.
+  assert.equal(pickToken(new Float32Array([0, 0, 1.5, 2]), [3], { repetitionPenalty: 2 }, () => 0), 2);
+});
