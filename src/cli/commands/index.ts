@@ -1,0 +1,17 @@
+// The typed list of `xtuner` commands, in `xtuner --help` order. Each entry loads its module only
+// when needed, so one command's heavy imports (or a half-built one) never slow or break another;
+// `import()` of a module that does not export `command: Command` fails to compile.
+
+import type { Command } from '../command.ts';
+
+export interface CommandEntry {
+  /** Must equal the loaded command's `name` (a test checks). */
+  name: string;
+  load: () => Promise<{ command: Command }>;
+}
+
+export const commands: readonly CommandEntry[] = [
+  { name: 'list-cfg', load: () => import('./list-cfg.ts') },
+  { name: 'copy-cfg', load: () => import('./copy-cfg.ts') },
+  { name: 'env', load: () => import('./env.ts') },
+];

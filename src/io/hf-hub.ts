@@ -1,0 +1,300 @@
+// Model resolution: a local folder, or a Hugging Face model id found in the standard HF cache
+// (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; layout
+// `models--org--name/refs/<revision>` -> `snapshots/<commit>/`), else downloaded from the hub
+// (`$HF_ENDPOINT`, default https://huggingface.co) into that same layout, one file at a time
+// through `<file>.tmp-<pid>` and a rename, `refs/<revision>` written last, so an interrupted
+// download is never mistaken for a complete one and resumes where it stopped.
+// Files are stored in the snapshot folder itself (the cache's no-symlink form, which Python's
+// huggingface_hub reads too). Only what a model needs is fetched: top-level config and tokenizer
+// files and safetensors weights, not PyTorch/TF/ONNX duplicates.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { XtunerError } from '../errors.ts';
+
+export interface DownloadProgress {
+  repoId: string;
+  file: string;
+  /** 1-based index of the file among those to fetch. */
+  index: number;
+  count: number;
+  bytes: number;
+  /** From Content-Length; null when the server did not say. */
+  total: number | null;
+  done: boolean;
+}
+
+export interface HubOptions {
+  /** Branch, tag or commit; default 'main'. */
+  revision?: string;
+  /** Default: hfHubCacheDir(). */
+  cacheDir?: string;
+  /** Default: $HF_ENDPOINT or https://huggingface.co. */
+  endpoint?: string;
+  /** Default: $HF_TOKEN. Sent as a Bearer token (gated and private models). */
+  token?: string;
+  /** Never download; default: $HF_HUB_OFFLINE is 1/true/yes/on. */
+  offline?: boolean;
+  /** Called as bytes arrive; default: a progress line on stderr. */
+  onProgress?: (progress: DownloadProgress) => void;
+  /** Milliseconds without a byte before a transfer is abandoned; default 60 s. */
+  stallTimeoutMs?: number;
+}
+
+const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const API_TIMEOUT_MS = 30_000;
+const DEFAULT_STALL_MS = 60_000;
+/** Top-level files a model folder needs: configs, tokenizers, chat templates, safetensors weights. */
+const WANTED_FILE = /^[^/]+\.(json|safetensors|model|txt|tiktoken|jinja)$/;
+
+/** The hub cache folder, as huggingface_hub computes it. */
+export function hfHubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
+  if (env.HF_HOME) return path.join(env.HF_HOME, 'hub');
+  const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'huggingface', 'hub');
+}
+
+export function hfEndpoint(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.HF_ENDPOINT || DEFAULT_ENDPOINT).replace(/\/+$/, '');
+}
+
+function offlineFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase());
+}
+
+/** `name` or `org/name` in the hub's alphabet. */
+export function isRepoId(value: string): boolean {
+  return /^(?:[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/.test(value) && !value.includes('..') && !value.endsWith('.');
+}
+
+/** `models--org--name`: the repo's folder in the cache. */
+export function repoCacheFolder(repoId: string): string {
+  return `models--${repoId.replaceAll('/', '--')}`;
+}
+
+function isCommit(revision: string): boolean {
+  return /^[0-9a-f]{40}$/.test(revision);
+}
+
+/** The cached snapshot folder of `repoId` at `revision`, or null when it is not (fully) cached. */
+export function findCachedSnapshot(repoId: string, options: Pick<HubOptions, 'revision' | 'cacheDir'> = {}): string | null {
+  const revision = options.revision ?? 'main';
+  const repoDir = path.join(options.cacheDir ?? hfHubCacheDir(), repoCacheFolder(repoId));
+  let commit = revision;
+  if (!isCommit(revision)) {
+    try {
+      commit = fs.readFileSync(path.join(repoDir, 'refs', revision), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  }
+  const snapshot = path.join(repoDir, 'snapshots', commit);
+  return commit !== '' && fs.existsSync(snapshot) && fs.statSync(snapshot).isDirectory() ? snapshot : null;
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
+}
+
+/**
+ * The folder of a model: `nameOrPath` itself when it is a folder, else the HF cache snapshot of
+ * that model id, downloading it first where it is not cached (and downloads are allowed).
+ */
+export async function resolveModelPath(nameOrPath: string, options: HubOptions = {}): Promise<string> {
+  const local = expandHome(nameOrPath);
+  if (fs.existsSync(local)) {
+    if (!fs.statSync(local).isDirectory()) {
+      throw new XtunerError(`model path ${nameOrPath} is a file; expected a model folder (with config.json)`);
+    }
+    return path.resolve(local);
+  }
+  const looksLikePath = /^(\.|\/|~)/.test(nameOrPath) || nameOrPath.includes('\\') || nameOrPath.endsWith('/');
+  if (looksLikePath || !isRepoId(nameOrPath)) {
+    throw new XtunerError(`model folder ${nameOrPath} does not exist (${path.resolve(local)})`, {
+      hint: 'pass an existing model folder, or a Hugging Face model id such as internlm/internlm2-chat-1_8b',
+    });
+  }
+  const cacheDir = options.cacheDir ?? hfHubCacheDir();
+  const cached = findCachedSnapshot(nameOrPath, { revision: options.revision, cacheDir });
+  if (cached !== null) return cached;
+  if (options.offline ?? offlineFromEnv()) {
+    throw new XtunerError(
+      `model ${nameOrPath} is not in the Hugging Face cache (${path.join(cacheDir, repoCacheFolder(nameOrPath))}) and downloads are off (HF_HUB_OFFLINE)`,
+      { hint: `pass a local model folder, or unset HF_HUB_OFFLINE; no folder ./${nameOrPath} exists either` },
+    );
+  }
+  return downloadSnapshot(nameOrPath, { ...options, cacheDir });
+}
+
+interface RepoInfo {
+  sha: string;
+  files: string[];
+}
+
+/** Downloads the files a model needs into the cache; returns the snapshot folder. */
+export async function downloadSnapshot(repoId: string, options: HubOptions = {}): Promise<string> {
+  const revision = options.revision ?? 'main';
+  const cacheDir = options.cacheDir ?? hfHubCacheDir();
+  const endpoint = (options.endpoint ?? hfEndpoint()).replace(/\/+$/, '');
+  const token = options.token ?? process.env.HF_TOKEN;
+  const headers: Record<string, string> = { 'user-agent': 'xtuner-ts' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const context = { repoId, endpoint, cacheDir };
+
+  const info = await fetchRepoInfo(repoId, revision, endpoint, headers, context);
+  const repoDir = path.join(cacheDir, repoCacheFolder(repoId));
+  const snapshot = path.join(repoDir, 'snapshots', info.sha);
+  fs.mkdirSync(snapshot, { recursive: true });
+
+  const report = options.onProgress ?? stderrProgress();
+  for (const [i, file] of info.files.entries()) {
+    const dest = path.join(snapshot, file);
+    if (fs.existsSync(dest)) continue; // fetched by an earlier, interrupted run
+    const url = `${endpoint}/${repoId}/resolve/${info.sha}/${encodeURIComponent(file)}`;
+    await downloadFile(url, dest, headers, options.stallTimeoutMs ?? DEFAULT_STALL_MS, context, (bytes, total, done) =>
+      report({ repoId, file, index: i + 1, count: info.files.length, bytes, total, done }),
+    );
+  }
+  if (!isCommit(revision)) {
+    const ref = path.join(repoDir, 'refs', revision);
+    fs.mkdirSync(path.dirname(ref), { recursive: true });
+    fs.writeFileSync(`${ref}.tmp-${process.pid}`, info.sha);
+    fs.renameSync(`${ref}.tmp-${process.pid}`, ref);
+  }
+  return snapshot;
+}
+
+interface Context {
+  repoId: string;
+  endpoint: string;
+  cacheDir: string;
+}
+
+async function fetchRepoInfo(
+  repoId: string,
+  revision: string,
+  endpoint: string,
+  headers: Record<string, string>,
+  context: Context,
+): Promise<RepoInfo> {
+  const url = `${endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`;
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, signal: AbortSignal.timeout(API_TIMEOUT_MS) });
+  } catch (err) {
+    throw networkError(err, context);
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    throw httpError(response.status, `model ${repoId} (revision ${revision})`, context);
+  }
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch (err) {
+    throw new XtunerError(`${url} did not answer JSON: ${(err as Error).message}`);
+  }
+  const { sha, siblings } = (body ?? {}) as { sha?: unknown; siblings?: unknown };
+  if (typeof sha !== 'string' || !/^[\w.-]+$/.test(sha) || !Array.isArray(siblings)) {
+    throw new XtunerError(`${url} answered without a commit sha and file list; is ${endpoint} a Hugging Face hub?`);
+  }
+  const files = siblings
+    .map((s) => (s as { rfilename?: unknown })?.rfilename)
+    .filter((f): f is string => typeof f === 'string' && WANTED_FILE.test(f) && !f.startsWith('.'));
+  if (!files.includes('config.json') && !files.includes('adapter_config.json')) {
+    throw new XtunerError(`${repoId} on ${endpoint} has no config.json: it is not a model repository`);
+  }
+  return { sha, files };
+}
+
+async function downloadFile(
+  url: string,
+  dest: string,
+  headers: Record<string, string>,
+  stallMs: number,
+  context: Context,
+  progress: (bytes: number, total: number | null, done: boolean) => void,
+): Promise<void> {
+  const controller = new AbortController();
+  const stall = setTimeout(() => controller.abort(new Error(`no data for ${stallMs / 1000} s`)), stallMs);
+  const tmp = `${dest}.tmp-${process.pid}`;
+  try {
+    let response: Response;
+    try {
+      response = await fetch(url, { headers, signal: controller.signal });
+    } catch (err) {
+      throw networkError(err, context);
+    }
+    if (!response.ok || response.body === null) {
+      await response.body?.cancel();
+      throw httpError(response.status, `file ${path.basename(dest)} of ${context.repoId}`, context);
+    }
+    const length = response.headers.get('content-length');
+    const total = length === null ? null : Number(length);
+    let bytes = 0;
+    const out = fs.createWriteStream(tmp);
+    try {
+      for await (const chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+        stall.refresh();
+        bytes += (chunk as Buffer).length;
+        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+        progress(bytes, total, false);
+      }
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      out.destroy();
+      if (err instanceof XtunerError) throw err;
+      throw networkError(err, context);
+    }
+    if (total !== null && bytes !== total) {
+      throw new XtunerError(`download of ${url} stopped at ${bytes} of ${total} bytes`, { hint: 'run the command again to resume' });
+    }
+    fs.renameSync(tmp, dest);
+    progress(bytes, total, true);
+  } finally {
+    clearTimeout(stall);
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+function networkError(err: unknown, context: Context): XtunerError {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  const reason = cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+  return new XtunerError(`cannot download ${context.repoId} from ${context.endpoint}: ${reason} (is this machine offline?)`, {
+    hint: `pass a local model folder instead, or put the model into the Hugging Face cache (${path.join(context.cacheDir, repoCacheFolder(context.repoId))}); HF_ENDPOINT sets a mirror`,
+    cause: err,
+  });
+}
+
+function httpError(status: number, what: string, context: Context): XtunerError {
+  if (status === 401 || status === 403) {
+    return new XtunerError(`${context.endpoint} refused ${what} (HTTP ${status}): it is gated or private`, {
+      hint: 'accept its licence on the hub, then set HF_TOKEN to an access token',
+    });
+  }
+  if (status === 404) {
+    return new XtunerError(`${context.endpoint} has no ${what} (HTTP 404)`, {
+      hint: `check the id; if it is a local folder, no folder ./${context.repoId} exists`,
+    });
+  }
+  return new XtunerError(`${context.endpoint} answered HTTP ${status} for ${what}`, { hint: 'try again later' });
+}
+
+/** Progress on stderr: a line rewritten in place on a terminal, one line per file otherwise. */
+function stderrProgress(): (p: DownloadProgress) => void {
+  const tty = process.stderr.isTTY === true;
+  let last = 0;
+  const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+  return (p) => {
+    const now = Date.now();
+    if (!p.done && (!tty || now - last < 100)) return;
+    last = now;
+    const size = p.total === null ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)}/${mib(p.total)} MiB`;
+    const line = `downloading ${p.repoId} [${p.index}/${p.count}] ${p.file} ${size}`;
+    process.stderr.write(tty ? `\r\x1b[K${line}${p.done && p.index === p.count ? '\n' : ''}` : `${line}\n`);
+  };
+}
