@@ -56,15 +56,18 @@ const TYPE_NAMES: Record<string, string> = {
 };
 
 function describeIssue(issue: Issue, input: unknown): string {
-  const got = show(valueAt(input, issue.path));
+  const value = valueAt(input, issue.path);
+  const got = show(value);
   switch (issue.code) {
     case 'invalid_type': {
-      if (valueAt(input, issue.path) === undefined) return `missing: expected ${TYPE_NAMES[issue.expected] ?? issue.expected}`;
-      return `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, got ${got}`;
+      const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
+      return value === undefined ? `missing: expected ${expected}` : `expected ${expected}, got ${got}`;
     }
+    case 'invalid_union':
+      // Unions carry their own "expected ..." message in the schema.
+      return value === undefined ? `missing: ${issue.message}` : `${issue.message}, got ${got}`;
     case 'invalid_value': {
       const options = issue.values.map((v) => show(v)).join(', ');
-      const value = valueAt(input, issue.path);
       const hint = typeof value === 'string' ? didYouMean(value, issue.values.map(String)) : '';
       return issue.values.length === 1 ? `expected ${options}, got ${got}` : `expected one of ${options}; got ${got}${hint}`;
     }
@@ -78,8 +81,11 @@ function describeIssue(issue: Issue, input: unknown): string {
       }
       return `expected a value ${op} ${String(bound)}, got ${got}`;
     }
+    case 'custom':
+      // Rules about the whole config (params.whole) are not about one value.
+      return (issue.params as { whole?: boolean } | undefined)?.whole ? issue.message : `${issue.message}, got ${got}`;
     default:
-      return `${issue.message}${issue.code === 'custom' ? '' : `, got ${got}`}`;
+      return `${issue.message}, got ${got}`;
   }
 }
 

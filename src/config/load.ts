@@ -89,11 +89,12 @@ function parseJson(file: string): unknown {
 }
 
 function parseYaml(file: string): unknown {
-  const doc = YAML.parseDocument(fs.readFileSync(file, 'utf8'), { prettyErrors: false });
+  const doc = YAML.parseDocument(fs.readFileSync(file, 'utf8'));
   const first = doc.errors[0];
   if (first !== undefined) {
-    const where = first.linePos?.[0] ? `line ${first.linePos[0].line}, column ${first.linePos[0].col}: ` : '';
-    throw new XtunerError(`config ${file}: not valid YAML: ${where}${first.message.split('\n')[0]}`);
+    const at = first.linePos?.[0];
+    const what = first.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    throw new XtunerError(`config ${file}: not valid YAML: ${at ? `line ${at.line}, column ${at.col}: ` : ''}${what}`);
   }
   return doc.toJS();
 }

@@ -133,6 +133,7 @@ export const configSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['quantization'],
+        params: { whole: true },
         message: 'a 4-bit base model cannot be trained in full: set `lora` too (QLoRA), or set quantization to null',
       });
     }

@@ -247,12 +247,9 @@ async function downloadFile(
       await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
     } catch (err) {
       out.destroy();
-      if (err instanceof XtunerError) throw err;
-      throw networkError(err, context);
+      throw brokenOff(url, bytes, total, reasonOf(err));
     }
-    if (total !== null && bytes !== total) {
-      throw new XtunerError(`download of ${url} stopped at ${bytes} of ${total} bytes`, { hint: 'run the command again to resume' });
-    }
+    if (total !== null && bytes !== total) throw brokenOff(url, bytes, total, 'the server closed the connection');
     fs.renameSync(tmp, dest);
     progress(bytes, total, true);
   } finally {
@@ -261,9 +258,20 @@ async function downloadFile(
   }
 }
 
-function networkError(err: unknown, context: Context): XtunerError {
+function reasonOf(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  const reason = cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+}
+
+function brokenOff(url: string, bytes: number, total: number | null, reason: string): XtunerError {
+  const of = total === null ? '' : ` of ${total}`;
+  return new XtunerError(`download of ${url} broke off after ${bytes}${of} bytes: ${reason}`, {
+    hint: 'run the command again: files already complete are kept',
+  });
+}
+
+function networkError(err: unknown, context: Context): XtunerError {
+  const reason = reasonOf(err);
   return new XtunerError(`cannot download ${context.repoId} from ${context.endpoint}: ${reason} (is this machine offline?)`, {
     hint: `pass a local model folder instead, or put the model into the Hugging Face cache (${path.join(context.cacheDir, repoCacheFolder(context.repoId))}); HF_ENDPOINT sets a mirror`,
     cause: err,

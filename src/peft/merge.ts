@@ -11,7 +11,7 @@ import { XtunerError } from '../errors.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
-import { readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
+import { addLoraDelta, adapterMisfitError, readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
 
 export type MergeDtype = 'auto' | 'float32' | 'bfloat16' | 'float16';
 
@@ -47,23 +47,6 @@ const SAFETENSORS_DTYPE: Record<Exclude<MergeDtype, 'auto'>, SafetensorsDtype> =
 /** Weight files of the base that are not copied (the merged weights replace them). */
 function isWeightFile(name: string): boolean {
   return /\.(safetensors|bin|pt|pth|gguf|msgpack|h5)$/.test(name) || /\.(safetensors|bin)\.index\.json$/.test(name);
-}
-
-/** W [out, in] += scaling * B [out, r] @ A [r, in], in float32 like PEFT's get_delta_weight. */
-export function addLoraDelta(w: Float32Array, lora: LoraPair): void {
-  const { a, b, r, inFeatures: n, outFeatures: m, scaling } = lora;
-  const row = new Float64Array(n);
-  for (let o = 0; o < m; o++) {
-    row.fill(0);
-    for (let k = 0; k < r; k++) {
-      const bk = b[o * r + k]!;
-      if (bk === 0) continue;
-      const ak = k * n;
-      for (let i = 0; i < n; i++) row[i]! += bk * a[ak + i]!;
-    }
-    const wo = o * n;
-    for (let i = 0; i < n; i++) w[wo + i] = Math.fround(w[wo + i]! + Math.fround(scaling * Math.fround(row[i]!)));
-  }
 }
 
 function encode(values: Float32Array, dtype: SafetensorsDtype): HostData {
@@ -131,14 +114,7 @@ function checkAdapterFitsBase(modules: Map<string, LoraPair>, base: CheckpointRe
       wrong.push(`${mod}: base weight [${shape.join(', ')}], adapter [${p.outFeatures}, ${p.inFeatures}]`);
     }
   }
-  if (missing.length || wrong.length) {
-    const parts = [];
-    if (missing.length) parts.push(`${missing.length} module(s) not in the base: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
-    if (wrong.length) parts.push(`${wrong.length} with other shapes: ${wrong.slice(0, 5).join('; ')}${wrong.length > 5 ? '; ...' : ''}`);
-    throw new XtunerError(`adapter ${adapterDir} does not fit base model ${baseDir}: ${parts.join('; ')}`, {
-      hint: 'merge the adapter into the model it was trained on',
-    });
-  }
+  if (missing.length || wrong.length) throw adapterMisfitError(adapterDir, `base model ${baseDir}`, missing, wrong);
 }
 
 /** Copies the base folder's non-weight files; records the new dtype in config.json. */
