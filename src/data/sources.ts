@@ -113,7 +113,8 @@ async function* readJsonArray(file: string): AsyncGenerator<SourceItem> {
 /** Every record of every file, in order. */
 export async function* readRecords(files: readonly string[]): AsyncGenerator<SourceItem> {
   for (const file of files) {
-    if (fs.statSync(file).size === 0) {
+    const stat = fs.statSync(file);
+    if (stat.isFile() && stat.size === 0) {
       yield { kind: 'problem', problem: { file, message: 'empty file (no records)' } };
       continue;
     }
