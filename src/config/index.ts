@@ -8,6 +8,7 @@ export {
   CONFIG_KEYS,
   DATASET_FORMATS,
   DEFAULT_EVALUATION_INPUTS,
+  PROMPT_TEMPLATE_NAMES,
   type XtunerConfig,
   type XtunerConfigInput,
   type LoraSettings,
@@ -27,3 +28,5 @@ export {
 } from './library.ts';
 export { resolvedConfigJson, saveResolvedConfig, writeTextAtomic } from './save.ts';
 export { closestMatch, didYouMean, editDistance } from './did-you-mean.ts';
+// XTuner's SYSTEM_TEMPLATE presets (owned by the tokenizer layer), for `SYSTEM: SYSTEM_TEMPLATE.alpaca`.
+export { SYSTEM_TEMPLATE } from '../tokenizer/templates.ts';

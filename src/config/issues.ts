@@ -69,7 +69,9 @@ function describeIssue(issue: Issue, input: unknown): string {
     case 'invalid_value': {
       const options = issue.values.map((v) => show(v)).join(', ');
       const hint = typeof value === 'string' ? didYouMean(value, issue.values.map(String)) : '';
-      return issue.values.length === 1 ? `expected ${options}, got ${got}` : `expected one of ${options}; got ${got}${hint}`;
+      if (issue.values.length === 1) return `expected ${options}, got ${got}`;
+      if (issue.values.length > 10) return `got ${got}, not one of the ${issue.values.length} known names${hint}`;
+      return `expected one of ${options}; got ${got}${hint}`;
     }
     case 'too_small':
     case 'too_big': {

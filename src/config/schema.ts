@@ -4,6 +4,7 @@
 // Not here: loading files (load.ts), overrides (cfg-options.ts), messages (issues.ts).
 
 import { z } from 'zod';
+import { PROMPT_TEMPLATE, type PromptTemplateName } from '../tokenizer/templates.ts';
 
 /** The data formats of XTuner's map functions (`alpaca_map_fn`, `openai_map_fn`, ...). */
 export const DATASET_FORMATS = [
@@ -21,6 +22,9 @@ export const DATASET_FORMATS = [
 export const DEFAULT_EVALUATION_INPUTS = ['请给我介绍五个上海的景点', 'Please tell me five scenic spots in Shanghai'];
 
 const positiveInt = z.int().positive();
+
+/** XTuner's PROMPT_TEMPLATE names, and 'hf' for the tokenizer's own chat_template. */
+export const PROMPT_TEMPLATE_NAMES = [...(Object.keys(PROMPT_TEMPLATE) as PromptTemplateName[]), 'hf'] as const;
 
 /** peft's `LoraConfig` as XTuner writes it (`dict(type=LoraConfig, r=64, ...)`). */
 export const loraSchema = z.strictObject({
@@ -65,8 +69,8 @@ export const configSchema = z
     }),
     /** Layout of each record: the XTuner map function to apply. XTuner's default is its own `conversation` format. */
     dataset_format: z.enum(DATASET_FORMATS).default('conversation'),
-    /** XTuner `PROMPT_TEMPLATE` name (`internlm2_chat`, `qwen_chat`, `llama3_chat`, `default`, ...); null: raw text (pre-training). */
-    prompt_template: z.string().min(1).nullable().default(null),
+    /** XTuner `PROMPT_TEMPLATE` name (`internlm2_chat`, `qwen_chat`, `llama3_chat`, `default`, ...), or `hf` for the tokenizer's chat_template; null: raw text (pre-training). */
+    prompt_template: z.enum(PROMPT_TEMPLATE_NAMES).nullable().default(null),
     /** Tokens per sample (longer samples are cut), and the length of a packed row. */
     max_length: positiveInt.default(2048),
     /** Concatenate samples into rows of exactly `max_length` tokens (attention never crosses samples). */

@@ -110,13 +110,18 @@ test('copy-cfg NAME DIR copies to DIR/NAME_copy.ts; a misspelt NAME gets a sugge
   assert.match(typo.stderr, /^error: no built-in config named "internlm2_chat_1_8b_qlora_alpaca" \(did you mean "internlm2_chat_1_8b_qlora_alpaca_e3"\?\)\n/);
 });
 
-test('env names Node, the platform and the key packages', async () => {
+test('env names Node, the platform, the backends and the key packages', async () => {
   const run = await xtuner(['env']);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, new RegExp(`^Node\\.js +${process.version.replaceAll('.', '\\.')}$`, 'm'));
   assert.match(run.stdout, new RegExp(`^platform +${process.platform} ${process.arch}`, 'm'));
   assert.match(run.stdout, /^koffi +\d+\.\d+\.\d+$/m);
   assert.match(run.stdout, /^zod +\d+\.\d+\.\d+$/m);
+  // Backends: found, or not found with the reason.
+  assert.match(run.stdout, /^CPU backend +available, \d+ cores$/m);
+  assert.match(run.stdout, /^CPU BLAS +(OpenBLAS \(.+\)|none, JS kernel \(.+\))$/m);
+  assert.match(run.stdout, /^CUDA driver +(found \(.+|not found: .+)$/m);
+  assert.match(run.stdout, /^CUDA backend +(available|not available: .+)$/m);
 });
 
 test('a bug (not an XtunerError) prints its message and where to find the stack; XTUNER_DEBUG=1 prints the stack', () => {

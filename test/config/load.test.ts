@@ -137,6 +137,13 @@ test('wrong values say what was expected and what was found, one line each', asy
   ].sort());
 });
 
+test('prompt_template must be one of XTuner\'s template names (or hf)', async () => {
+  const ok = await loadConfig(write('t.json', JSON.stringify({ pretrained_model_name_or_path: 'm', data_path: 'd', prompt_template: 'hf' })));
+  assert.equal(ok.prompt_template, 'hf');
+  const file = write('t2.json', JSON.stringify({ pretrained_model_name_or_path: 'm', data_path: 'd', prompt_template: 'qwen_caht' }));
+  await rejectsWith(loadConfig(file), /t2\.json: prompt_template: got "qwen_caht", not one of the \d+ known names \(did you mean "qwen_chat"\?\)/);
+});
+
 test('rules about the whole config: a 4-bit base needs LoRA', async () => {
   const file = write('q4.json', JSON.stringify({ pretrained_model_name_or_path: 'm', data_path: 'd', quantization: {} }));
   const err = await rejectsWith(loadConfig(file));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCommandArgs, type Command } from '../command.ts';
 import { hfHubCacheDir } from '../../io/hf-hub.ts';
+import type { BackendProbe, LibraryProbe } from '../../backends/index.ts';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const KEY_PACKAGES = ['koffi', 'zod', 'yaml', 'tsx', '@huggingface/tokenizers', '@huggingface/jinja', '@sctg/sentencepiece-js'];
@@ -26,6 +27,26 @@ export function installedVersion(name: string, from: string = PACKAGE_ROOT): str
   }
 }
 
+function library(probe: LibraryProbe): string {
+  return probe.found ? `found (${probe.path})${probe.reason ? `, but ${probe.reason}` : ''}` : `not found: ${probe.reason}`;
+}
+
+/** The backend lines: what was found, and why not where something is missing. */
+export function backendLines(probe: BackendProbe): [string, string][] {
+  const { cpu, cuda } = probe;
+  const blas = cpu.blas.kernel === 'openblas' ? `OpenBLAS (${cpu.blas.path})` : `none, JS kernel (${cpu.blas.reason})`;
+  const driver = cuda.driver.found
+    ? `${library(cuda.driver)}; version ${cuda.driver.version ?? 'unknown'}; GPUs: ${cuda.driver.devices.join(', ') || 'none'}`
+    : library(cuda.driver);
+  return [
+    ['CPU backend', `available, ${cpu.cores} cores`],
+    ['CPU BLAS', blas],
+    ['CUDA driver', driver],
+    ['cuBLAS', library(cuda.cublas)],
+    ['CUDA backend', cuda.available ? 'available' : `not available: ${cuda.backend.reason ?? 'see above'}`],
+  ];
+}
+
 function ownVersion(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
@@ -37,6 +58,8 @@ export const command: Command = {
   usage: 'xtuner env',
   async run(argv) {
     parseCommandArgs(command, argv, {});
+    // Probing loads native libraries (koffi): only here, not when the command list is read.
+    const { probeBackends } = await import('../../backends/index.ts');
     const row = (key: string, value: string) => `${key.padEnd(26)}${value}`;
     const lines = [
       row('xtuner-ts', ownVersion()),
@@ -44,6 +67,8 @@ export const command: Command = {
       row('platform', `${process.platform} ${process.arch} (${os.release()})`),
       row('CPU', `${os.cpus()[0]?.model.trim() ?? 'unknown'} x ${os.availableParallelism()}`),
       row('memory', `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`),
+      '',
+      ...backendLines(probeBackends()).map(([key, value]) => row(key, value)),
       '',
       ...KEY_PACKAGES.map((name) => row(name, installedVersion(name) ?? 'not found')),
       '',
