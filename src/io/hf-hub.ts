@@ -273,7 +273,7 @@ function brokenOff(url: string, bytes: number, total: number | null, reason: str
 function networkError(err: unknown, context: Context): XtunerError {
   const reason = reasonOf(err);
   return new XtunerError(`cannot download ${context.repoId} from ${context.endpoint}: ${reason} (is this machine offline?)`, {
-    hint: `pass a local model folder instead, or put the model into the Hugging Face cache (${path.join(context.cacheDir, repoCacheFolder(context.repoId))}); HF_ENDPOINT sets a mirror`,
+    hint: `no folder ${path.resolve(context.repoId)} exists either: pass a local model folder, or put the model into the Hugging Face cache (${path.join(context.cacheDir, repoCacheFolder(context.repoId))}); HF_ENDPOINT sets a mirror`,
     cause: err,
   });
 }
@@ -303,6 +303,6 @@ function stderrProgress(): (p: DownloadProgress) => void {
     last = now;
     const size = p.total === null ? `${mib(p.bytes)} MiB` : `${mib(p.bytes)}/${mib(p.total)} MiB`;
     const line = `downloading ${p.repoId} [${p.index}/${p.count}] ${p.file} ${size}`;
-    process.stderr.write(tty ? `\r\x1b[K${line}${p.done && p.index === p.count ? '\n' : ''}` : `${line}\n`);
+    process.stderr.write(tty ? `\r\x1b[K${line}${p.done ? '\n' : ''}` : `${line}\n`);
   };
 }
