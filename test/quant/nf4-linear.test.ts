@@ -1,0 +1,78 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { loadModel } from '../../src/models/index.ts';
+import { Linear } from '../../src/nn/index.ts';
+import { injectLora, loraLayers } from '../../src/peft/lora.ts';
+import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
+import { dequantizeNf4, quantizeNf4 } from '../../src/quant/nf4.ts';
+import { Rng, tensor } from '../../src/tensor/index.ts';
+import { assertClose, assertCloseRel, BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, readExpected } from '../peft/helpers.ts';
+
+const batch = readExpected('lora');
+/** A matmul of the same numbers in another order: float32 rounding only. */
+const SAME_MATH_TOL = 1e-5;
+
+test('NF4Linear computes x W^T + b with the dequantised weight', () => {
+  const w = new Float32Array(24 * 70).map((_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+  const bias = tensor(new Float32Array(24).map((_, i) => i / 10), [24]);
+  const layer = NF4Linear.fromLinear(new Linear(tensor(w, [24, 70]), bias));
+  const deq = dequantizeNf4(quantizeNf4(w));
+  assert.deepEqual(layer.dequantizedWeight(), deq);
+  const x = new Float32Array(3 * 70).map((_, i) => Math.cos(i));
+  const y = layer.forward(tensor(x, [3, 70])).toFloat32Array();
+  const expected = new Float32Array(3 * 24);
+  for (let n = 0; n < 3; n++) {
+    for (let o = 0; o < 24; o++) {
+      let s = 0;
+      for (let i = 0; i < 70; i++) s += x[n * 70 + i]! * deq[o * 70 + i]!;
+      expected[n * 24 + o] = s + o / 10;
+    }
+  }
+  assertClose(y, expected, SAME_MATH_TOL, 'NF4Linear forward');
+  assert.equal([...layer.namedParameters()].length, 1); // only the (frozen) bias is a tensor
+  assert.equal(layer.bias!.requiresGrad, false);
+});
+
+test('quantizeLinears: every linear but lm_head, about 4.1 bits per weight', async () => {
+  const model = await loadModel(BASE_MODEL);
+  const report = quantizeLinears(model);
+  assert.equal(report.modules.length, 14);
+  assert.ok(!report.modules.includes('lm_head'));
+  assert.ok(model.getSubmodule('lm_head') instanceof Linear);
+  assert.ok(model.getSubmodule('model.layers.1.mlp.down_proj') instanceof NF4Linear);
+  const weights = 2 * (64 * 64 * 2 + 32 * 64 * 2 + 176 * 64 * 3);
+  assert.equal(report.bytesBefore, weights * 4);
+  // 4 bits + 8/64 absmax codes + per 256 blocks a float32 scale, + one offset per tensor
+  const bits = (report.bytesAfter * 8) / weights;
+  assert.ok(bits > 4.125 && bits < 4.2, `${bits} bits per weight`);
+  assert.ok(![...model.namedParameters()].some(([n]) => n.endsWith('q_proj.weight')));
+});
+
+test('QLoRA forward and LoRA gradients equal LoRA over the dequantised weights', async () => {
+  const qlora = await loadModel(BASE_MODEL);
+  quantizeLinears(qlora);
+  // the reference: plain Linear layers holding the dequantised weights
+  const ref = await loadModel(BASE_MODEL);
+  for (const [path, m] of [...qlora.namedModules()]) {
+    if (m instanceof NF4Linear) (ref.getSubmodule(path) as Linear).weight.assign(m.dequantizedWeight());
+  }
+  const cfg = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: LLAMA_TARGETS };
+  injectLora(qlora, cfg, new Rng(9));
+  injectLora(ref, cfg, new Rng(9));
+  for (const m of [qlora, ref]) {
+    for (const [, l] of loraLayers(m)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
+  }
+  const q = qlora.forward(batch.ids, { labels: batch.labels });
+  const r = ref.forward(batch.ids, { labels: batch.labels });
+  assertClose(q.logits.toFloat32Array(), r.logits.toFloat32Array(), LOGITS_TOL, 'logits');
+  q.loss!.backward();
+  r.loss!.backward();
+  const refParams = new Map(ref.namedParameters());
+  let n = 0;
+  for (const [name, p] of qlora.namedParameters()) {
+    if (!p.requiresGrad) continue;
+    assertCloseRel(p.grad!.toFloat32Array(), refParams.get(name)!.grad!.toFloat32Array(), GRAD_REL_TOL, name);
+    n++;
+  }
+  assert.equal(n, 28);
+});
