@@ -106,3 +106,113 @@ export function f32ToHalf(values: Float32Array, dtype: 'bfloat16' | 'float16'): 
   for (let i = 0; i < values.length; i++) out[i] = conv(values[i]!);
   return out;
 }
+
+/** Host arrays that carry each dtype (16-bit floats as raw bit patterns). */
+export type HostArray = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
+
+/** Float dtypes the compute kernels take. */
+export type FloatDType = 'float32' | 'bfloat16' | 'float16';
+
+/** A zero-filled host array of `size` elements for `dtype`. */
+export function allocHost(dtype: DType, size: number): HostArray {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(size);
+    case 'bfloat16':
+    case 'float16':
+      return new Uint16Array(size);
+    case 'int32':
+      return new Int32Array(size);
+    case 'int64':
+      return new BigInt64Array(size);
+    case 'uint8':
+      return new Uint8Array(size);
+    default:
+      return dtype satisfies never;
+  }
+}
+
+/** Whether `arr` is the host array type that carries `dtype`. */
+export function hostArrayMatches(arr: HostArray, dtype: DType): boolean {
+  switch (dtype) {
+    case 'float32':
+      return arr instanceof Float32Array;
+    case 'bfloat16':
+    case 'float16':
+      return arr instanceof Uint16Array;
+    case 'int32':
+      return arr instanceof Int32Array;
+    case 'int64':
+      return arr instanceof BigInt64Array;
+    case 'uint8':
+      return arr instanceof Uint8Array;
+    default:
+      return dtype satisfies never;
+  }
+}
+
+/** Decode any host array of `dtype` into float32 values (a copy, or `arr` itself when float32). */
+export function hostToF32(arr: HostArray, dtype: DType): Float32Array {
+  switch (dtype) {
+    case 'float32':
+      return arr as Float32Array;
+    case 'bfloat16':
+    case 'float16':
+      return halfToF32(arr as Uint16Array, dtype);
+    case 'int64': {
+      const src = arr as BigInt64Array;
+      const out = new Float32Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = Number(src[i]!);
+      return out;
+    }
+    case 'int32':
+    case 'uint8':
+      return Float32Array.from(arr as Int32Array | Uint8Array);
+    default:
+      return dtype satisfies never;
+  }
+}
+
+/** Encode float32 values as a host array of `dtype` (integers truncate toward zero). */
+export function f32ToHost(values: Float32Array, dtype: DType): HostArray {
+  switch (dtype) {
+    case 'float32':
+      return values;
+    case 'bfloat16':
+    case 'float16':
+      return f32ToHalf(values, dtype);
+    case 'int32':
+      return Int32Array.from(values, Math.trunc);
+    case 'int64': {
+      const out = new BigInt64Array(values.length);
+      for (let i = 0; i < values.length; i++) out[i] = BigInt(Math.trunc(values[i]!));
+      return out;
+    }
+    case 'uint8':
+      return Uint8Array.from(values, Math.trunc);
+    default:
+      return dtype satisfies never;
+  }
+}
+
+/** The dtype a host array carries by its type (Uint16Array is ambiguous: `half` says which). */
+export function dtypeOfHost(arr: HostArray, half: 'bfloat16' | 'float16' | null = null): DType | null {
+  if (arr instanceof Float32Array) return 'float32';
+  if (arr instanceof Int32Array) return 'int32';
+  if (arr instanceof BigInt64Array) return 'int64';
+  if (arr instanceof Uint8Array) return 'uint8';
+  return half;
+}
+
+/**
+ * `arr` converted to the host array of `dtype` (itself when it already matches). A Uint16Array is
+ * taken as bits of `dtype` when that is a 16-bit float, else rejected.
+ */
+export function toHostOf(arr: HostArray, dtype: DType): HostArray {
+  if (hostArrayMatches(arr, dtype)) return arr;
+  const from = dtypeOfHost(arr);
+  if (from === null) throw new Error(`a Uint16Array holds bfloat16/float16 bits and cannot become ${dtype}`);
+  if (from === 'int64' && dtype === 'int32') return Int32Array.from(arr as BigInt64Array, (v) => Number(v));
+  if (from === 'int32' && dtype === 'int64') return BigInt64Array.from(arr as Int32Array, (v) => BigInt(v));
+  return f32ToHost(hostToF32(arr, from), dtype);
+}

@@ -1,0 +1,228 @@
+// The kernel contract: everything a device must provide for the tensor engine to run on it.
+// Kernels take storage handles plus explicit sizes, offsets and strides, in elements. They know
+// nothing of Tensor objects, autograd, shapes beyond what their arguments say, or models.
+// A backend is a value of type `Backend<S>` for its own storage type S, so a backend that lacks a
+// kernel does not compile. Storage is opaque here (no host pointers): the CPU backend's storage is
+// a typed array, a CUDA backend's will be a device allocation from its caching allocator. Host data
+// crosses only through `write` and `read`. Small metadata (cuSeqlens, shapes) are host arrays.
+//
+// Conventions. Float kernels take the dtype of their float operands; all operands of one kernel
+// share it unless the argument list names several dtypes. Arithmetic is at least float32.
+// Integer ids and labels are int32 storage. Outputs are contiguous and written whole unless the
+// kernel says it accumulates. `alloc` returns zero-filled storage.
+
+import type { DType, FloatDType, HostArray } from '../tensor/dtype.ts';
+
+export type Device = 'cpu' | 'cuda';
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
+
+export type UnaryOp =
+  | 'silu'
+  | 'gelu'
+  | 'geluTanh'
+  | 'quickGelu'
+  | 'relu'
+  | 'sigmoid'
+  | 'tanh'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'neg';
+
+/** Row-major C = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; `batch` copies at the strides. */
+export interface GemmArgs<S> {
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  alpha: number;
+  beta: number;
+  a: S;
+  aOffset: number;
+  lda: number;
+  aDtype: FloatDType;
+  b: S;
+  bOffset: number;
+  ldb: number;
+  bDtype: FloatDType;
+  c: S;
+  cOffset: number;
+  ldc: number;
+  cDtype: FloatDType;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+}
+
+/**
+ * Scaled dot-product attention over q [B,Tq,Hq,D], k/v [B,Tk,Hkv,D] (Hq a multiple of Hkv, query
+ * head h reads kv head floor(h / (Hq/Hkv))). Causal masks are aligned bottom-right: query i sees
+ * keys j <= i + (Tk - Tq). With cuSeqlens (Tq == Tk), the flattened B*T token axis is cut at those
+ * boundaries (and at row ends) and no token attends across a cut.
+ */
+export interface AttentionShape {
+  B: number;
+  Tq: number;
+  Tk: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+  causal: boolean;
+  /** Int32 boundaries [0, ..., B*T] over the flattened token axis, or null. */
+  cuSeqlens: Int32Array | null;
+  dtype: FloatDType;
+}
+
+export interface AttentionArgs<S> extends AttentionShape {
+  q: S;
+  k: S;
+  v: S;
+  /** [B,Tq,Hq,D] */
+  out: S;
+  /** float32 [B,Hq,Tq]: log-sum-exp of each score row, saved for the backward. */
+  lse: S;
+}
+
+export interface AttentionBackwardArgs<S> extends AttentionShape {
+  q: S;
+  k: S;
+  v: S;
+  out: S;
+  dout: S;
+  lse: S;
+  /** Written whole: [B,Tq,Hq,D], [B,Tk,Hkv,D], [B,Tk,Hkv,D]. */
+  dq: S;
+  dk: S;
+  dv: S;
+}
+
+/** PyTorch AdamW (decoupled weight decay, bias-corrected moments). `step` counts from 1. */
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
+export interface Backend<S> {
+  readonly device: Device;
+
+  // ---- memory ----
+  /** Zero-filled storage for `size` elements of `dtype`. */
+  alloc(dtype: DType, size: number): S;
+  free(s: S): void;
+  /** Copy host elements into dst[offset, offset + src.length). `src` matches `dtype`'s host type. */
+  write(dst: S, dtype: DType, offset: number, src: HostArray): void;
+  /** A host copy of src[offset, offset + size). */
+  read(src: S, dtype: DType, offset: number, size: number): HostArray;
+
+  // ---- data movement ----
+  fill(dst: S, dtype: DType, offset: number, size: number, value: number): void;
+  /** dst[i] = src[i] converted (floats round to nearest even, float to int truncates). */
+  cast(src: S, srcDtype: DType, dst: S, dstDtype: DType, size: number): void;
+  /** dst[dstOffset + sum_d i_d dstStrides_d] = src[srcOffset + sum_d i_d srcStrides_d] over `shape`. */
+  copyStrided(
+    src: S,
+    srcOffset: number,
+    srcStrides: readonly number[],
+    dst: S,
+    dstOffset: number,
+    dstStrides: readonly number[],
+    shape: readonly number[],
+    dtype: DType,
+  ): void;
+
+  // ---- elementwise ----
+  /** out (contiguous, `shape`) = a op b, read at their strides (0 = broadcast). */
+  binary(
+    op: BinaryOp,
+    a: S,
+    aStrides: readonly number[],
+    b: S,
+    bStrides: readonly number[],
+    out: S,
+    shape: readonly number[],
+    dtype: FloatDType,
+  ): void;
+  unary(op: UnaryOp, x: S, out: S, size: number, dtype: FloatDType): void;
+  /** dx = dy * f'(x). */
+  unaryBackward(op: UnaryOp, x: S, dy: S, dx: S, size: number, dtype: FloatDType): void;
+  /** out = alpha * x. */
+  scale(x: S, out: S, size: number, alpha: number, dtype: FloatDType): void;
+  /** y += alpha * x, in place (gradient accumulation, merges). */
+  axpy(x: S, y: S, size: number, alpha: number, dtype: FloatDType): void;
+  /** out[o, i] = sum_m x[o, m, i] for x [outer, mid, inner]. */
+  reduceSum(x: S, out: S, outer: number, mid: number, inner: number, dtype: FloatDType): void;
+
+  // ---- matrix products ----
+  gemm(args: GemmArgs<S>): void;
+
+  // ---- fused layers ----
+  /** out = silu(gate) * up. */
+  swiglu(gate: S, up: S, out: S, size: number, dtype: FloatDType): void;
+  swigluBackward(gate: S, up: S, dout: S, dgate: S, dup: S, size: number, dtype: FloatDType): void;
+  /** Softmax over the last axis of x [rows, cols]. */
+  softmax(x: S, out: S, rows: number, cols: number, dtype: FloatDType): void;
+  /** dx = y * (dy - sum(dy * y)) per row. */
+  softmaxBackward(y: S, dy: S, dx: S, rows: number, cols: number, dtype: FloatDType): void;
+  /** out = x * rstd * w over rows of x [rows, cols]; rstd float32 [rows] saved for the backward. */
+  rmsNorm(x: S, w: S, out: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
+  /** dx written; dw (float32 [cols]) accumulated, or skipped when null. */
+  rmsNormBackward(x: S, w: S, rstd: S, dy: S, dx: S, dw: S | null, rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType): void;
+  /** out = (x - mean) * rstd * w + b; mean and rstd float32 [rows] saved. b may be null. */
+  layerNorm(x: S, w: S, b: S | null, out: S, mean: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
+  /** dx written; dw, db (float32 [cols]) accumulated, or skipped when null. */
+  layerNormBackward(
+    x: S,
+    w: S,
+    mean: S,
+    rstd: S,
+    dy: S,
+    dx: S,
+    dw: S | null,
+    db: S | null,
+    rows: number,
+    cols: number,
+    dtype: FloatDType,
+    wDtype: FloatDType,
+  ): void;
+  /**
+   * Rotary embedding, rotate_half convention: out = x * cos + rotate_half(x) * sin, x [B,T,H,D],
+   * cos/sin [B,T,D] of x's dtype, read at batch stride `csBatchStride` (0 to share one [T,D] table).
+   * `inverse` applies the transpose (the backward: sin negated).
+   */
+  rope(x: S, cos: S, sin: S, out: S, B: number, T: number, H: number, D: number, csBatchStride: number, inverse: boolean, dtype: FloatDType): void;
+  /** out[i, :] = w[ids[i], :] for w [V, H]; ids int32 [n], already checked to lie in [0, V). */
+  embedding(w: S, ids: S, out: S, n: number, H: number, dtype: FloatDType): void;
+  /** dw[ids[i], :] += dy[i, :]; dw float32 [V, H]. */
+  embeddingBackward(dy: S, ids: S, dw: S, n: number, H: number, dtype: FloatDType): void;
+  /**
+   * Per-row cross-entropy of logits [N, V] against int32 labels [N]: loss[i] = lse_i - logit[label_i]
+   * (0 where label == ignoreIndex); loss and lse are float32 [N]. Labels already checked.
+   */
+  crossEntropy(logits: S, labels: S, loss: S, lse: S, N: number, V: number, ignoreIndex: number, dtype: FloatDType): void;
+  /** dlogits = (softmax(logits) - onehot(label)) * gradScale on rows whose label != ignoreIndex, else 0. */
+  crossEntropyBackward(logits: S, labels: S, lse: S, dlogits: S, N: number, V: number, ignoreIndex: number, gradScale: number, dtype: FloatDType): void;
+  attention(args: AttentionArgs<S>): void;
+  attentionBackward(args: AttentionBackwardArgs<S>): void;
+
+  // ---- optimizer support (in place, no autograd) ----
+  /** One AdamW step on param, expAvg, expAvgSq (each its own dtype) from grad. */
+  adamwUpdate(
+    param: S,
+    grad: S,
+    expAvg: S,
+    expAvgSq: S,
+    size: number,
+    dtypes: { param: FloatDType; grad: FloatDType; expAvg: FloatDType; expAvgSq: FloatDType },
+    hyper: AdamWHyper,
+  ): void;
+  /** out[outIndex] = sum of x^2 (float32 out), so many tensors' norms need one read. */
+  sumOfSquares(x: S, size: number, dtype: FloatDType, out: S, outIndex: number): void;
+}

@@ -1,0 +1,70 @@
+// The CPU backend: the reference implementation of the kernel contract. Storage is a typed array;
+// kernels are plain loops (see the files beside this one), matrix products go through sgemm.
+
+import type { Backend, GemmArgs } from '../backend.ts';
+import { attention, attentionBackward } from './attention.ts';
+import { crossEntropy, crossEntropyBackward } from './cross-entropy.ts';
+import { axpy, binary, cast, copyStrided, fill, reduceSum, scale, unary, unaryBackward } from './elementwise.ts';
+import { embedding, embeddingBackward } from './embedding.ts';
+import { sgemm } from './gemm.ts';
+import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.ts';
+import { adamwUpdate, sumOfSquares } from './optim.ts';
+import { rope } from './rope.ts';
+import { softmax, softmaxBackward } from './softmax.ts';
+import { commit, cpuAlloc, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
+import { swiglu, swigluBackward } from './swiglu.ts';
+
+export type { CpuStorage } from './storage.ts';
+
+/** Strided-batched GEMM; bf16/f16 operands are decoded to float32 first. */
+function gemm(g: GemmArgs<CpuStorage>): void {
+  const a = f32Of(g.a, g.aDtype);
+  const b = f32Of(g.b, g.bDtype);
+  // C is read when beta != 0, so decode it; float32 C is updated in place
+  const c = f32Of(g.c, g.cDtype);
+  for (let i = 0; i < g.batch; i++) {
+    sgemm(
+      g.transA, g.transB, g.m, g.n, g.k, g.alpha,
+      a, g.aOffset + i * g.strideA, g.lda,
+      b, g.bOffset + i * g.strideB, g.ldb,
+      g.beta, c, g.cOffset + i * g.strideC, g.ldc,
+    );
+  }
+  commit(g.c, g.cDtype, c);
+}
+
+export const cpuBackend: Backend<CpuStorage> = {
+  device: 'cpu',
+  alloc: cpuAlloc,
+  free: () => {}, // the garbage collector takes the typed array once no tensor holds it
+  write: cpuWrite,
+  read: cpuRead,
+  fill,
+  cast,
+  copyStrided: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape) =>
+    copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape),
+  binary,
+  unary,
+  unaryBackward,
+  scale,
+  axpy,
+  reduceSum,
+  gemm,
+  swiglu,
+  swigluBackward,
+  softmax,
+  softmaxBackward,
+  rmsNorm,
+  rmsNormBackward,
+  layerNorm,
+  layerNormBackward,
+  rope,
+  embedding,
+  embeddingBackward,
+  crossEntropy,
+  crossEntropyBackward,
+  attention,
+  attentionBackward,
+  adamwUpdate,
+  sumOfSquares,
+};

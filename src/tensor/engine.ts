@@ -1,0 +1,115 @@
+// Global engine state: reference-counted storage, scopes (tidy/keep), grad mode and memory stats.
+// A storage block is shared by the tensors that view it (reshape, detach, the handles autograd
+// saves for the backward) and is freed when the last of them is disposed.
+
+import { getBackend, type Backend, type Device, type Storage } from '../backends/index.ts';
+import { dtypeBytes, type DType } from './dtype.ts';
+
+export interface StorageRef {
+  readonly storage: Storage;
+  readonly backend: Backend<Storage>;
+  readonly bytes: number;
+  refs: number;
+}
+
+/** Anything the scope machinery tracks and can dispose (the Tensor class). */
+export interface Disposable {
+  dispose(): void;
+  _scope: Set<Disposable> | null;
+}
+
+const stats = { liveTensors: 0, liveBytes: 0, peakBytes: 0 };
+const scopes: Set<Disposable>[] = [];
+let noGradDepth = 0;
+
+export function allocStorage(device: Device, dtype: DType, size: number): StorageRef {
+  const backend = getBackend(device);
+  const bytes = size * dtypeBytes(dtype);
+  const ref = { storage: backend.alloc(dtype, size), backend, bytes, refs: 1 };
+  stats.liveBytes += bytes;
+  if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
+  return ref;
+}
+
+export function retainStorage(ref: StorageRef): void {
+  ref.refs++;
+}
+
+export function releaseStorage(ref: StorageRef): void {
+  if (--ref.refs === 0) {
+    ref.backend.free(ref.storage);
+    stats.liveBytes -= ref.bytes;
+  }
+}
+
+export function tensorCreated(t: Disposable, tracked: boolean): void {
+  stats.liveTensors++;
+  const scope = scopes[scopes.length - 1];
+  if (tracked && scope) {
+    scope.add(t);
+    t._scope = scope;
+  }
+}
+
+export function tensorDisposed(t: Disposable): void {
+  stats.liveTensors--;
+  untrack(t);
+}
+
+export function untrack(t: Disposable): void {
+  t._scope?.delete(t);
+  t._scope = null;
+}
+
+/** Move `t` into the innermost open scope (or leave it untracked when none is open). */
+function adoptIntoCurrent(t: Disposable): void {
+  untrack(t);
+  const scope = scopes[scopes.length - 1];
+  if (scope) {
+    scope.add(t);
+    t._scope = scope;
+  }
+}
+
+export function openScope(): Set<Disposable> {
+  const scope = new Set<Disposable>();
+  scopes.push(scope);
+  return scope;
+}
+
+/** Close the innermost scope: dispose what it tracks except `survivors`, which move to the parent. */
+export function closeScope(scope: Set<Disposable>, survivors: Iterable<Disposable>, toParent = true): void {
+  if (scopes[scopes.length - 1] !== scope) throw new Error('tensor scopes closed out of order');
+  scopes.pop();
+  const keepSet = new Set<Disposable>();
+  for (const t of survivors) {
+    if (t._scope === scope) {
+      keepSet.add(t);
+      if (toParent) adoptIntoCurrent(t);
+      else untrack(t);
+    }
+  }
+  for (const t of [...scope]) if (!keepSet.has(t)) t.dispose();
+  scope.clear();
+}
+
+export function isGradEnabled(): boolean {
+  return noGradDepth === 0;
+}
+
+export function enterNoGrad(): void {
+  noGradDepth++;
+}
+
+export function exitNoGrad(): void {
+  noGradDepth--;
+}
+
+export function memoryStats(): { liveTensors: number; liveBytes: number; peakBytes: number } {
+  return { ...stats };
+}
+
+/** Start a new peak measurement from the current live bytes. */
+export function resetPeakBytes(): void {
+  stats.peakBytes = stats.liveBytes;
+}

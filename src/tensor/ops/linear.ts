@@ -1,0 +1,75 @@
+// linear(x[..., in], w[out, in], b?[out]) = x w^T + b, the Linear layer. w may be float32, bf16
+// or f16 (the output keeps x's dtype). The backward computes only the gradients needed (a frozen
+// weight under LoRA costs no dW GEMM).
+
+import { XtunerError } from '../../errors.ts';
+import { recordOp } from '../autograd.ts';
+import { fmt } from '../shape.ts';
+import type { Tensor } from '../tensor.ts';
+import { checkDevice, checkFloat, empty, castRaw } from './util.ts';
+
+export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  const device = checkDevice('linear', x, w, b);
+  const dtype = checkFloat('linear', 'x', x);
+  const wDtype = checkFloat('linear', 'w', w);
+  const inF = x.shape[x.shape.length - 1];
+  if (w.shape.length !== 2 || inF === undefined || w.shape[1] !== inF) {
+    throw new XtunerError(`linear: x ${fmt(x.shape)} needs a weight [out, ${inF}], got ${fmt(w.shape)}`);
+  }
+  const outF = w.shape[0]!;
+  if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) {
+    throw new XtunerError(`linear: bias must be [${outF}], got ${fmt(b.shape)}`);
+  }
+  const rows = x.size / inF;
+  const out = empty([...x.shape.slice(0, -1), outF], dtype, device);
+  const be = x.backend;
+  let beta = 0;
+  if (b) {
+    // start from the bias in every row, then accumulate the product onto it
+    const bb = castRaw(b, dtype);
+    be.copyStrided(bb.storage, 0, [0, 1], out.storage, 0, [outF, 1], [rows, outF], dtype);
+    if (bb !== b) bb.dispose();
+    beta = 1;
+  }
+  be.gemm({
+    transA: false, transB: true, m: rows, n: outF, k: inF, alpha: 1, beta,
+    a: x.storage, aOffset: 0, lda: inF, aDtype: dtype,
+    b: w.storage, bOffset: 0, ldb: inF, bDtype: wDtype,
+    c: out.storage, cOffset: 0, ldc: outF, cDtype: dtype,
+    batch: 1, strideA: 0, strideB: 0, strideC: 0,
+  });
+  return recordOp('linear', out, [x, w, b ?? null], [x, w], ([sx, sw], dy, needs) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (needs[0]) {
+      // dx [rows, in] = dy [rows, out] w [out, in]
+      dx = empty(x.shape, dtype, device);
+      be.gemm({
+        transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, beta: 0,
+        a: dy.storage, aOffset: 0, lda: outF, aDtype: dtype,
+        b: sw!.storage, bOffset: 0, ldb: inF, bDtype: wDtype,
+        c: dx.storage, cOffset: 0, ldc: inF, cDtype: dtype,
+        batch: 1, strideA: 0, strideB: 0, strideC: 0,
+      });
+    }
+    if (needs[1]) {
+      // dw [out, in] = dy^T [out, rows] x [rows, in]
+      dw = empty(w.shape, dtype, device);
+      be.gemm({
+        transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, beta: 0,
+        a: dy.storage, aOffset: 0, lda: outF, aDtype: dtype,
+        b: sx!.storage, bOffset: 0, ldb: inF, bDtype: dtype,
+        c: dw.storage, cOffset: 0, ldc: inF, cDtype: dtype,
+        batch: 1, strideA: 0, strideB: 0, strideC: 0,
+      });
+      dw = castRaw(dw, wDtype);
+    }
+    if (needs[2] && b) {
+      db = empty([outF], dtype, device);
+      be.reduceSum(dy.storage, db.storage, 1, rows, outF, dtype);
+      db = castRaw(db, b.dtype);
+    }
+    return [dx, dw, db];
+  });
+}

@@ -1,0 +1,42 @@
+// Helpers shared by the op files: output allocation, dtype promotion and checks. Not ops.
+
+import { XtunerError } from '../../errors.ts';
+import { isFloatDType, type DType, type FloatDType } from '../dtype.ts';
+import { fmt } from '../shape.ts';
+import { Tensor } from '../tensor.ts';
+
+/** A zero-filled tensor owned by the current scope. */
+export function empty(shape: readonly number[], dtype: DType, device: Tensor['device']): Tensor {
+  return Tensor._alloc(shape, dtype, device);
+}
+
+export function checkFloat(op: string, name: string, t: Tensor): FloatDType {
+  t._live();
+  if (!isFloatDType(t.dtype)) throw new XtunerError(`${op}: ${name} must be a float tensor, got ${t.dtype} ${fmt(t.shape)}`);
+  return t.dtype as FloatDType;
+}
+
+export function checkDevice(op: string, ...ts: (Tensor | null | undefined)[]): Tensor['device'] {
+  const devs = new Set(ts.filter((t): t is Tensor => t != null).map((t) => t.device));
+  if (devs.size > 1) throw new XtunerError(`${op}: tensors on different devices (${[...devs].join(', ')})`);
+  return [...devs][0] ?? 'cpu';
+}
+
+/** PyTorch-style promotion between float dtypes: equal stays, mixed goes to float32. */
+export function promote(a: FloatDType, b: FloatDType): FloatDType {
+  return a === b ? a : 'float32';
+}
+
+export function checkRank(op: string, name: string, t: Tensor, rank: number, layout: string): void {
+  if (t.shape.length !== rank) {
+    throw new XtunerError(`${op}: ${name} must be ${layout}, got shape ${fmt(t.shape)}`);
+  }
+}
+
+/** `g` converted to `dtype` outside autograd (`g` itself when it already is; else a new tensor, `g` left to its scope). */
+export function castRaw(g: Tensor, dtype: DType): Tensor {
+  if (g.dtype === dtype) return g;
+  const out = empty(g.shape, dtype, g.device);
+  g.backend.cast(g.storage, g.dtype, out.storage, dtype, g.size);
+  return out;
+}
