@@ -12,7 +12,7 @@ export default {
   pretrained_model_name_or_path: 'internlm/internlm2-chat-1_8b', // the tutorial copies it to a local folder: put that path here
 
   // Data
-  data_path: 'data/personal_assistant.json',
+  data_path: 'data/personal_assistant.jsonl', // written by `xtuner make-assistant-data --name NAME`
   dataset_format: 'openai',
   prompt_template: 'internlm2_chat',
   max_length: 1024,

@@ -11,7 +11,7 @@ export default {
   pretrained_model_name_or_path: 'examples/tiny-assistant',
 
   // Data
-  data_path: 'data/personal_assistant.json',
+  data_path: 'data/personal_assistant.jsonl', // written by `xtuner make-assistant-data --name NAME`
   dataset_format: 'openai',
   prompt_template: 'internlm2_chat',
   max_length: 256,

@@ -13,5 +13,8 @@ export interface CommandEntry {
 export const commands: readonly CommandEntry[] = [
   { name: 'list-cfg', load: () => import('./list-cfg.ts') },
   { name: 'copy-cfg', load: () => import('./copy-cfg.ts') },
+  { name: 'check-custom-dataset', load: () => import('./check-custom-dataset.ts') },
+  { name: 'log-dataset', load: () => import('./log-dataset.ts') },
+  { name: 'make-assistant-data', load: () => import('./make-assistant-data.ts') },
   { name: 'env', load: () => import('./env.ts') },
 ];
