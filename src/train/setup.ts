@@ -1,0 +1,101 @@
+// Everything a run needs, built from a resolved config: the model folder (local, HF cache or
+// download), tokenizer, prompt template, training data, and the model with its training method:
+// full fine-tuning (every weight trains), LoRA (adapters on the target linears, the rest frozen)
+// or QLoRA (base linears stored in NF4, LoRA on top). Also what convert and chat share: the
+// method of a config and the LoRA settings in PEFT's terms. Not here: the loop (trainer.ts).
+
+import type { XtunerConfig } from '../config/index.ts';
+import { loadTrainData, type TrainData } from '../data/index.ts';
+import { XtunerError } from '../errors.ts';
+import { resolveModelPath } from '../io/hf-hub.ts';
+import { loadModel, type CausalLM } from '../models/index.ts';
+import type { LoraConfig } from '../peft/config.ts';
+import { injectLora, countParams, type InjectReport } from '../peft/lora.ts';
+import { quantizeLinears, type QuantizeReport } from '../quant/nf4-linear.ts';
+import { Rng, type Device, type Tensor } from '../tensor/index.ts';
+import { getPromptTemplate, loadTokenizer, type PromptTemplate, type Tokenizer } from '../tokenizer/index.ts';
+
+export type TrainMethod = 'full' | 'lora' | 'qlora';
+
+export function methodOf(cfg: Pick<XtunerConfig, 'lora' | 'quantization'>): TrainMethod {
+  if (cfg.lora === null) return 'full';
+  return cfg.quantization === null ? 'lora' : 'qlora';
+}
+
+/** The config's LoRA settings in PEFT's terms (null target_modules: every linear but the head). */
+export function peftLoraConfig(lora: NonNullable<XtunerConfig['lora']>): LoraConfig {
+  return { r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules ?? null };
+}
+
+/** 'cpu' or 'cuda'; 'auto' picks CUDA only where the engine has it. */
+export function resolveDevice(device: XtunerConfig['device']): Device {
+  if (device !== 'auto') return device;
+  return 'cpu';
+}
+
+export function templateOf(cfg: Pick<XtunerConfig, 'prompt_template'>): PromptTemplate | 'hf' | null {
+  return cfg.prompt_template === null ? null : getPromptTemplate(cfg.prompt_template);
+}
+
+export interface ModelSetup {
+  model: CausalLM;
+  method: TrainMethod;
+  /** [name, tensor] of the parameters that train, in model order. */
+  trainable: Array<[string, Tensor]>;
+  /** LoRA only: the adapters' generator (init, then dropout masks: saved for an exact resume). */
+  loraRng: Rng | null;
+  lora: InjectReport | null;
+  quant: QuantizeReport | null;
+  trainableParams: number;
+  totalParams: number;
+}
+
+/** Loads the base model and prepares it for the config's method; its weights are untouched. */
+export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: number, device: Device): Promise<ModelSetup> {
+  const dtype = cfg.dtype ?? (device === 'cuda' ? 'bfloat16' : 'float32');
+  const model = await loadModel(modelDir, { device, dtype });
+  const method = methodOf(cfg);
+  let quant: QuantizeReport | null = null;
+  let lora: InjectReport | null = null;
+  let loraRng: Rng | null = null;
+  if (cfg.quantization !== null) {
+    quant = quantizeLinears(model, { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant });
+  }
+  if (cfg.lora !== null) {
+    loraRng = new Rng(seed);
+    lora = injectLora(model, peftLoraConfig(cfg.lora), loraRng);
+  } else {
+    for (const p of model.parameters()) p.requiresGrad = true;
+  }
+  const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
+  if (trainable.length === 0) throw new XtunerError('nothing to train: the model has no trainable parameter');
+  return { model, method, trainable, loraRng, lora, quant, ...countParams(model) };
+}
+
+export interface RunSetup extends ModelSetup {
+  modelDir: string;
+  tokenizer: Tokenizer;
+  template: PromptTemplate | 'hf' | null;
+  data: TrainData;
+}
+
+/** Model folder, tokenizer, data and model for a training run. */
+export async function setupRun(cfg: XtunerConfig, seed: number, device: Device, log: (line: string) => void): Promise<RunSetup> {
+  const modelDir = await resolveModelPath(cfg.pretrained_model_name_or_path);
+  const tokenizer = await loadTokenizer(modelDir);
+  const template = templateOf(cfg);
+  const data = await loadTrainData({ ...cfg, seed }, tokenizer);
+  const s = data.stats;
+  log(
+    `data: ${s.samples} samples from ${s.records} records (${s.droppedEmpty + s.droppedNoLabel} dropped, ${s.truncated} truncated) -> ` +
+      `${s.rows} ${cfg.pack_to_max_length ? `packed rows of ${cfg.max_length} tokens` : 'samples (padded per batch)'}`,
+  );
+  const model = await setupModel(modelDir, cfg, seed, device);
+  const pct = ((100 * model.trainableParams) / model.totalParams).toFixed(2);
+  log(
+    `model: ${modelDir} (${model.model.modelType}, ${model.model.dtype}, ${device}); method ${model.method}: ` +
+      `${model.trainableParams.toLocaleString('en-US')} of ${model.totalParams.toLocaleString('en-US')} parameters train (${pct}%)` +
+      (model.quant ? `; NF4 saves ${((model.quant.bytesBefore - model.quant.bytesAfter) / 2 ** 20).toFixed(1)} MiB` : ''),
+  );
+  return { ...model, modelDir, tokenizer, template, data };
+}

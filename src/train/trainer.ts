@@ -1,0 +1,305 @@
+// The training loop of `xtuner train`. One iteration is one optimizer step: `accumulative_counts`
+// batches (forward, loss / accumulative_counts, backward), then clipping to `max_norm`, AdamW at
+// the scheduled learning rate, and the hooks: logging every `log_interval` iterations, eval-chat
+// every `evaluation_freq`, a checkpoint every `save_steps` and at the end. The run has
+// `max_iters` iterations, or max_epochs x batches per epoch / accumulative_counts.
+// Resuming restores weights, AdamW moments, schedule, data position and the LoRA dropout
+// generator, so the losses after a resume are those of an uninterrupted run.
+// Ctrl-C finishes the current iteration, saves, and returns; a NaN/inf loss stops with the step.
+
+import path from 'node:path';
+import { saveResolvedConfig, type XtunerConfig } from '../config/index.ts';
+import type { DataPosition } from '../data/index.ts';
+import { XtunerError } from '../errors.ts';
+import type { WriteTensor } from '../io/safetensors.ts';
+import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
+import { clipGradNorm } from '../optim/clip.ts';
+import { WarmupCosineSchedule, type WarmupCosineState } from '../optim/schedule.ts';
+import { memoryStats, noGrad, scale, tidy, type RngState, type Tensor } from '../tensor/index.ts';
+import { hostToFloat32 } from '../io/safetensors.ts';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } from './eval-chat.ts';
+import { InterruptFlag, yieldToEvents } from './interrupt.ts';
+import { TrainLogger, type Output } from './logger.ts';
+import { resolveDevice, setupRun, type RunSetup } from './setup.ts';
+import { acquireWorkDirLock, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
+
+export interface TrainOptions {
+  /** Resolved config (overrides such as --seed/--device already applied). */
+  config: XtunerConfig;
+  workDir: string;
+  /** A checkpoint folder, or 'auto' for the work folder's `last_checkpoint`. */
+  resume?: string | null;
+  /** Terminal output; default stdout. */
+  out?: Output;
+  /** Default: one that listens to SIGINT while training. */
+  interrupt?: InterruptFlag;
+  /** Called after every iteration (tests use it to interrupt at an exact step). */
+  onIteration?: (info: { iter: number; loss: number }) => void;
+}
+
+export interface TrainResult {
+  status: 'completed' | 'interrupted';
+  /** Iterations done. */
+  iter: number;
+  maxIters: number;
+  /** The last checkpoint saved (null if none was). */
+  checkpoint: string | null;
+}
+
+/** What state.json of a checkpoint holds for the trainer. */
+interface TrainerState {
+  iter: number;
+  maxIters: number;
+  dataPosition: DataPosition;
+  dataRows: number;
+  method: string;
+  seed: number;
+  optimizer: AdamWScalars;
+  scheduler: WarmupCosineState;
+  loraRng: RngState | null;
+  /** The LoRA settings as trained (convert needs them without the config). */
+  lora: { r: number; loraAlpha: number; loraDropout: number; targetModules: string[] | string } | null;
+  modelDir: string;
+}
+
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const cfg = opts.config;
+  const logger = new TrainLogger(opts.workDir, opts.out);
+  const release = acquireWorkDirLock(opts.workDir);
+  const interrupt = opts.interrupt ?? new InterruptFlag(() => logger.info('Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again quits without saving)')).install();
+  try {
+    saveResolvedConfig(cfg, path.join(opts.workDir, RESOLVED_CONFIG_FILE));
+    const resumeDir = opts.resume ? resolveResume(opts.workDir, opts.resume) : null;
+    // Read the checkpoint before the long setup, so a bad one fails at once.
+    const checkpoint = resumeDir ? loadCheckpoint(resumeDir) : null;
+    const device = resolveDevice(cfg.device);
+    const run = await setupRun(cfg, cfg.seed, device, (l) => logger.info(l));
+    return await loop(run, cfg, opts, logger, interrupt, checkpoint);
+  } finally {
+    if (!opts.interrupt) interrupt.uninstall();
+    logger.close();
+    release();
+  }
+}
+
+function resolveResume(workDir: string, resume: string): string {
+  if (resume !== 'auto') return path.resolve(resume);
+  const last = readLastCheckpoint(workDir);
+  if (last === null) {
+    throw new XtunerError(`--resume: no checkpoint to resume in ${workDir} (no last_checkpoint file)`, {
+      hint: 'pass the checkpoint folder (--resume work_dirs/<name>/iter_<N>), or train without --resume',
+    });
+  }
+  return last;
+}
+
+async function loop(
+  run: RunSetup,
+  cfg: XtunerConfig,
+  opts: TrainOptions,
+  logger: TrainLogger,
+  interrupt: InterruptFlag,
+  checkpoint: ReturnType<typeof loadCheckpoint> | null,
+): Promise<TrainResult> {
+  const { model, trainable, data } = run;
+  const acc = cfg.accumulative_counts;
+  const batchesPerEpoch = data.loader.stepsPerEpoch;
+  const maxIters = cfg.max_iters ?? Math.max(1, Math.floor((cfg.max_epochs * batchesPerEpoch) / acc));
+  const schedule = new WarmupCosineSchedule({
+    lr: cfg.lr,
+    totalIters: maxIters,
+    warmupIters: Math.min(Math.trunc(cfg.warmup_ratio * maxIters), maxIters - 1),
+    etaMin: cfg.eta_min,
+  });
+  const optimizer = new AdamW(trainable, { lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weight_decay });
+  const params = trainable.map(([, p]) => p);
+  let iter = 0;
+  let position: DataPosition = { epoch: 0, step: 0 };
+  let lastCheckpoint: string | null = null;
+
+  if (checkpoint) {
+    const state = checkpoint.state as unknown as TrainerState;
+    restore(run, cfg, state, checkpoint, optimizer, schedule, maxIters, data.items.length);
+    iter = state.iter;
+    position = state.dataPosition;
+    lastCheckpoint = checkpoint.dir;
+    logger.info(`resumed from ${checkpoint.dir} at iteration ${iter} (epoch ${position.epoch + 1}, batch ${position.step})`);
+  }
+  logger.info(
+    `training ${maxIters} iterations (${cfg.max_iters === undefined ? `${cfg.max_epochs} epochs x ${batchesPerEpoch} batches / ${acc}` : 'max_iters'}); ` +
+      `${cfg.batch_size} x ${acc} ${cfg.pack_to_max_length ? 'rows' : 'samples'} per iteration; work folder ${opts.workDir}`,
+  );
+
+  const evalOpts = { tokenizer: run.tokenizer, template: run.template, system: cfg.SYSTEM, inputs: cfg.evaluation_inputs };
+  const evaluate = (maxNewTokens: number): void => {
+    if (cfg.evaluation_inputs.length === 0) return;
+    model.eval();
+    const samples = noGrad(() => evaluateChat(model, evalOpts, maxNewTokens));
+    model.train();
+    logger.info(saveEvalChat(opts.workDir, iter, samples));
+  };
+  const save = async (): Promise<void> => {
+    lastCheckpoint = await saveCheckpoint(opts.workDir, checkpointData(run, cfg, optimizer, schedule, iter, maxIters, position), cfg.save_total_limit);
+    logger.info(`saved checkpoint ${lastCheckpoint}`);
+  };
+
+  evaluate(EVAL_TOKENS_BEFORE_TRAIN);
+  model.train();
+  const started = Date.now();
+  const startIter = iter;
+  let window = { losses: 0, count: 0, tokens: 0, t0: Date.now() };
+  let status: TrainResult['status'] = 'completed';
+
+  while (iter < maxIters) {
+    if (interrupt.requested) {
+      status = 'interrupted';
+      break;
+    }
+    let lossSum = 0;
+    let tokens = 0;
+    let epoch = position.epoch;
+    for (let m = 0; m < acc; m++) {
+      const batch = data.loader.batchAt(position);
+      const loss = tidy(() => {
+        const ids = { data: batch.inputIds, shape: batch.shape };
+        const out = model.forward(ids, {
+          labels: { data: batch.labels, shape: batch.shape },
+          positionIds: { data: batch.positionIds, shape: batch.shape },
+          cuSeqlens: batch.cuSeqlens,
+        });
+        const value = out.loss!.item();
+        if (Number.isFinite(value)) scale(out.loss!, 1 / acc).backward();
+        return value;
+      });
+      if (!Number.isFinite(loss)) {
+        throw new XtunerError(
+          `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
+          {
+            hint:
+              `lower lr (now ${cfg.lr}) or check the data; ` +
+              (lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint})` : 'no checkpoint was saved yet'),
+          },
+        );
+      }
+      lossSum += loss;
+      for (const v of batch.attentionMask) tokens += v;
+      epoch = position.epoch;
+      position = data.loader.next(position);
+    }
+    optimizer.lr = schedule.lr;
+    const gradNorm = clipGradNorm(params, cfg.max_norm);
+    optimizer.step();
+    optimizer.zeroGrad();
+    schedule.step();
+    iter++;
+    const loss = lossSum / acc;
+    window.losses += loss;
+    window.count++;
+    window.tokens += tokens;
+    opts.onIteration?.({ iter, loss });
+
+    const elapsed = (Date.now() - started) / 1000;
+    const secPerIter = elapsed / (iter - startIter);
+    const etaSec = secPerIter * (maxIters - iter);
+    if (iter % cfg.log_interval === 0 || iter === maxIters) {
+      const windowSec = Math.max(1e-9, (Date.now() - window.t0) / 1000);
+      const mem = memoryStats();
+      logger.step({
+        iter,
+        maxIters,
+        epoch: epoch + 1,
+        loss: window.losses / window.count,
+        lr: optimizer.lr,
+        gradNorm,
+        tokens: window.tokens,
+        tokensPerSec: window.tokens / windowSec,
+        secPerIter,
+        etaSec,
+        memoryMB: mem.peakBytes / 2 ** 20,
+        rssMB: process.memoryUsage().rss / 2 ** 20,
+      });
+      window = { losses: 0, count: 0, tokens: 0, t0: Date.now() };
+    } else {
+      logger.progress(iter, maxIters, loss, etaSec);
+    }
+    if (iter % cfg.evaluation_freq === 0 && iter < maxIters) evaluate(EVAL_TOKENS);
+    if (iter % cfg.save_steps === 0 || iter === maxIters) await save();
+    else if (interrupt.requested) await save();
+    await yieldToEvents();
+  }
+
+  if (status === 'interrupted') {
+    logger.info(
+      `interrupted at iteration ${iter} of ${maxIters}; ` +
+        (lastCheckpoint ? `resume with --resume ${lastCheckpoint}` : 'no checkpoint was saved'),
+    );
+  } else {
+    evaluate(EVAL_TOKENS);
+    logger.info(`done: ${maxIters} iterations; last checkpoint ${lastCheckpoint}`);
+  }
+  return { status, iter, maxIters, checkpoint: lastCheckpoint };
+}
+
+/** The tensors and state a checkpoint holds (tensor data read only when written). */
+function checkpointData(run: RunSetup, cfg: XtunerConfig, optimizer: AdamW, schedule: WarmupCosineSchedule, iter: number, maxIters: number, position: DataPosition) {
+  const state: TrainerState = {
+    iter,
+    maxIters,
+    dataPosition: position,
+    dataRows: run.data.items.length,
+    method: run.method,
+    seed: cfg.seed,
+    optimizer: optimizer.scalars(),
+    scheduler: schedule.stateDict(),
+    loraRng: run.loraRng?.getState() ?? null,
+    lora: cfg.lora && run.lora ? { r: cfg.lora.r, loraAlpha: cfg.lora.lora_alpha, loraDropout: cfg.lora.lora_dropout, targetModules: run.lora.targetModules } : null,
+    modelDir: run.modelDir,
+  };
+  return {
+    iter,
+    trainable: run.trainable.map(([n, t]) => [n, writeTensor(t)] as const),
+    optimizer: [...optimizer.tensorState()].map(([n, t]) => [n, writeTensor(t)] as const),
+    state: state as unknown as Record<string, unknown>,
+  };
+}
+
+/** Trainable weights keep their dtype (bit-exact resume); moments are float32. */
+function writeTensor(t: Tensor): WriteTensor {
+  if (t.dtype === 'bfloat16' || t.dtype === 'float16') {
+    return { dtype: t.dtype === 'bfloat16' ? 'BF16' : 'F16', shape: t.shape, data: () => t.toHostArray() as Uint16Array };
+  }
+  return { dtype: 'F32', shape: t.shape, data: () => t.toFloat32Array() };
+}
+
+function restore(
+  run: RunSetup,
+  cfg: XtunerConfig,
+  state: TrainerState,
+  ck: ReturnType<typeof loadCheckpoint>,
+  optimizer: AdamW,
+  schedule: WarmupCosineSchedule,
+  maxIters: number,
+  rows: number,
+): void {
+  const mismatch = (what: string): never => {
+    throw new XtunerError(`cannot resume from ${ck.dir}: ${what}`, { hint: 'resume with the config (and data) the checkpoint was trained with' });
+  };
+  if (state.method !== run.method) mismatch(`it was trained with ${state.method}, this config trains with ${run.method}`);
+  if (state.maxIters !== maxIters) mismatch(`it belongs to a run of ${state.maxIters} iterations, this config gives ${maxIters}`);
+  if (state.dataRows !== rows) mismatch(`its data had ${state.dataRows} ${cfg.pack_to_max_length ? 'rows' : 'samples'}, this data has ${rows}`);
+  const mine = new Map(run.trainable);
+  for (const name of ck.trainable.keys()) if (!mine.has(name)) mismatch(`it has weight '${name}', which does not train in this run`);
+  for (const [name, p] of run.trainable) {
+    const host = ck.trainable.get(name);
+    if (!host) return mismatch(`it lacks trainable weight '${name}'`);
+    if (host.shape.join() !== p.shape.join()) mismatch(`'${name}' is [${host.shape.join(', ')}] there, [${p.shape.join(', ')}] here`);
+    const data = (host.dtype === 'BF16' && p.dtype === 'bfloat16') || (host.dtype === 'F16' && p.dtype === 'float16') ? host.data : hostToFloat32(host);
+    noGrad(() => p.assign(data as Float32Array | Uint16Array));
+  }
+  const moments = new Map<string, Float32Array>();
+  for (const [name, t] of ck.optimizer) moments.set(name, hostToFloat32(t));
+  optimizer.loadState(state.optimizer, moments);
+  schedule.loadStateDict(state.scheduler);
+  if (run.loraRng && state.loraRng) run.loraRng.setState(state.loraRng);
+}
