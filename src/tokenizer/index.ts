@@ -8,3 +8,14 @@ export {
   type DecodeOptions,
   type EncodeOptions,
 } from './tokenizer.ts';
+export {
+  buildPrompt,
+  formatTemplate,
+  getPromptTemplate,
+  isPromptTemplateName,
+  PROMPT_TEMPLATE,
+  SYSTEM_TEMPLATE,
+  type PromptTemplate,
+  type PromptTemplateName,
+  type SystemTemplateName,
+} from './templates.ts';

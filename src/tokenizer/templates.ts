@@ -6,6 +6,7 @@
 // then [output + SUFFIX] supervised, then EOS unless SUFFIX_AS_EOS, then SEP (not supervised).
 // Placeholders: {system}, {input}, {round} (1-based turn number), {bot_name} (SYSTEM_TEMPLATE).
 
+import { didYouMean } from '../config/did-you-mean.ts';
 import { XtunerError } from '../errors.ts';
 
 export interface PromptTemplate {
@@ -197,31 +198,6 @@ export function formatTemplate(
   });
 }
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = row[j]!;
-      row[j] = Math.min(up + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return row[b.length]!;
-}
-
-/** The closest of `names` to `name`, for "did you mean" hints. */
-export function closestName(name: string, names: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const n of names) {
-    const d = editDistance(name, n);
-    if (d < bestD) [best, bestD] = [n, d];
-  }
-  return bestD <= Math.max(2, name.length / 3) ? best : undefined;
-}
-
 export function isPromptTemplateName(name: string): name is PromptTemplateName {
   return Object.hasOwn(PROMPT_TEMPLATE, name);
 }
@@ -231,8 +207,7 @@ export function getPromptTemplate(name: string): PromptTemplate | 'hf' {
   if (name === 'hf') return 'hf';
   if (isPromptTemplateName(name)) return PROMPT_TEMPLATE[name];
   const names = [...Object.keys(PROMPT_TEMPLATE), 'hf'];
-  const near = closestName(name, names);
-  throw new XtunerError(`unknown prompt_template '${name}'${near ? ` (did you mean '${near}'?)` : ''}`, {
+  throw new XtunerError(`unknown prompt_template "${name}"${didYouMean(name, names)}`, {
     hint: `known templates: ${names.join(', ')}`,
   });
 }

@@ -137,7 +137,7 @@ test('SYSTEM_TEMPLATE presets', () => {
 });
 
 test('unknown template name: an error naming it, with the nearest name', () => {
-  assert.throws(() => getPromptTemplate('internlm2_caht'), /unknown prompt_template 'internlm2_caht' \(did you mean 'internlm2_chat'\?\)/);
+  assert.throws(() => getPromptTemplate('internlm2_caht'), /unknown prompt_template "internlm2_caht" \(did you mean "internlm2_chat"\?\)/);
 });
 
 test('mistral tokenizer (BOS <s>=1, EOS </s>=2): BOS again after each EOS, not after SUFFIX_AS_EOS', async () => {
