@@ -29,6 +29,6 @@ export class Linear extends Module implements LinearLike {
   }
 
   forward(x: Tensor): Tensor {
-    return this.bias ? linear(x, this.weight, this.bias) : linear(x, this.weight);
+    return linear(x, this.weight, this.bias);
   }
 }

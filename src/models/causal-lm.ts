@@ -1,0 +1,183 @@
+// CausalLM: the decoder plus its LM head, with the HF causal-LM loss, packed rows, KV-cached
+// decoding and HF folder saving. Built by loadModel/createModel (./load.ts) from a config.json
+// object and a source of parameters. `config` is the parsed config.json, kept as is.
+
+import { XtunerError } from '../errors.ts';
+import { crossEntropy, reshape, slice, tensor, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { Linear, Module, type LinearLike } from '../nn/index.ts';
+import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
+import { PreallocatedKvCache } from '../generate/kv-cache.ts';
+import type { Architecture } from './architectures.ts';
+import type { DecoderConfig } from './config.ts';
+import { DecoderModel, type KvCache, type ParamSource, type StepContext } from './decoder.ts';
+import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
+import { inverseFrequencies, ropeTables } from './rope.ts';
+import { saveHf, type SaveOptions } from './save.ts';
+
+export interface ForwardOptions {
+  /** Same shape as inputIds; -100 where not supervised. Shifted by one inside (HF semantics). */
+  labels?: IdsInput;
+  /** Same shape as inputIds; default 0..T-1 in every row. Packed rows restart per sample. */
+  positionIds?: IdsInput;
+  /** Sample boundaries over the flattened B*T tokens, [0, ..., B*T]; attention never crosses them. */
+  cuSeqlens?: Int32Array | readonly number[];
+}
+
+export interface ForwardOutput {
+  logits: Tensor; // [B, T, V]
+  /** Mean cross-entropy over supervised targets (0 when none); present when labels were given. */
+  loss?: Tensor;
+}
+
+export class CausalLM extends Module implements DecodingModel {
+  /** The parsed config.json. */
+  readonly config: Record<string, unknown>;
+  readonly #cfg: DecoderConfig;
+  readonly #arch: Architecture;
+  readonly #dtype: DType;
+  readonly #device: Device;
+  #invFreq: { seqLen: number; inv: Float32Array } | null = null;
+
+  constructor(config: Record<string, unknown>, cfg: DecoderConfig, arch: Architecture, p: ParamSource, opts: { dtype: DType; device: Device }) {
+    super();
+    this.config = config;
+    this.#cfg = cfg;
+    this.#arch = arch;
+    this.#dtype = opts.dtype;
+    this.#device = opts.device;
+    const l = arch.layout;
+    const inner = new DecoderModel(cfg, l, p, l.model);
+    this.addModule(l.model, inner);
+    // Tied: the head holds the embedding's own tensor, so both uses add into one gradient.
+    const headWeight = cfg.tieWordEmbeddings ? inner.embeddingModule().weight : p(`${l.head}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal');
+    this.addModule(l.head, new Linear(headWeight));
+  }
+
+  get decoderConfig(): Readonly<DecoderConfig> {
+    return this.#cfg;
+  }
+
+  get architecture(): Architecture {
+    return this.#arch;
+  }
+
+  get modelType(): string {
+    return this.#arch.modelType;
+  }
+
+  get dtype(): DType {
+    return this.#dtype;
+  }
+
+  get device(): Device {
+    return this.#device;
+  }
+
+  get vocabSize(): number {
+    return this.#cfg.vocabSize;
+  }
+
+  forward(inputIds: IdsInput, opts: ForwardOptions = {}): ForwardOutput {
+    const ids = toIdBatch(inputIds, 'inputIds');
+    checkVocab(ids, this.#cfg.vocabSize, 'inputIds');
+    let positions: Int32Array;
+    if (opts.positionIds !== undefined) {
+      const p = toIdBatch(opts.positionIds, 'positionIds');
+      checkSameShape(p, ids, 'positionIds');
+      if (p.data.some((v) => v < 0)) throw new XtunerError('positionIds: negative position');
+      positions = p.data;
+    } else positions = defaultPositions(ids.b, ids.t);
+    const cu = opts.cuSeqlens === undefined ? undefined : checkCuSeqlens(opts.cuSeqlens, ids.b * ids.t);
+    this.#checkWindow(ids, cu);
+
+    const ctx: StepContext = { ...this.#rope(positions, ids.b, ids.t), ...(cu ? { cuSeqlens: cu } : {}) };
+    const logits = this.#logits(this.#inner().forward(this.#ids(ids), ctx)); // [B, T, V]
+    if (opts.labels === undefined) return { logits };
+    const labels = toIdBatch(opts.labels, 'labels');
+    checkSameShape(labels, ids, 'labels');
+    labels.data.forEach((v, i) => {
+      if (v !== -100 && (v < 0 || v >= this.#cfg.vocabSize)) {
+        throw new XtunerError(`labels[${Math.floor(i / ids.t)}][${i % ids.t}] = ${v} is neither -100 nor in the vocabulary [0, ${this.#cfg.vocabSize})`);
+      }
+    });
+    const flat = reshape(logits, [ids.b * ids.t, this.#cfg.vocabSize]); // [B*T, V]
+    return { logits, loss: crossEntropy(flat, shiftLabels(labels), { ignoreIndex: -100 }) };
+  }
+
+  /** Writes config.json + safetensors to `dir` (see ./save.ts). */
+  saveHf(dir: string, opts: SaveOptions = {}): void {
+    saveHf(this, dir, opts);
+  }
+
+  /** Generates after `promptIds` and returns the new ids only (the stop id included when hit). */
+  generate(promptIds: readonly number[], opts: GenerateOptions): number[] {
+    return generateIds(this, promptIds, opts);
+  }
+
+  // ---- DecodingModel ----
+
+  defaultStopIds(): number[] {
+    const eos = this.config.eos_token_id;
+    if (typeof eos === 'number') return [eos];
+    return Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : [];
+  }
+
+  createKvCache(maxLen: number): KvCache {
+    const { numLayers, numKvHeads, headDim } = this.#cfg;
+    return new PreallocatedKvCache({ numLayers, batch: 1, maxLen, numKvHeads, headDim }, this.#dtype, this.#device);
+  }
+
+  nextLogits(ids: Int32Array, cache: KvCache): Float32Array {
+    const t = ids.length;
+    const batch: IdBatch = { data: ids, b: 1, t };
+    checkVocab(batch, this.#cfg.vocabSize, 'ids');
+    const positions = defaultPositions(1, t, cache.length);
+    this.#checkWindow({ data: ids, b: 1, t: cache.length + t }, undefined);
+    const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t), cache }); // [1, T, H]
+    const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
+    return this.#logits(last).toFloat32Array();
+  }
+
+  // ---- internals ----
+
+  #inner(): DecoderModel {
+    return this.child<DecoderModel>(this.#arch.layout.model);
+  }
+
+  #logits(hidden: Tensor): Tensor {
+    return this.child<LinearLike>(this.#arch.layout.head).forward(hidden);
+  }
+
+  #ids(ids: IdBatch): Tensor {
+    return tensor(ids.data, [ids.b, ids.t], { dtype: 'int32', device: this.#device });
+  }
+
+  /** cos/sin [B, T, D] for the given positions. */
+  #rope(positions: Int32Array, b: number, t: number): { cos: Tensor; sin: Tensor } {
+    const { rope, headDim } = this.#cfg;
+    let maxPos = 0;
+    for (const p of positions) if (p > maxPos) maxPos = p;
+    // Only dynamic NTK depends on the length; the others are computed once.
+    const seqLen = rope.type === 'dynamic' ? Math.max(maxPos + 1, rope.originalMaxPositions) : 0;
+    if (this.#invFreq?.seqLen !== seqLen) this.#invFreq = { seqLen, inv: inverseFrequencies(rope, headDim, seqLen) };
+    const { cos, sin } = ropeTables(this.#invFreq.inv, positions);
+    const opts = { dtype: this.#dtype, device: this.#device };
+    return { cos: tensor(cos, [b, t, headDim], opts), sin: tensor(sin, [b, t, headDim], opts) };
+  }
+
+  /** Sliding-window attention is not implemented: refuse sequences that would need it. */
+  #checkWindow(ids: IdBatch, cu: Int32Array | undefined): void {
+    const w = this.#cfg.slidingWindow;
+    if (w === null) return;
+    let longest = ids.t;
+    if (cu) {
+      longest = 0;
+      for (let i = 1; i < cu.length; i++) longest = Math.max(longest, cu[i]! - cu[i - 1]!);
+    }
+    if (longest > w) {
+      throw new XtunerError(`sequence of ${longest} tokens exceeds this model's sliding_window (${w}), which is not implemented`, {
+        hint: `use sequences of at most ${w} tokens (max_length)`,
+      });
+    }
+  }
+}

@@ -1,0 +1,157 @@
+// The one decoder of the Llama family: pre-norm blocks of GQA attention with rotary positions and
+// a SwiGLU MLP, RMSNorm, an LM head (optionally tied to the embedding). Module names come from
+// the architecture's layout, so parameter names are the checkpoint's. Not here: loading, saving,
+// the causal-LM loss and generation (./causal-lm.ts).
+
+import { attention, reshape, rope, slice, swiglu, add, type Tensor } from '../tensor/index.ts';
+import { Embedding, Linear, Module, RMSNorm, type LinearLike } from '../nn/index.ts';
+import type { Layout } from './architectures.ts';
+import type { DecoderConfig } from './config.ts';
+
+/** Makes (or loads) the parameter named `name` with `shape`; `init` says how a fresh one starts. */
+export type ParamSource = (name: string, shape: number[], init: 'normal' | 'ones' | 'zeros') => Tensor;
+
+/** Keys and values of earlier positions, per layer (see src/generate/kv-cache.ts). */
+export interface KvCache {
+  /** Positions already cached. */
+  readonly length: number;
+  /** Appends this step's k, v [B, T, nKv, D] for `layer` and returns all so far [B, length + T, nKv, D]. */
+  append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor };
+}
+
+/** What every layer needs besides its input. */
+export interface StepContext {
+  cos: Tensor; // [B, T, D]
+  sin: Tensor; // [B, T, D]
+  cuSeqlens?: Int32Array;
+  cache?: KvCache;
+}
+
+function linearOf(p: ParamSource, name: string, out: number, inp: number, bias: boolean): Linear {
+  return new Linear(p(`${name}.weight`, [out, inp], 'normal'), bias ? p(`${name}.bias`, [out], 'zeros') : null);
+}
+
+export class Attention extends Module {
+  readonly #cfg: DecoderConfig;
+  readonly #layout: Layout;
+  readonly #layer: number;
+
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string, layer: number) {
+    super();
+    this.#cfg = cfg;
+    this.#layout = layout;
+    this.#layer = layer;
+    const { hiddenSize: h, numHeads: nH, numKvHeads: nKv, headDim: d } = cfg;
+    const qkv = layout.qkv;
+    if (qkv.packed) {
+      this.addModule(qkv.qkv, linearOf(p, `${prefix}.${qkv.qkv}`, (nH + 2 * nKv) * d, h, cfg.qkvBias));
+    } else {
+      this.addModule(qkv.q, linearOf(p, `${prefix}.${qkv.q}`, nH * d, h, cfg.qkvBias));
+      this.addModule(qkv.k, linearOf(p, `${prefix}.${qkv.k}`, nKv * d, h, cfg.qkvBias));
+      this.addModule(qkv.v, linearOf(p, `${prefix}.${qkv.v}`, nKv * d, h, cfg.qkvBias));
+    }
+    this.addModule(layout.o, linearOf(p, `${prefix}.${layout.o}`, h, nH * d, cfg.oBias));
+  }
+
+  /** x [B, T, H] -> [B, T, H] */
+  forward(x: Tensor, ctx: StepContext): Tensor {
+    const [b, t] = x.shape as [number, number, number];
+    const { numHeads: nH, headDim: d } = this.#cfg;
+    let { q, k, v } = this.#project(x, b, t);
+    q = rope(q, ctx.cos, ctx.sin);
+    k = rope(k, ctx.cos, ctx.sin);
+    if (ctx.cache) ({ k, v } = ctx.cache.append(this.#layer, k, v));
+    const o = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(d), ...(ctx.cuSeqlens ? { cuSeqlens: ctx.cuSeqlens } : {}) });
+    return this.child<LinearLike>(this.#layout.o).forward(reshape(o, [b, t, nH * d])); // [B, T, nH*D] -> [B, T, H]
+  }
+
+  #project(x: Tensor, b: number, t: number): { q: Tensor; k: Tensor; v: Tensor } {
+    const { numHeads: nH, numKvHeads: nKv, headDim: d } = this.#cfg;
+    const qkv = this.#layout.qkv;
+    if (!qkv.packed) {
+      return {
+        q: reshape(this.child<LinearLike>(qkv.q).forward(x), [b, t, nH, d]),
+        k: reshape(this.child<LinearLike>(qkv.k).forward(x), [b, t, nKv, d]),
+        v: reshape(this.child<LinearLike>(qkv.v).forward(x), [b, t, nKv, d]),
+      };
+    }
+    // Packed per kv group: for each kv head, its `g` q heads, then its k head, then its v head.
+    const g = nH / nKv;
+    const packed = reshape(this.child<LinearLike>(qkv.qkv).forward(x), [b, t, nKv, g + 2, d]); // [B, T, nKv, g+2, D]
+    return {
+      q: reshape(slice(packed, 3, 0, g), [b, t, nH, d]), // [B, T, nKv, g, D] -> [B, T, nH, D]
+      k: reshape(slice(packed, 3, g, g + 1), [b, t, nKv, d]),
+      v: reshape(slice(packed, 3, g + 1, g + 2), [b, t, nKv, d]),
+    };
+  }
+}
+
+export class Mlp extends Module {
+  readonly #layout: Layout;
+
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string) {
+    super();
+    this.#layout = layout;
+    const { hiddenSize: h, intermediateSize: i, mlpBias } = cfg;
+    this.addModule(layout.gate, linearOf(p, `${prefix}.${layout.gate}`, i, h, mlpBias));
+    this.addModule(layout.up, linearOf(p, `${prefix}.${layout.up}`, i, h, mlpBias));
+    this.addModule(layout.down, linearOf(p, `${prefix}.${layout.down}`, h, i, mlpBias));
+  }
+
+  forward(x: Tensor): Tensor {
+    const l = this.#layout;
+    const hidden = swiglu(this.child<LinearLike>(l.gate).forward(x), this.child<LinearLike>(l.up).forward(x)); // [B, T, I]
+    return this.child<LinearLike>(l.down).forward(hidden);
+  }
+}
+
+export class DecoderLayer extends Module {
+  readonly #layout: Layout;
+
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string, layer: number) {
+    super();
+    this.#layout = layout;
+    const h = cfg.hiddenSize;
+    this.addModule(layout.inputNorm, new RMSNorm(p(`${prefix}.${layout.inputNorm}.weight`, [h], 'ones'), cfg.rmsNormEps));
+    this.addModule(layout.attn, new Attention(cfg, layout, p, `${prefix}.${layout.attn}`, layer));
+    this.addModule(layout.postNorm, new RMSNorm(p(`${prefix}.${layout.postNorm}.weight`, [h], 'ones'), cfg.rmsNormEps));
+    this.addModule(layout.mlp, new Mlp(cfg, layout, p, `${prefix}.${layout.mlp}`));
+  }
+
+  forward(x: Tensor, ctx: StepContext): Tensor {
+    const l = this.#layout;
+    const h = add(x, this.child<Attention>(l.attn).forward(this.child<RMSNorm>(l.inputNorm).forward(x), ctx));
+    return add(h, this.child<Mlp>(l.mlp).forward(this.child<RMSNorm>(l.postNorm).forward(h)));
+  }
+}
+
+/** The inner model: embedding, layers, final norm (HF's `model.`). */
+export class DecoderModel extends Module {
+  readonly #layout: Layout;
+
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string) {
+    super();
+    this.#layout = layout;
+    this.addModule(layout.embed, new Embedding(p(`${prefix}.${layout.embed}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal')));
+    const layers: DecoderLayer[] = [];
+    for (let i = 0; i < cfg.numLayers; i++) layers.push(new DecoderLayer(cfg, layout, p, `${prefix}.${layout.layers}.${i}`, i));
+    this.addModule(layout.layers, layers);
+    this.addModule(layout.norm, new RMSNorm(p(`${prefix}.${layout.norm}.weight`, [cfg.hiddenSize], 'ones'), cfg.rmsNormEps));
+  }
+
+  // Methods, not getters: a getter on the prototype would block addModule() of a same-named child.
+  embeddingModule(): Embedding {
+    return this.child<Embedding>(this.#layout.embed);
+  }
+
+  layerModules(): readonly DecoderLayer[] {
+    return (this as unknown as Record<string, DecoderLayer[]>)[this.#layout.layers]!;
+  }
+
+  /** ids int32 [B, T] -> hidden states [B, T, H] after the final norm. */
+  forward(ids: Tensor, ctx: StepContext): Tensor {
+    let x = this.embeddingModule().forward(ids);
+    for (const layer of this.layerModules()) x = layer.forward(x, ctx);
+    return this.child<RMSNorm>(this.#layout.norm).forward(x);
+  }
+}

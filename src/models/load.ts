@@ -1,0 +1,122 @@
+// Building a CausalLM: from a Hugging Face folder (config.json + safetensors, sharded or not), or
+// with random weights from a config object (demo, benchmarks, tests). Names in the checkpoint are
+// the module names (Contract 2), so loading is a lookup with shape and completeness checks.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { XtunerError } from '../errors.ts';
+import { CheckpointReader } from '../io/checkpoint.ts';
+import { hostToFloat32, type HostTensor } from '../io/safetensors.ts';
+import { keep, tensor, Rng, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { f32ToHalf } from '../tensor/dtype.ts';
+import { architectureOf } from './architectures.ts';
+import { CausalLM } from './causal-lm.ts';
+import { ConfigFields } from './config.ts';
+import type { ParamSource } from './decoder.ts';
+
+export type ModelDType = 'float32' | 'bfloat16' | 'float16';
+
+export interface LoadOptions {
+  device?: Device;
+  /** Dtype of the weights in memory; default float32. */
+  dtype?: ModelDType;
+}
+
+function checkOptions(opts: LoadOptions): { device: Device; dtype: ModelDType } {
+  const device = opts.device ?? 'cpu';
+  const dtype = opts.dtype ?? 'float32';
+  if (device === 'cuda') {
+    throw new XtunerError('device "cuda": the CUDA backend is not built yet', { hint: 'use device "cpu"' });
+  }
+  if (device !== 'cpu') throw new XtunerError(`device ${JSON.stringify(device)} is not one of cpu, cuda`);
+  if (!['float32', 'bfloat16', 'float16'].includes(dtype)) throw new XtunerError(`dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
+  return { device, dtype };
+}
+
+function readConfigJson(dir: string): Record<string, unknown> {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) {
+    throw new XtunerError(fs.existsSync(dir) ? `${dir}: no config.json (not a Hugging Face model folder?)` : `${dir}: model folder not found`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new XtunerError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new XtunerError(`${file}: expected a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+/** A parameter tensor of `dtype` from file data, without a float32 detour when the dtypes agree. */
+function toParam(host: HostTensor, dtype: ModelDType, device: Device): Tensor {
+  const shape = [...host.shape];
+  let t: Tensor;
+  if ((dtype === 'bfloat16' && host.dtype === 'BF16') || (dtype === 'float16' && host.dtype === 'F16')) {
+    t = tensor(host.data as Uint16Array, shape, { dtype, device });
+  } else {
+    const f32 = hostToFloat32(host);
+    t = dtype === 'float32' ? tensor(f32, shape, { device }) : tensor(f32ToHalf(f32, dtype), shape, { dtype, device });
+  }
+  t.requiresGrad = true;
+  return keep(t);
+}
+
+/** Loads a Hugging Face model folder. Every expected tensor must be present with its shape. */
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<CausalLM> {
+  const { device, dtype } = checkOptions(opts);
+  const config = readConfigJson(dir);
+  const source = path.join(dir, 'config.json');
+  const arch = architectureOf(config, source);
+  const cfg = arch.readConfig(new ConfigFields(config, source));
+  const ckpt = CheckpointReader.open(dir);
+  try {
+    const used = new Set<string>();
+    const p: ParamSource = (name, shape) => {
+      const e = ckpt.entry(name);
+      if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
+        throw new XtunerError(`${e.file}: tensor '${name}' has shape [${e.shape.join(', ')}], expected [${shape.join(', ')}] from config.json`);
+      }
+      if (!['F32', 'BF16', 'F16', 'F64'].includes(e.dtype)) throw new XtunerError(`${e.file}: tensor '${name}' is ${e.dtype}, expected a float dtype`);
+      used.add(name);
+      return toParam(ckpt.read(name), dtype, device);
+    };
+    const model = new CausalLM(config, cfg, arch, p, { dtype, device });
+    // Tied checkpoints may still carry the head; old ones carry rotary tables. Anything else left
+    // over means the config does not describe these weights (e.g. biases it does not expect).
+    const ignorable = (n: string) => n.endsWith('.rotary_emb.inv_freq') || (cfg.tieWordEmbeddings && n === `${arch.layout.head}.weight`);
+    const extra = ckpt.names().filter((n) => !used.has(n) && !ignorable(n));
+    if (extra.length) {
+      throw new XtunerError(`${dir}: ${extra.length} tensor(s) that a ${arch.modelType} model with this config.json does not have: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
+    }
+    return model.eval();
+  } finally {
+    ckpt.close();
+  }
+}
+
+export interface CreateOptions extends LoadOptions {
+  /** Seed of the random initialisation; default 0. */
+  seed?: number;
+}
+
+/**
+ * A model with fresh weights from a config.json-style object (`model_type`, `hidden_size`, ...),
+ * initialised as transformers does: linear and embedding weights ~ N(0, initializer_range),
+ * biases 0, norm weights 1.
+ */
+export function createModel(config: Record<string, unknown>, opts: CreateOptions = {}): CausalLM {
+  const { device, dtype } = checkOptions(opts);
+  const source = 'model config';
+  const arch = architectureOf(config, source);
+  const cfg = arch.readConfig(new ConfigFields(config, source));
+  const std = new ConfigFields(config, source).num('initializer_range', 0.02);
+  const rng = new Rng(opts.seed ?? 0);
+  const p: ParamSource = (_name, shape, init) => {
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
+    else if (init === 'ones') v.fill(1);
+    return toParam({ dtype: 'F32', shape, data: v }, dtype, device);
+  };
+  return new CausalLM({ ...config }, cfg, arch, p, { dtype, device }).eval();
+}

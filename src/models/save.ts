@@ -1,0 +1,54 @@
+// Saving a model as a Hugging Face folder: config.json plus safetensors (sharded with an index
+// when larger than maxShardBytes), the inverse of loadModel. Parameters are written under their
+// module names; a tied head is not written (transformers re-ties it on load). Each tensor is
+// converted only when its turn to be written comes, so peak memory stays one tensor above the model.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeCheckpoint } from '../io/checkpoint.ts';
+import type { SafetensorsDtype, WriteTensor } from '../io/safetensors.ts';
+import { f32ToHalf, type DType } from '../tensor/dtype.ts';
+import type { Tensor } from '../tensor/index.ts';
+import { XtunerError } from '../errors.ts';
+
+export interface SaveOptions {
+  /** Dtype of the saved weights; default the model's. */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+  /** Largest shard in bytes; default 5 GB (transformers' default). */
+  maxShardBytes?: number;
+}
+
+export interface SavableModel {
+  readonly config: Record<string, unknown>;
+  readonly dtype: DType;
+  namedParameters(): IterableIterator<[string, Tensor]>;
+}
+
+const FILE_DTYPE = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const satisfies Record<string, SafetensorsDtype>;
+
+function fileData(t: Tensor, dtype: keyof typeof FILE_DTYPE): () => Float32Array | Uint16Array {
+  return () => {
+    if (t.dtype === dtype && dtype !== 'float32') return t.toHostArray() as Uint16Array;
+    const f32 = t.toFloat32Array();
+    return dtype === 'float32' ? f32 : f32ToHalf(f32, dtype);
+  };
+}
+
+export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {}): void {
+  const dtype = opts.dtype ?? (model.dtype as keyof typeof FILE_DTYPE);
+  if (!Object.hasOwn(FILE_DTYPE, dtype)) throw new XtunerError(`saveHf: dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
+  const tensors: Array<[string, WriteTensor]> = [];
+  for (const [name, t] of model.namedParameters()) {
+    tensors.push([name, { dtype: FILE_DTYPE[dtype], shape: t.shape, data: fileData(t, dtype) }]);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  writeCheckpoint(dir, tensors, opts.maxShardBytes === undefined ? {} : { maxShardBytes: opts.maxShardBytes });
+  // transformers >= 5 writes "dtype", older versions "torch_dtype"; keep whichever the config uses.
+  const config: Record<string, unknown> = { ...model.config };
+  if ('dtype' in config) config.dtype = dtype;
+  else config.torch_dtype = dtype;
+  const file = path.join(dir, 'config.json');
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');
+  fs.renameSync(tmp, file);
+}
