@@ -3,7 +3,7 @@
 // object and a source of parameters. `config` is the parsed config.json, kept as is.
 
 import { XtunerError } from '../errors.ts';
-import { crossEntropy, reshape, slice, tensor, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { crossEntropy, noGrad, reshape, slice, tensor, tidy, type DType, type Device, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
@@ -127,15 +127,20 @@ export class CausalLM extends Module implements DecodingModel {
     return new PreallocatedKvCache({ numLayers, batch: 1, maxLen, numKvHeads, headDim }, this.#dtype, this.#device);
   }
 
+  /** One decoding step; every tensor it makes is freed before it returns (the cache keeps its own). */
   nextLogits(ids: Int32Array, cache: KvCache): Float32Array {
     const t = ids.length;
     const batch: IdBatch = { data: ids, b: 1, t };
     checkVocab(batch, this.#cfg.vocabSize, 'ids');
-    const positions = defaultPositions(1, t, cache.length);
     this.#checkWindow({ data: ids, b: 1, t: cache.length + t }, undefined);
-    const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t), cache }); // [1, T, H]
-    const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
-    return this.#logits(last).toFloat32Array();
+    const positions = defaultPositions(1, t, cache.length);
+    return noGrad(() =>
+      tidy(() => {
+        const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t), cache }); // [1, T, H]
+        const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
+        return this.#logits(last).toFloat32Array();
+      }),
+    );
   }
 
   // ---- internals ----

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createModel, loadModel, type CausalLM } from '../../src/models/index.ts';
 import { pickToken, argmax } from '../../src/generate/sampling.ts';
-import { Rng, noGrad } from '../../src/tensor/index.ts';
+import { Rng, memoryStats, noGrad } from '../../src/tensor/index.ts';
 import { bf16BitsToF32, f32ToBf16Bits } from '../../src/tensor/dtype.ts';
 import { LOGITS_ATOL, maxAbsDiff } from './fixtures.ts';
 
@@ -78,6 +78,12 @@ test('random model: KV-cached greedy decoding equals recomputing the full forwar
   for (let i = 0; i < 10; i++) seq.push(argmax(lastLogits(m, seq)));
   assert.deepEqual(got, seq.slice(prompt.length));
   assert.ok(new Set(got).size > 1, 'not a degenerate constant output');
+  // Decoding frees every tensor it makes.
+  const before = memoryStats();
+  m.generate(prompt, { maxNewTokens: 5, stopIds: [] });
+  const afterGen = memoryStats();
+  assert.equal(afterGen.liveTensors, before.liveTensors);
+  assert.equal(afterGen.liveBytes, before.liveBytes);
 });
 
 test('random model: seeded sampling with the cache equals the same draws over full forwards', () => {
