@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { CheckpointReader } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostTensor } from '../io/safetensors.ts';
-import { keep, tensor, Rng, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { keep, tensor, zeros, Rng, type DType, type Device, type Tensor } from '../tensor/index.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
 import { architectureOf } from './architectures.ts';
 import { CausalLM } from './causal-lm.ts';
@@ -25,10 +25,9 @@ export interface LoadOptions {
 function checkOptions(opts: LoadOptions): { device: Device; dtype: ModelDType } {
   const device = opts.device ?? 'cpu';
   const dtype = opts.dtype ?? 'float32';
-  if (device === 'cuda') {
-    throw new XtunerError('device "cuda": the CUDA backend is not built yet', { hint: 'use device "cpu"' });
-  }
-  if (device !== 'cpu') throw new XtunerError(`device ${JSON.stringify(device)} is not one of cpu, cuda`);
+  if (device !== 'cpu' && device !== 'cuda') throw new XtunerError(`device ${JSON.stringify(device)} is not one of cpu, cuda`);
+  // Fail before reading gigabytes: the engine says whether the device's backend exists.
+  zeros([1], { device }).dispose();
   if (!['float32', 'bfloat16', 'float16'].includes(dtype)) throw new XtunerError(`dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
   return { device, dtype };
 }
