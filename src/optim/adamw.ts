@@ -8,7 +8,7 @@
 // Not here: the learning-rate schedule (schedule.ts) and clipping (clip.ts).
 
 import { XtunerError } from '../errors.ts';
-import { keep, zeros, type Tensor } from '../tensor/index.ts';
+import { adamwUpdate, keep, zeros, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   lr: number;
@@ -76,15 +76,14 @@ export class AdamW {
         this.#state.set(name, s);
       }
       s.step++;
-      p.backend.adamwUpdate(
-        p.storage,
-        g.storage,
-        s.expAvg.storage,
-        s.expAvgSq.storage,
-        p.size,
-        { param: p.floatDtype, grad: g.floatDtype, expAvg: 'float32', expAvgSq: 'float32' },
-        { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: s.step },
-      );
+      adamwUpdate(p, g, s.expAvg, s.expAvgSq, {
+        lr: this.lr,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        step: s.step,
+      });
     }
   }
 

@@ -10,7 +10,7 @@ import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { NF4Linear } from '../quant/nf4-linear.ts';
 import { f32ToHost } from '../tensor/dtype.ts';
-import { add, cast, keep, mul, Rng, scale, tensor, zeros, type Tensor } from '../tensor/index.ts';
+import { add, cast, dropout, keep, Rng, scale, tensor, zeros, type Tensor } from '../tensor/index.ts';
 import { addLoraDelta, type LoraPair } from './adapter-files.ts';
 import { isTargetModule, moduleLoraParams, validateLoraConfig, type LoraConfig } from './config.ts';
 
@@ -92,18 +92,10 @@ export class LoRALinear extends Module implements LinearLike {
     // the LoRA branch runs in its weights' dtype (float32 adapters over a bf16 model), as PEFT casts
     const loraDtype = this.lora_A.weight.dtype;
     let h = x.dtype === loraDtype ? x : cast(x, loraDtype);
-    if (this.training && this.dropout > 0) h = mul(h, this.#dropoutMask(h));
+    if (this.training && this.dropout > 0) h = dropout(h, this.dropout, { rng: this.#rng });
     let z = this.lora_B.forward(this.lora_A.forward(h)); // [..., r] -> [..., out]
     z = scale(z, this.scaling);
     return add(y, z.dtype === y.dtype ? z : cast(z, y.dtype));
-  }
-
-  /** Inverted dropout: zeros with probability p, survivors scaled by 1 / (1 - p). */
-  #dropoutMask(h: Tensor): Tensor {
-    const keep = 1 - this.dropout;
-    const m = new Float32Array(h.size);
-    for (let i = 0; i < m.length; i++) m[i] = this.#rng.uniform() < keep ? 1 / keep : 0;
-    return tensor(m, h.shape, { dtype: h.dtype, device: h.device });
   }
 
   /** A and B on the host, with the scaling (for merging and saving). */

@@ -125,9 +125,9 @@ test('dropout: active in training only, inverted, drawn from the seeded generato
     }
     return y;
   };
-  // the mask is drawn per element of x: keep with probability 0.5, scaled by 2
+  // the mask is drawn per element of x: zero when the draw is below p = 0.5, else scaled by 2
   const twin = Rng.fromState(rng.getState());
-  const mask = new Float32Array(15).map(() => (twin.uniform() < 0.5 ? 2 : 0));
+  const mask = new Float32Array(15).map(() => (twin.uniform() < 0.5 ? 0 : 2));
   layer.train();
   assertClose(layer.forward(x).toFloat32Array(), expected(mask), 1e-5, 'training forward');
   assert.ok(mask.some((m) => m === 0) && mask.some((m) => m === 2));
