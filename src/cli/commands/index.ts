@@ -16,5 +16,8 @@ export const commands: readonly CommandEntry[] = [
   { name: 'check-custom-dataset', load: () => import('./check-custom-dataset.ts') },
   { name: 'log-dataset', load: () => import('./log-dataset.ts') },
   { name: 'make-assistant-data', load: () => import('./make-assistant-data.ts') },
+  { name: 'train', load: () => import('./train.ts') },
+  { name: 'convert', load: () => import('./convert.ts') },
+  { name: 'chat', load: () => import('./chat.ts') },
   { name: 'env', load: () => import('./env.ts') },
 ];
