@@ -1,0 +1,250 @@
+// Scaled dot-product attention, flash-style, forward and backward, for q [B,Tq,Hq,D] and
+// k/v [B,Tk,Hkv,D] (GQA: query head h reads kv head h / (Hq/Hkv)), D <= 256. The host cuts the
+// token axis into segments (b, start, qLen, kLen) (whole rows, or the cuSeqlens pieces) and lists
+// tiles (segment, first row): no work item ever crosses a segment and no T x T matrix exists.
+// Causal masks are aligned bottom-right: query i sees keys j <= i + kLen - qLen.
+//
+// Mapping (first version: CUDA cores, float32 arithmetic; a tensor-core version is later work):
+// a tile of KT = 32 keys sits in shared memory, one key per lane; a warp owns one query row,
+// computes its 32 scores at once (lane = key), merges them into an online softmax, and
+// accumulates the output with lane = head dimension (D/32 values per lane).
+//   forward   grid (query tiles of W rows, Hq), W warps: out, lse.
+//   backward  attn_bwd_delta: delta = rowsum(dO * O) [B,Hq,Tq];
+//             attn_bwd_dq:   grid (query tiles, Hq), like the forward, recomputing P from lse;
+//             attn_bwd_dkdv: grid (key tiles, Hq), one warp per tile walks the query rows that see
+//                            it, accumulating dK, dV in shared memory, then adds them atomically
+//                            into float32 [B,Tk,Hkv,D] (heads of a GQA group add up there).
+#include "common.cuh"
+
+#define KT 32
+#define MAX_DT 8  // D / 32 values per lane
+
+// Keys [j0, j0 + KT) of kv head hk of the segment starting at token row `row0` (= b*Tk + start).
+template <typename T>
+__device__ __forceinline__ void load_kv_tile(const T* k, const T* v, float* Ks, float* Vs, i64 row0, int j0, int kLen, int Hkv,
+                                             int hk, int D) {
+  const int Dp = D + 1;  // padded rows: lane = key reads are conflict-free
+  for (int e = threadIdx.x; e < KT * D; e += blockDim.x) {
+    const int j = e / D, d = e % D;
+    float kv = 0.f, vv = 0.f;
+    if (j0 + j < kLen) {
+      const i64 g = ((row0 + j0 + j) * Hkv + hk) * D + d;
+      kv = ld(k, g);
+      vv = ld(v, g);
+    }
+    Ks[j * Dp + d] = kv;
+    Vs[j * Dp + d] = vv;
+  }
+}
+
+__device__ __forceinline__ float dot_row(const float* a, const float* b, int D) {
+  float acc = 0.f;
+  for (int d = 0; d < D; d++) acc += a[d] * b[d];
+  return acc;
+}
+
+struct Seg {
+  int b, start, qLen, kLen;
+};
+
+__device__ __forceinline__ Seg seg_of(const int* segs, int si) {
+  return Seg{segs[4 * si], segs[4 * si + 1], segs[4 * si + 2], segs[4 * si + 3]};
+}
+
+// shared: Ks, Vs [KT][D+1]; Qs [W][D]
+template <typename T>
+__device__ void attn_fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
+                         int Tk, int Hq, int Hkv, int D, float scale, int causal) {
+  extern __shared__ float sm[];
+  const int Dp = D + 1, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  float* Ks = sm;
+  float* Vs = Ks + KT * Dp;
+  float* qs = Vs + KT * Dp + warp * D;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const int i = i0 + warp;  // this warp's query row within the segment
+  const bool rowValid = i < sg.qLen;
+  const i64 qRow = (((i64)sg.b * Tq + sg.start + i) * Hq + h) * D;
+  if (rowValid) for (int d = lane; d < D; d += 32) qs[d] = ld(q, qRow + d);
+  const int rows = min(nw, sg.qLen - i0);
+  const int kEnd = causal ? min(sg.kLen, i0 + rows + off) : sg.kLen;  // keys any row here sees
+  const int lim = causal ? min(sg.kLen, i + off + 1) : sg.kLen;      // keys this row sees
+  float m = -INFINITY, l = 0.f, o[MAX_DT];
+#pragma unroll
+  for (int t = 0; t < MAX_DT; t++) o[t] = 0.f;
+  for (int j0 = 0; j0 < kEnd; j0 += KT) {
+    __syncthreads();
+    load_kv_tile(k, v, Ks, Vs, (i64)sg.b * Tk + sg.start, j0, sg.kLen, Hkv, hk, D);
+    __syncthreads();
+    if (!rowValid || j0 >= lim) continue;  // uniform per warp
+    const bool valid = j0 + lane < lim;
+    const float s = valid ? scale * dot_row(qs, Ks + lane * Dp, D) : -INFINITY;
+    const float mn = fmaxf(m, warp_max(s));  // finite: lane 0 is valid
+    const float corr = expf(m - mn);
+    const float p = valid ? expf(s - mn) : 0.f;
+    l = l * corr + warp_sum(p);
+    m = mn;
+    const int jn = min(KT, lim - j0);
+#pragma unroll
+    for (int t = 0; t < MAX_DT; t++) o[t] *= corr;
+    for (int jj = 0; jj < jn; jj++) {
+      const float pj = __shfl_sync(0xffffffffu, p, jj);
+      const float* vr = Vs + jj * Dp;
+#pragma unroll
+      for (int t = 0; t < MAX_DT; t++)
+        if (lane + 32 * t < D) o[t] += pj * vr[lane + 32 * t];
+    }
+  }
+  if (!rowValid) return;
+  const float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+  for (int t = 0; t < MAX_DT; t++)
+    if (lane + 32 * t < D) st(out, qRow + lane + 32 * t, o[t] * inv);
+  if (lane == 0) lse[((i64)sg.b * Hq + h) * Tq + sg.start + i] = l > 0.f ? m + logf(l) : -INFINITY;
+}
+
+// delta[b, h, t] = sum_d dO * O; one warp per (token, head).
+template <typename T>
+__device__ void attn_bwd_delta(const T* out, const T* dout, float* delta, i64 rows, int Tq, int Hq, int D) {
+  const i64 r = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (r >= rows) return;  // whole warps leave together
+  float acc = 0.f;
+  for (int d = lane; d < D; d += 32) acc += ld(dout, r * D + d) * ld(out, r * D + d);
+  acc = warp_sum(acc);
+  const i64 tok = r / Hq;
+  const int h = (int)(r % Hq);
+  if (lane == 0) delta[(tok / Tq * Hq + h) * Tq + tok % Tq] = acc;
+}
+
+// shared: Ks, Vs [KT][D+1]; Qs, dOs [W][D]. dq is written for every row of a tile.
+template <typename T>
+__device__ void attn_bwd_dq(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dq,
+                            const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,
+                            int causal) {
+  extern __shared__ float sm[];
+  const int Dp = D + 1, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  float* Ks = sm;
+  float* Vs = Ks + KT * Dp;
+  float* qs = Vs + KT * Dp + warp * D;
+  float* dos = Vs + KT * Dp + nw * D + warp * D;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const int i = i0 + warp;
+  const bool rowValid = i < sg.qLen;
+  const i64 qRow = (((i64)sg.b * Tq + sg.start + i) * Hq + h) * D;
+  const i64 stat = ((i64)sg.b * Hq + h) * Tq + sg.start + i;
+  const float L = rowValid ? lse[stat] : -INFINITY, dl = rowValid ? delta[stat] : 0.f;
+  if (rowValid)
+    for (int d = lane; d < D; d += 32) {
+      qs[d] = ld(q, qRow + d);
+      dos[d] = ld(dout, qRow + d);
+    }
+  const int rows = min(nw, sg.qLen - i0);
+  const int kEnd = causal ? min(sg.kLen, i0 + rows + off) : sg.kLen;
+  const int lim = L == -INFINITY ? 0 : causal ? min(sg.kLen, i + off + 1) : sg.kLen;
+  float acc[MAX_DT];
+#pragma unroll
+  for (int t = 0; t < MAX_DT; t++) acc[t] = 0.f;
+  for (int j0 = 0; j0 < kEnd; j0 += KT) {
+    __syncthreads();
+    load_kv_tile(k, v, Ks, Vs, (i64)sg.b * Tk + sg.start, j0, sg.kLen, Hkv, hk, D);
+    __syncthreads();
+    if (!rowValid || j0 >= lim) continue;
+    float ds = 0.f;
+    if (j0 + lane < lim) {
+      const float p = expf(scale * dot_row(qs, Ks + lane * Dp, D) - L);
+      ds = p * (dot_row(dos, Vs + lane * Dp, D) - dl);  // dS = P * (dP - delta)
+    }
+    const int jn = min(KT, lim - j0);
+    for (int jj = 0; jj < jn; jj++) {
+      const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+      const float* kr = Ks + jj * Dp;
+#pragma unroll
+      for (int t = 0; t < MAX_DT; t++)
+        if (lane + 32 * t < D) acc[t] += dsj * kr[lane + 32 * t];
+    }
+  }
+  if (!rowValid) return;
+#pragma unroll
+  for (int t = 0; t < MAX_DT; t++)
+    if (lane + 32 * t < D) st(dq, qRow + lane + 32 * t, acc[t] * scale);
+}
+
+// One warp per (key tile, query head). shared: Ks, Vs, dKs, dVs [KT][D+1]; qs, dos [D].
+// dk, dv: float32 [B,Tk,Hkv,D], zeroed by the host, added to atomically.
+template <typename T>
+__device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                              float* dk, float* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D,
+                              float scale, int causal) {
+  extern __shared__ float sm[];
+  const int Dp = D + 1, lane = threadIdx.x;
+  float* Ks = sm;
+  float* Vs = Ks + KT * Dp;
+  float* dKs = Vs + KT * Dp;
+  float* dVs = dKs + KT * Dp;
+  float* qs = dVs + KT * Dp;
+  float* dos = qs + D;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int j0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const i64 kRow0 = (i64)sg.b * Tk + sg.start;
+  load_kv_tile(k, v, Ks, Vs, kRow0, j0, sg.kLen, Hkv, hk, D);
+  for (int e = lane; e < KT * Dp; e += 32) {
+    dKs[e] = 0.f;
+    dVs[e] = 0.f;
+  }
+  __syncwarp();
+  const int j = j0 + lane;
+  const bool keyValid = j < sg.kLen;
+  float* dkr = dKs + lane * Dp;
+  float* dvr = dVs + lane * Dp;
+  for (int i = causal ? max(0, j0 - off) : 0; i < sg.qLen; i++) {
+    const i64 qRow = (((i64)sg.b * Tq + sg.start + i) * Hq + h) * D;
+    const i64 stat = ((i64)sg.b * Hq + h) * Tq + sg.start + i;
+    for (int d = lane; d < D; d += 32) {
+      qs[d] = ld(q, qRow + d);
+      dos[d] = ld(dout, qRow + d);
+    }
+    const float L = lse[stat], dl = delta[stat];
+    __syncwarp();
+    if (keyValid && (!causal || j <= i + off) && L != -INFINITY) {
+      const float p = expf(scale * dot_row(qs, Ks + lane * Dp, D) - L);
+      const float ds = p * (dot_row(dos, Vs + lane * Dp, D) - dl);
+      for (int d = 0; d < D; d++) {
+        dvr[d] += p * dos[d];
+        dkr[d] += scale * ds * qs[d];
+      }
+    }
+    __syncwarp();  // qs, dos are rewritten next row
+  }
+  for (int e = lane; e < KT * D; e += 32) {
+    const int jj = e / D, d = e % D;
+    if (j0 + jj >= sg.kLen) break;
+    const i64 g = ((kRow0 + j0 + jj) * Hkv + hk) * D + d;
+    atomicAdd(dk + g, dKs[jj * Dp + d]);
+    atomicAdd(dv + g, dVs[jj * Dp + d]);
+  }
+}
+
+#define ATTN(T, s)                                                                                                        \
+  extern "C" __global__ void attn_fwd_##s(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,        \
+                                          const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,          \
+                                          int causal) {                                                                   \
+    attn_fwd<T>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                                       \
+  }                                                                                                                       \
+  extern "C" __global__ void attn_bwd_delta_##s(const T* out, const T* dout, float* delta, i64 rows, int Tq, int Hq,      \
+                                                int D) {                                                                  \
+    attn_bwd_delta<T>(out, dout, delta, rows, Tq, Hq, D);                                                                 \
+  }                                                                                                                       \
+  extern "C" __global__ void attn_bwd_dq_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,         \
+                                             const float* delta, T* dq, const int* segs, const int* tiles, int Tq,        \
+                                             int Tk, int Hq, int Hkv, int D, float scale, int causal) {                   \
+    attn_bwd_dq<T>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                        \
+  }                                                                                                                       \
+  extern "C" __global__ void attn_bwd_dkdv_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,       \
+                                               const float* delta, float* dk, float* dv, const int* segs,                 \
+                                               const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,     \
+                                               int causal) {                                                              \
+    attn_bwd_dkdv<T>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                  \
+  }
+FOR_FLOATS(ATTN)

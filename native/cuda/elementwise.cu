@@ -1,0 +1,205 @@
+// Elementwise kernels of the contract: cast between any dtypes, strided copy by element width,
+// broadcasting binary ops, unary activations and their derivatives, scale, axpy, fill of 8-byte
+// elements (1/2/4-byte fills use the driver's memset), axis sums and SwiGLU.
+// Op codes match src/backends/cuda/elementwise.ts (BINARY_OPS, UNARY_OPS).
+#include "common.cuh"
+
+// ---- fill / cast / copy ----
+
+extern "C" __global__ void fill_b64(unsigned long long* dst, i64 n, unsigned long long bits) {
+  GRID_LOOP(i, n) dst[i] = bits;
+}
+
+__device__ __forceinline__ i64 ld_int(const void* p, int code, i64 i) {
+  switch (code) {
+    case DT_I32: return ((const int*)p)[i];
+    case DT_I64: return ((const i64*)p)[i];
+    default: return ((const unsigned char*)p)[i];
+  }
+}
+
+// Floats round to nearest even; float to int truncates toward zero, then wraps to the width.
+extern "C" __global__ void cast_any(const void* src, int srcCode, void* dst, int dstCode, i64 n) {
+  const bool srcFloat = srcCode <= DT_F16, dstFloat = dstCode <= DT_F16;
+  GRID_LOOP(i, n) {
+    if (dstFloat) {
+      const float v = srcFloat ? ld_code(src, srcCode, i) : (float)ld_int(src, srcCode, i);
+      st_code(dst, dstCode, i, v);
+    } else {
+      const i64 v = srcFloat ? (i64)truncf(ld_code(src, srcCode, i)) : ld_int(src, srcCode, i);
+      if (dstCode == DT_I32) ((int*)dst)[i] = (int)(unsigned int)(unsigned long long)v;
+      else if (dstCode == DT_I64) ((i64*)dst)[i] = v;
+      else ((unsigned char*)dst)[i] = (unsigned char)(unsigned long long)v;
+    }
+  }
+}
+
+// Offsets (elements) of linear index i of the walk in the two stride sets.
+__device__ __forceinline__ void strided_offsets(const Strides2& a, i64 i, i64& o0, i64& o1) {
+  o0 = 0;
+  o1 = 0;
+  for (int d = a.rank - 1; d >= 0; d--) {
+    const i64 n = a.shape[d];
+    const i64 idx = i % n;
+    i /= n;
+    o0 += idx * a.s0[d];
+    o1 += idx * a.s1[d];
+  }
+}
+
+// dst[dstOff + walk(s1)] = src[srcOff + walk(s0)]; elements move as raw bits of width sizeof(E).
+template <typename E>
+__device__ void copy_strided(const E* src, E* dst, Strides2 sd, i64 n) {
+  GRID_LOOP(i, n) {
+    i64 so, dof;
+    strided_offsets(sd, i, so, dof);
+    dst[dof] = src[so];
+  }
+}
+#define COPY(E, name) \
+  extern "C" __global__ void copy_strided_##name(const E* src, E* dst, Strides2 sd, i64 n) { copy_strided<E>(src, dst, sd, n); }
+COPY(unsigned char, b1) COPY(unsigned short, b2) COPY(unsigned int, b4) COPY(unsigned long long, b8)
+
+// ---- binary (out contiguous; a, b at their strides, 0 = broadcast) ----
+
+template <typename T>
+__device__ void binary(int op, const T* a, const T* b, T* out, Strides2 sd, i64 n) {
+  GRID_LOOP(i, n) {
+    i64 ia, ib;
+    strided_offsets(sd, i, ia, ib);
+    const float x = ld(a, ia), y = ld(b, ib);
+    float r;
+    switch (op) {
+      case 0: r = x + y; break;
+      case 1: r = x - y; break;
+      case 2: r = x * y; break;
+      default: r = x / y;
+    }
+    st(out, i, r);
+  }
+}
+
+// ---- unary ----
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define INV_SQRT_2 0.7071067811865476f
+#define INV_SQRT_2PI 0.3989422804014327f
+#define GELU_TANH_C 0.044715f
+#define QUICK_GELU_C 1.702f
+
+__device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+__device__ __forceinline__ float unary_f(int op, float x) {
+  switch (op) {
+    case 0: return x * sigmoidf(x);
+    case 1: return 0.5f * x * (1.f + erff(x * INV_SQRT_2));
+    case 2: return 0.5f * x * (1.f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x)));
+    case 3: return x * sigmoidf(QUICK_GELU_C * x);
+    case 4: return x > 0.f ? x : 0.f;
+    case 5: return sigmoidf(x);
+    case 6: return tanhf(x);
+    case 7: return expf(x);
+    case 8: return logf(x);
+    case 9: return sqrtf(x);
+    default: return -x;
+  }
+}
+
+// f'(x)
+__device__ __forceinline__ float unary_df(int op, float x) {
+  switch (op) {
+    case 0: {
+      const float s = sigmoidf(x);
+      return s * (1.f + x * (1.f - s));
+    }
+    case 1: return 0.5f * (1.f + erff(x * INV_SQRT_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    case 2: {
+      const float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x));
+      return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * SQRT_2_OVER_PI * (1.f + 3.f * GELU_TANH_C * x * x);
+    }
+    case 3: {
+      const float s = sigmoidf(QUICK_GELU_C * x);
+      return s + QUICK_GELU_C * x * s * (1.f - s);
+    }
+    case 4: return x > 0.f ? 1.f : 0.f;
+    case 5: {
+      const float s = sigmoidf(x);
+      return s * (1.f - s);
+    }
+    case 6: {
+      const float t = tanhf(x);
+      return 1.f - t * t;
+    }
+    case 7: return expf(x);
+    case 8: return 1.f / x;
+    case 9: return 0.5f / sqrtf(x);
+    default: return -1.f;
+  }
+}
+
+// ---- axis sums: out[o, i] = sum_m x[o, m, i] ----
+
+// inner == 1: one block per row.
+template <typename T>
+__device__ void reduce_rows(const T* x, T* out, i64 mid) {
+  __shared__ float scratch[32];
+  const i64 base = (i64)blockIdx.x * mid;
+  float s = 0.f;
+  for (i64 m = threadIdx.x; m < mid; m += blockDim.x) s += ld(x, base + m);
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) st(out, blockIdx.x, s);
+}
+
+// inner > 1: block (32 columns x 8 row groups) per (32 columns, outer index); grid (ceil(inner/32), outer).
+template <typename T>
+__device__ void reduce_cols(const T* x, T* out, i64 mid, i64 inner) {
+  __shared__ float part[8][33];
+  const i64 o = blockIdx.y;
+  const i64 c = (i64)blockIdx.x * 32 + threadIdx.x;
+  float s = 0.f;
+  if (c < inner) for (i64 m = threadIdx.y; m < mid; m += 8) s += ld(x, (o * mid + m) * inner + c);
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < inner) {
+    float t = 0.f;
+    for (int g = 0; g < 8; g++) t += part[g][threadIdx.x];
+    st(out, o * inner + c, t);
+  }
+}
+
+#define ELEMENTWISE(T, s)                                                                                     \
+  extern "C" __global__ void binary_##s(int op, const T* a, const T* b, T* out, Strides2 sd, i64 n) {         \
+    binary<T>(op, a, b, out, sd, n);                                                                          \
+  }                                                                                                           \
+  extern "C" __global__ void unary_##s(int op, const T* x, T* y, i64 n) {                                     \
+    GRID_LOOP(i, n) st(y, i, unary_f(op, ld(x, i)));                                                          \
+  }                                                                                                           \
+  extern "C" __global__ void unary_bwd_##s(int op, const T* x, const T* dy, T* dx, i64 n) {                   \
+    GRID_LOOP(i, n) st(dx, i, ld(dy, i) * unary_df(op, ld(x, i)));                                            \
+  }                                                                                                           \
+  extern "C" __global__ void scale_##s(const T* x, T* y, i64 n, float alpha) {                                \
+    GRID_LOOP(i, n) st(y, i, alpha * ld(x, i));                                                               \
+  }                                                                                                           \
+  extern "C" __global__ void axpy_##s(const T* x, T* y, i64 n, float alpha) {                                 \
+    GRID_LOOP(i, n) st(y, i, ld(y, i) + alpha * ld(x, i));                                                    \
+  }                                                                                                           \
+  extern "C" __global__ void reduce_rows_##s(const T* x, T* out, i64 mid) {                                    \
+    reduce_rows<T>(x, out, mid);                                                                              \
+  }                                                                                                           \
+  extern "C" __global__ void reduce_cols_##s(const T* x, T* out, i64 mid, i64 inner) {                        \
+    reduce_cols<T>(x, out, mid, inner);                                                                       \
+  }                                                                                                           \
+  extern "C" __global__ void swiglu_##s(const T* g, const T* u, T* y, i64 n) {                                \
+    GRID_LOOP(i, n) {                                                                                         \
+      const float x = ld(g, i);                                                                               \
+      st(y, i, x * sigmoidf(x) * ld(u, i));                                                                   \
+    }                                                                                                         \
+  }                                                                                                           \
+  extern "C" __global__ void swiglu_bwd_##s(const T* g, const T* u, const T* dy, T* dg, T* du, i64 n) {       \
+    GRID_LOOP(i, n) {                                                                                         \
+      const float x = ld(g, i), d = ld(dy, i), sg = sigmoidf(x);                                              \
+      st(du, i, d * x * sg);                                                                                  \
+      st(dg, i, d * ld(u, i) * sg * (1.f + x * (1.f - sg)));                                                  \
+    }                                                                                                         \
+  }
+FOR_FLOATS(ELEMENTWISE)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Compiles native/cuda/*.cu into one fatbin per file in native/cuda/build/: machine code for
+# sm_80, sm_86, sm_89, sm_90 and compute_90 PTX (newer GPUs JIT it). Skips the work when the
+# sources and nvcc are unchanged since the last build (build/STAMP), so it is cheap to call again.
+# Usage: scripts/build-cuda.sh [--force]    (NVCC=/path/to/nvcc to pick a compiler)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=native/cuda
+OUT=$SRC/build
+NVCC=${NVCC:-$(command -v nvcc || true)}
+for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do [ -n "$NVCC" ] || { [ -x "$c" ] && NVCC=$c; }; done
+if [ -z "$NVCC" ]; then
+  echo "build-cuda: nvcc not found (install the CUDA toolkit >= 12.0, or set NVCC=/path/to/nvcc)" >&2
+  exit 1
+fi
+ARCHS="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_86,code=sm_86 -gencode=arch=compute_89,code=sm_89 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90"
+FLAGS="-O3 -std=c++17 -lineinfo"
+stamp=$( { "$NVCC" --version | tail -n 2; echo "$ARCHS $FLAGS"; cat "$SRC"/*.cu "$SRC"/*.cuh; } | sha256sum | cut -c1-16)
+if [ "${1:-}" != "--force" ] && [ -f "$OUT/STAMP" ] && [ "$(cat "$OUT/STAMP")" = "$stamp" ]; then
+  echo "build-cuda: $OUT is up to date ($stamp)"
+  exit 0
+fi
+mkdir -p "$OUT"
+rm -f "$OUT"/*.fatbin "$OUT/STAMP"
+echo "build-cuda: $("$NVCC" --version | tail -n 1) -> $OUT"
+export NVCC ARCHS FLAGS SRC OUT
+# one nvcc per source file, as many at once as there are cores
+ls "$SRC"/*.cu | xargs -P "$(nproc)" -I{} sh -c '
+  f={}; n=$(basename "$f" .cu)
+  "$NVCC" $FLAGS $ARCHS -fatbin -o "$OUT/$n.fatbin.tmp" "$f" && mv "$OUT/$n.fatbin.tmp" "$OUT/$n.fatbin" && echo "  $n.fatbin"'
+for f in "$SRC"/*.cu; do
+  [ -f "$OUT/$(basename "$f" .cu).fatbin" ] || { echo "build-cuda: $f failed" >&2; exit 1; }
+done
+echo "$stamp" > "$OUT/STAMP"
