@@ -36,23 +36,6 @@ export interface AdapterOnHost {
   modules: Map<string, LoraPair>;
 }
 
-/** W [out, in] += scaling * B [out, r] @ A [r, in], in float32 like PEFT's get_delta_weight. */
-export function addLoraDelta(w: Float32Array, lora: LoraPair): void {
-  const { a, b, r, inFeatures: n, outFeatures: m, scaling } = lora;
-  const row = new Float64Array(n);
-  for (let o = 0; o < m; o++) {
-    row.fill(0);
-    for (let k = 0; k < r; k++) {
-      const bk = b[o * r + k]!;
-      if (bk === 0) continue;
-      const ak = k * n;
-      for (let i = 0; i < n; i++) row[i]! += bk * a[ak + i]!;
-    }
-    const wo = o * n;
-    for (let i = 0; i < n; i++) w[wo + i] = Math.fround(w[wo + i]! + Math.fround(scaling * Math.fround(row[i]!)));
-  }
-}
-
 /** Reads and checks an adapter folder. */
 export function readAdapterFolder(dir: string): AdapterOnHost {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new XtunerError(`${dir}: adapter folder not found`);

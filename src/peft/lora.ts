@@ -9,9 +9,9 @@
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { NF4Linear } from '../quant/nf4-linear.ts';
-import { f32ToHost } from '../tensor/dtype.ts';
-import { add, cast, dropout, keep, Rng, scale, tensor, zeros, type Tensor } from '../tensor/index.ts';
-import { addLoraDelta, type LoraPair } from './adapter-files.ts';
+import { add, addInPlace, cast, dropout, keep, matmul, noGrad, Rng, scale, tensor, tidy, zeros, type Tensor } from '../tensor/index.ts';
+import type { LoraPair } from './adapter-files.ts';
+import { addLoraDelta } from './merge.ts';
 import { isTargetModule, moduleLoraParams, validateLoraConfig, type LoraConfig } from './config.ts';
 
 export interface LoraLayerOptions {
@@ -124,9 +124,8 @@ export class LoRALinear extends Module implements LinearLike {
       return new Linear(keep(tensor(w, shape, { device: this.lora_A.weight.device })), base.bias);
     }
     if (base instanceof Linear) {
-      const w = base.weight.toFloat32Array();
-      addLoraDelta(w, this.loraPair());
-      base.weight.assign(f32ToHost(w, base.weight.dtype));
+      // in place on the weight's device, added in the weight's dtype (as PEFT merges)
+      tidy(() => noGrad(() => addInPlace(base.weight, matmul(this.lora_B.weight, this.lora_A.weight), this.scaling)));
       return base;
     }
     throw new XtunerError(`LoRALinear.merge: cannot merge into a ${base.constructor.name}`);

@@ -1,9 +1,10 @@
 // Base model folder + LoRA adapter folder -> a plain Hugging Face model folder (what
 // `xtuner convert merge` produces): every targeted weight becomes W + scaling * B @ A, the result
 // is written in the dtype asked for (sharded with an index when large), and the base's other
-// files (config.json, generation_config.json, tokenizer files, remote code) are copied. Works on
-// the host one tensor at a time, so memory stays at about one weight matrix; it needs no model
-// code, only matching names. Not here: merging inside a live model (LoRALinear.merge in lora.ts).
+// files (config.json, generation_config.json, tokenizer files, remote code) are copied. Works one
+// tensor at a time (B @ A through the CPU engine's GEMM), so memory stays at about one weight
+// matrix; it needs no model code, only matching names. Not here: merging inside a live model
+// (LoRALinear.merge in lora.ts).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,7 +12,8 @@ import { XtunerError } from '../errors.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
-import { addLoraDelta, adapterMisfitError, readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
+import { matmul, noGrad, tensor, tidy } from '../tensor/index.ts';
+import { adapterMisfitError, readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
 
 export type MergeDtype = 'auto' | 'float32' | 'bfloat16' | 'float16';
 
@@ -47,6 +49,16 @@ const SAFETENSORS_DTYPE: Record<Exclude<MergeDtype, 'auto'>, SafetensorsDtype> =
 /** Weight files of the base that are not copied (the merged weights replace them). */
 function isWeightFile(name: string): boolean {
   return /\.(safetensors|bin|pt|pth|gguf|msgpack|h5)$/.test(name) || /\.(safetensors|bin)\.index\.json$/.test(name);
+}
+
+/**
+ * W [out, in] += scaling * (B [out, r] @ A [r, in]), the product a float32 GEMM as in PEFT's
+ * get_delta_weight (on the CPU backend: OpenBLAS when present).
+ */
+export function addLoraDelta(w: Float32Array, lora: LoraPair): void {
+  const { a, b, r, inFeatures, outFeatures, scaling } = lora;
+  const delta = tidy(() => noGrad(() => matmul(tensor(b, [outFeatures, r]), tensor(a, [r, inFeatures])).toFloat32Array()));
+  for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i]! + Math.fround(scaling * delta[i]!));
 }
 
 function encode(values: Float32Array, dtype: SafetensorsDtype): HostData {

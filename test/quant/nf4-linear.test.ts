@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/models/index.ts';
 import { Linear } from '../../src/nn/index.ts';
-import { injectLora, loraLayers } from '../../src/peft/lora.ts';
+import { injectLora, loraLayers, mergeLora } from '../../src/peft/lora.ts';
 import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
 import { dequantizeNf4, quantizeNf4 } from '../../src/quant/nf4.ts';
 import { Rng, tensor } from '../../src/tensor/index.ts';
@@ -75,4 +75,15 @@ test('QLoRA forward and LoRA gradients equal LoRA over the dequantised weights',
     n++;
   }
   assert.equal(n, 28);
+});
+
+test('merging QLoRA gives plain Linear layers of dequantised weight + delta, with the same logits', async () => {
+  const model = await loadModel(BASE_MODEL);
+  quantizeLinears(model);
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: null }, new Rng(2));
+  for (const [, l] of loraLayers(model)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.sin(i) / 40));
+  const before = model.forward(batch.ids).logits.toFloat32Array();
+  assert.equal(mergeLora(model).length, 14);
+  assert.ok(![...model.namedModules()].some(([, m]) => m instanceof NF4Linear));
+  assertClose(model.forward(batch.ids).logits.toFloat32Array(), before, LOGITS_TOL, 'merged QLoRA logits');
 });
