@@ -51,14 +51,18 @@ export function generateIds(model: DecodingModel, promptIds: readonly number[], 
   const uniform = () => rng.uniform();
   const context = [...promptIds];
   const cache = model.createKvCache(promptIds.length + opts.maxNewTokens);
-  let logits = model.nextLogits(Int32Array.from(promptIds), cache);
-  for (let i = 0; i < opts.maxNewTokens; i++) {
-    const id = pickToken(logits, context, opts, uniform);
-    out.push(id);
-    context.push(id);
-    const keepGoing = opts.onToken?.(id, i) !== false;
-    if (!keepGoing || stop.has(id) || i === opts.maxNewTokens - 1) break;
-    logits = model.nextLogits(Int32Array.of(id), cache);
+  try {
+    let logits = model.nextLogits(Int32Array.from(promptIds), cache);
+    for (let i = 0; i < opts.maxNewTokens; i++) {
+      const id = pickToken(logits, context, opts, uniform);
+      out.push(id);
+      context.push(id);
+      const keepGoing = opts.onToken?.(id, i) !== false;
+      if (!keepGoing || stop.has(id) || i === opts.maxNewTokens - 1) break;
+      logits = model.nextLogits(Int32Array.of(id), cache);
+    }
+  } finally {
+    cache.dispose();
   }
   return out;
 }

@@ -1,10 +1,10 @@
-// Preallocated key/value cache for decoding: per layer, room for `maxLen` positions of
-// [B, maxLen, nKv, D]; each step appends its keys and values and attends over all so far.
-// The storage is host float32 for now: append copies the step in, and the returned tensors are
-// the filled prefix. Not here: sampling (./sampling.ts), the decoding loop (./decode.ts).
+// Preallocated key/value cache for decoding: per layer, one device tensor [B, maxLen, nKv, D] for
+// keys and one for values, allocated once. Each step copies its keys and values in at the current
+// length (a strided copy on the device, no host round trip) and attends over the filled prefix.
+// Not here: sampling (./sampling.ts), the decoding loop (./decode.ts).
 
 import { XtunerError } from '../errors.ts';
-import { tensor, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { cast, keep, slice, zeros, type DType, type Device, type Tensor } from '../tensor/index.ts';
 import type { KvCache } from '../models/decoder.ts';
 
 export interface KvCacheShape {
@@ -17,19 +17,16 @@ export interface KvCacheShape {
 
 export class PreallocatedKvCache implements KvCache {
   readonly #shape: KvCacheShape;
-  readonly #keys: Float32Array[];
-  readonly #values: Float32Array[];
-  readonly #dtype: DType;
-  readonly #device: Device;
+  readonly #keys: Tensor[];
+  readonly #values: Tensor[];
   #length = 0;
 
   constructor(shape: KvCacheShape, dtype: DType = 'float32', device: Device = 'cpu') {
     this.#shape = shape;
-    const size = shape.batch * shape.maxLen * shape.numKvHeads * shape.headDim;
-    this.#keys = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
-    this.#values = Array.from({ length: shape.numLayers }, () => new Float32Array(size));
-    this.#dtype = dtype;
-    this.#device = device;
+    const full = [shape.batch, shape.maxLen, shape.numKvHeads, shape.headDim]; // [B, maxLen, nKv, D]
+    const make = () => keep(zeros(full, { dtype, device }));
+    this.#keys = Array.from({ length: shape.numLayers }, make);
+    this.#values = Array.from({ length: shape.numLayers }, make);
   }
 
   get length(): number {
@@ -40,26 +37,29 @@ export class PreallocatedKvCache implements KvCache {
     return this.#shape.maxLen;
   }
 
-  /** k, v [B, T, nKv, D] -> all cached so far [B, length + T, nKv, D]. Layer numLayers-1 closes the step. */
+  /** k, v [B, T, nKv, D] -> all cached so far [B, length + T, nKv, D]. The last layer closes the step. */
   append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
-    const { batch: b, maxLen, numKvHeads: h, headDim: d, numLayers } = this.#shape;
+    const { maxLen, numLayers } = this.#shape;
     const t = k.shape[1]!;
-    const past = this.#length;
-    if (past + t > maxLen) throw new XtunerError(`KV cache full: ${past} + ${t} positions exceed its ${maxLen}`);
-    const row = h * d; // one position of one batch row
-    const write = (dst: Float32Array, src: Float32Array) => {
-      for (let i = 0; i < b; i++) dst.set(src.subarray(i * t * row, (i + 1) * t * row), (i * maxLen + past) * row);
-    };
-    write(this.#keys[layer]!, k.toFloat32Array());
-    write(this.#values[layer]!, v.toFloat32Array());
-    const len = past + t;
-    const read = (src: Float32Array) => {
-      const out = new Float32Array(b * len * row);
-      for (let i = 0; i < b; i++) out.set(src.subarray(i * maxLen * row, (i * maxLen + len) * row), i * len * row);
-      return tensor(out, [b, len, h, d], { dtype: this.#dtype, device: this.#device }); // [B, len, nKv, D]
-    };
-    const result = { k: read(this.#keys[layer]!), v: read(this.#values[layer]!) };
+    const len = this.#length + t;
+    if (len > maxLen) throw new XtunerError(`KV cache full: ${this.#length} + ${t} positions exceed its ${maxLen}`);
+    this.#write(this.#keys[layer]!, k);
+    this.#write(this.#values[layer]!, v);
     if (layer === numLayers - 1) this.#length = len; // every layer has now seen this step
-    return result;
+    return { k: slice(this.#keys[layer]!, 1, 0, len), v: slice(this.#values[layer]!, 1, 0, len) };
+  }
+
+  /** Frees the cache's storage. */
+  dispose(): void {
+    for (const t of [...this.#keys, ...this.#values]) t.dispose();
+  }
+
+  /** dst[:, length : length + T] = src, for src [B, T, nKv, D]. */
+  #write(dst: Tensor, src: Tensor): void {
+    const { batch: b, maxLen, numKvHeads: h, headDim: d } = this.#shape;
+    const t = src.shape[1]!;
+    const s = src.dtype === dst.dtype ? src : cast(src, dst.dtype);
+    const row = h * d;
+    dst.backend.copyStrided(s.storage, 0, [t * row, row, d, 1], dst.storage, this.#length * row, [maxLen * row, row, d, 1], [b, t, h, d], dst.dtype);
   }
 }

@@ -17,6 +17,8 @@ export interface KvCache {
   readonly length: number;
   /** Appends this step's k, v [B, T, nKv, D] for `layer` and returns all so far [B, length + T, nKv, D]. */
   append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor };
+  /** Frees the cached keys and values. */
+  dispose(): void;
 }
 
 /** What every layer needs besides its input. */
