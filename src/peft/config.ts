@@ -12,8 +12,8 @@ export interface LoraConfig {
   loraDropout: number;
   /**
    * Modules to wrap: a list of names matched as PEFT does (the whole module path, or its tail
-   * after a '.'), or one regular expression that must match the whole path. null: XTuner's
-   * default, every linear layer except the output head.
+   * after a '.'), or one regular expression that must match the whole path. null (XTuner's
+   * default) or 'all-linear' (PEFT's name for it): every linear layer except the output head.
    */
   targetModules: string[] | string | null;
   /** Scale alpha / sqrt(r) instead of alpha / r (PEFT `use_rslora`). */

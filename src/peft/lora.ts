@@ -9,7 +9,7 @@
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { NF4Linear } from '../quant/nf4-linear.ts';
-import { add, addInPlace, cast, dropout, keep, matmul, noGrad, Rng, scale, tensor, tidy, zeros, type Tensor } from '../tensor/index.ts';
+import { add, addInPlace, cast, defaultRng, dropout, keep, matmul, noGrad, scale, tensor, tidy, zeros, type Rng, type Tensor } from '../tensor/index.ts';
 import type { LoraPair } from './adapter-files.ts';
 import { addLoraDelta } from './merge.ts';
 import { isTargetModule, moduleLoraParams, validateLoraConfig, type LoraConfig } from './config.ts';
@@ -21,7 +21,7 @@ export interface LoraLayerOptions {
   dropout?: number;
   /** alpha / sqrt(r) instead of alpha / r. */
   useRslora?: boolean;
-  /** Draws A's initial values and the dropout masks; default a generator seeded with 0. */
+  /** Draws A's initial values and the dropout masks; default the engine's global generator (manualSeed). */
   rng?: Rng;
 }
 
@@ -51,7 +51,7 @@ export class LoRALinear extends Module implements LinearLike {
   static fromBase(base: LinearLike, options: LoraLayerOptions): LoRALinear {
     checkLayerOptions(options);
     if (base instanceof LoRALinear) throw new XtunerError('LoRALinear.fromBase: the layer already has a LoRA adapter');
-    const rng = options.rng ?? new Rng(0);
+    const rng = options.rng ?? defaultRng;
     const { r } = options;
     const device = baseDevice(base);
     // kaiming_uniform_(a=sqrt(5)) on [r, in]: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / in) = 1 / sqrt(in)
@@ -76,7 +76,7 @@ export class LoRALinear extends Module implements LinearLike {
     const device = baseDevice(base);
     const A = new Linear(keep(tensor(a, [r, base.inFeatures], { device, requiresGrad: true })));
     const B = new Linear(keep(tensor(b, [base.outFeatures, r], { device, requiresGrad: true })));
-    return new LoRALinear(base, A, B, options, options.rng ?? new Rng(0));
+    return new LoRALinear(base, A, B, options, options.rng ?? defaultRng);
   }
 
   get inFeatures(): number {
@@ -176,13 +176,14 @@ export interface InjectReport {
 /**
  * Wraps every target module of `model` in a LoRALinear, freezes all other parameters and makes
  * the LoRA matrices trainable. Throws when a target matches no linear layer. `rng` draws the
- * initial A matrices in module order (default: seeded with 0).
+ * initial A matrices in module order, then the dropout masks (default: the engine's global
+ * generator). target_modules null or PEFT's 'all-linear': every linear layer but the head.
  */
-export function injectLora(model: Module, config: LoraConfig, rng: Rng = new Rng(0)): InjectReport {
+export function injectLora(model: Module, config: LoraConfig, rng: Rng = defaultRng): InjectReport {
   validateLoraConfig(config);
   const linears = [...model.namedModules()].filter(([p, m]) => p !== '' && (isWrappable(m) || m instanceof LoRALinear));
   if (linears.some(([, m]) => m instanceof LoRALinear)) throw new XtunerError('injectLora: the model already has LoRA layers');
-  const targetModules = config.targetModules ?? defaultTargetModules(model);
+  const targetModules = config.targetModules === null || config.targetModules === 'all-linear' ? defaultTargetModules(model) : config.targetModules;
   checkTargetsMatch(model, targetModules, linears.map(([p]) => p));
   for (const p of model.parameters()) p.requiresGrad = false;
   const modules: string[] = [];
