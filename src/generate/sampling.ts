@@ -36,7 +36,10 @@ export function applyTopK(logits: Float32Array, k: number): void {
 export function applyTopP(logits: Float32Array, p: number): void {
   if (!(p < 1)) return;
   const probs = softmax(logits);
-  const order = Array.from(logits.keys()).sort((a, b) => logits[a]! - logits[b]! || a - b);
+  // Tokens already at -Infinity (e.g. after top-k) have no mass: leave them out of the sort.
+  const order: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) order.push(i);
+  order.sort((a, b) => logits[a]! - logits[b]! || a - b);
   let cum = 0;
   for (let r = 0; r < order.length - 1; r++) {
     cum += probs[order[r]!]!;
