@@ -162,3 +162,20 @@ test('bad LoRA settings and targets are refused with what does not fit', async (
   injectLora(model, { ...cfg, targetModules: ['q_proj'] });
   assert.throws(() => injectLora(model, cfg), err(/already has LoRA layers/));
 });
+
+test('LoRA over a bfloat16 model: float32 adapters (PEFT casts), gradients reach them', async () => {
+  const model = await loadModel(BASE_MODEL, { dtype: 'bfloat16' });
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'down_proj'] }, new Rng(4));
+  for (const [, l] of loraLayers(model)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).fill(0.01));
+  model.train();
+  const { logits, loss } = model.forward(lora.ids, { labels: lora.labels });
+  assert.equal(logits.dtype, 'bfloat16');
+  loss!.backward();
+  const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
+  assert.equal(trainable.length, 8);
+  for (const [name, p] of trainable) {
+    assert.equal(p.dtype, 'float32', name);
+    assert.equal(p.grad!.dtype, 'float32', name);
+    assert.ok(p.grad!.toFloat32Array().some((g) => g !== 0), `${name} got no gradient`);
+  }
+});

@@ -87,3 +87,15 @@ test('merging QLoRA gives plain Linear layers of dequantised weight + delta, wit
   assert.ok(![...model.namedModules()].some(([, m]) => m instanceof NF4Linear));
   assertClose(model.forward(batch.ids).logits.toFloat32Array(), before, LOGITS_TOL, 'merged QLoRA logits');
 });
+
+test('quantising a bfloat16 model: the same codes as quantising its bf16 values, half the bytes before', async () => {
+  const model = await loadModel(BASE_MODEL, { dtype: 'bfloat16' });
+  const q = (model.getSubmodule('model.layers.0.mlp.up_proj') as Linear).weight.toFloat32Array(); // bf16 values widened
+  const report = quantizeLinears(model);
+  assert.equal(report.bytesBefore, 2 * (64 * 64 * 2 + 32 * 64 * 2 + 176 * 64 * 3) * 2);
+  const layer = model.getSubmodule('model.layers.0.mlp.up_proj') as NF4Linear;
+  assert.deepEqual(layer.dequantizedWeight(), dequantizeNf4(quantizeNf4(q)));
+  const y = model.forward(batch.ids).logits;
+  assert.equal(y.dtype, 'bfloat16');
+  assert.ok(y.toFloat32Array().every(Number.isFinite));
+});
