@@ -203,12 +203,12 @@ export interface Backend<S> {
   /** dw[ids[i], :] += dy[i, :]; dw float32 [V, H]. */
   embeddingBackward(dy: S, ids: S, dw: S, n: number, H: number, dtype: FloatDType): void;
   /**
-   * Per-row cross-entropy of logits [N, V] against int32 labels [N]: loss[i] = lse_i - logit[label_i]
-   * (0 where label == ignoreIndex); loss and lse are float32 [N]. Labels already checked.
+   * Per-row cross-entropy of logits [N, V] against int32 labels [N] (labels already checked):
+   * loss[i] = logsumexp(logits[i]) - logits[i, label_i], 0 where label == ignoreIndex (float32 [N]).
+   * When dlogits is given, the gradient comes out of the same pass (one exp per logit):
+   * dlogits = (softmax(logits) - onehot(label)) * gradScale on counted rows, 0 on ignored ones.
    */
-  crossEntropy(logits: S, labels: S, loss: S, lse: S, N: number, V: number, ignoreIndex: number, dtype: FloatDType): void;
-  /** dlogits = (softmax(logits) - onehot(label)) * gradScale on rows whose label != ignoreIndex, else 0. */
-  crossEntropyBackward(logits: S, labels: S, lse: S, dlogits: S, N: number, V: number, ignoreIndex: number, gradScale: number, dtype: FloatDType): void;
+  crossEntropy(logits: S, labels: S, loss: S, dlogits: S | null, N: number, V: number, ignoreIndex: number, gradScale: number, dtype: FloatDType): void;
   attention(args: AttentionArgs<S>): void;
   attentionBackward(args: AttentionBackwardArgs<S>): void;
 

@@ -3,7 +3,7 @@
 
 import type { Backend, GemmArgs } from '../backend.ts';
 import { attention, attentionBackward } from './attention.ts';
-import { crossEntropy, crossEntropyBackward } from './cross-entropy.ts';
+import { crossEntropy } from './cross-entropy.ts';
 import { axpy, binary, cast, copyStrided, fill, reduceSum, scale, unary, unaryBackward } from './elementwise.ts';
 import { embedding, embeddingBackward } from './embedding.ts';
 import { sgemm } from './gemm.ts';
@@ -11,7 +11,7 @@ import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.t
 import { adamwUpdate, sumOfSquares } from './optim.ts';
 import { rope } from './rope.ts';
 import { softmax, softmaxBackward } from './softmax.ts';
-import { commit, cpuAlloc, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
+import { commit, cpuAlloc, cpuFree, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
 import { swiglu, swigluBackward } from './swiglu.ts';
 
 export type { CpuStorage } from './storage.ts';
@@ -36,7 +36,7 @@ function gemm(g: GemmArgs<CpuStorage>): void {
 export const cpuBackend: Backend<CpuStorage> = {
   device: 'cpu',
   alloc: cpuAlloc,
-  free: () => {}, // the garbage collector takes the typed array once no tensor holds it
+  free: cpuFree, // into the cache of reusable arrays, or to the garbage collector
   write: cpuWrite,
   read: cpuRead,
   fill,
@@ -62,7 +62,6 @@ export const cpuBackend: Backend<CpuStorage> = {
   embedding,
   embeddingBackward,
   crossEntropy,
-  crossEntropyBackward,
   attention,
   attentionBackward,
   adamwUpdate,

@@ -6,8 +6,63 @@ import { allocHost, f32ToHalf, halfToF32, hostArrayMatches, type DType, type Flo
 
 export type CpuStorage = HostArray;
 
+// A caching allocator: freed arrays wait, by type and length, for the next allocation of the same
+// size. Training repeats the same shapes every step, so after step 1 almost nothing is allocated,
+// which spares the zero-filling of fresh pages and the garbage collector's work. Small arrays are
+// cheap to make and are not kept; the cache is bounded.
+const MIN_POOLED = 4096; // elements
+const POOL_LIMIT_BYTES = Number(process.env['XTUNER_CPU_CACHE_MB'] ?? 1024) * 2 ** 20;
+const pool = new Map<string, HostArray[]>();
+let pooledBytes = 0;
+
+function poolKey(arr: HostArray): string {
+  return `${arr.constructor.name}:${arr.length}`;
+}
+
 export function cpuAlloc(dtype: DType, size: number): CpuStorage {
+  if (size >= MIN_POOLED) {
+    const probe = allocKeyOf(dtype, size);
+    const hit = pool.get(probe)?.pop();
+    if (hit) {
+      pooledBytes -= hit.byteLength;
+      if (hit instanceof BigInt64Array) hit.fill(0n);
+      else hit.fill(0);
+      return hit;
+    }
+  }
   return allocHost(dtype, size);
+}
+
+export function cpuFree(s: CpuStorage): void {
+  if (s.length < MIN_POOLED || s.byteOffset !== 0 || pooledBytes + s.byteLength > POOL_LIMIT_BYTES) return;
+  const key = poolKey(s);
+  let list = pool.get(key);
+  if (!list) pool.set(key, (list = []));
+  list.push(s);
+  pooledBytes += s.byteLength;
+}
+
+/** Bytes held by the cache for reuse (not live tensors). */
+export function cpuCachedBytes(): number {
+  return pooledBytes;
+}
+
+function allocKeyOf(dtype: DType, size: number): string {
+  switch (dtype) {
+    case 'float32':
+      return `Float32Array:${size}`;
+    case 'bfloat16':
+    case 'float16':
+      return `Uint16Array:${size}`;
+    case 'int32':
+      return `Int32Array:${size}`;
+    case 'int64':
+      return `BigInt64Array:${size}`;
+    case 'uint8':
+      return `Uint8Array:${size}`;
+    default:
+      return dtype satisfies never;
+  }
 }
 
 export function cpuWrite(dst: CpuStorage, dtype: DType, offset: number, src: HostArray): void {

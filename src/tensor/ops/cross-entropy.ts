@@ -1,13 +1,15 @@
 // crossEntropy(logits[N, V], labels int32[N], { ignoreIndex = -100 }) -> scalar: the mean over
 // rows whose label is not ignoreIndex of -log softmax(logits)[label] (0 when every row is
-// ignored). Log-sum-exp per row is saved; the gradient (softmax - onehot) / count is written
-// straight into one [N, V] buffer.
+// ignored). When a gradient will be needed, the forward pass writes it too, (softmax - onehot) /
+// count into one [N, V] buffer (the only full-vocabulary tensor the op adds, and the one the
+// backward returns), so the logits themselves need not be kept and each logit costs one exp.
 
 import { XtunerError } from '../../errors.ts';
-import { recordOp } from '../autograd.ts';
+import { isRecording, recordOp } from '../autograd.ts';
 import { tensor } from '../create.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
+import { scale } from './scale.ts';
 import { checkFloat, checkRank, empty } from './util.ts';
 
 export interface CrossEntropyOptions {
@@ -33,21 +35,21 @@ export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: 
   const device = logits.device;
   const lab = tensor(host, [N], { device, dtype: 'int32' });
   const rowLoss = empty([N], 'float32', device);
-  const lse = empty([N], 'float32', device);
+  const grad = isRecording([logits]) ? empty(logits.shape, dtype, device) : null;
   const be = logits.backend;
-  be.crossEntropy(logits.storage, lab.storage, rowLoss.storage, lse.storage, N, V, ignoreIndex, dtype);
+  const inv = count === 0 ? 0 : 1 / count;
+  be.crossEntropy(logits.storage, lab.storage, rowLoss.storage, grad?.storage ?? null, N, V, ignoreIndex, inv, dtype);
+  lab.dispose();
   // mean over the counted rows: a sum over N, then 1/count
   const out = empty([], 'float32', device);
   be.reduceSum(rowLoss.storage, out.storage, 1, N, 1, 'float32');
-  be.scale(out.storage, out.storage, 1, count === 0 ? 0 : 1 / count, 'float32');
+  be.scale(out.storage, out.storage, 1, inv, 'float32');
   rowLoss.dispose();
-  recordOp('crossEntropy', out, [logits], [logits, lab, lse], ([sx, sl, slse], dy) => {
-    const d = empty(logits.shape, dtype, device);
-    const g = count === 0 ? 0 : dy.item() / count;
-    be.crossEntropyBackward(sx!.storage, sl!.storage, slse!.storage, d.storage, N, V, ignoreIndex, g, dtype);
-    return [d];
+  if (!grad) return out;
+  recordOp('crossEntropy', out, [logits], [grad], ([g], dy) => {
+    const s = dy.item();
+    return [s === 1 ? g! : scale(g!, s)];
   });
-  lab.dispose();
-  lse.dispose();
+  grad.dispose();
   return out;
 }
