@@ -2,12 +2,14 @@
 // (format -> template -> ids and labels -> cut to max_length), drop what XTuner drops, count all
 // of it, then pack (shuffled by the seed) or keep samples for padded batches.
 
+import fs from 'node:fs';
 import { XtunerError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import type { EncodedSample } from './encode.ts';
-import { DATASET_FORMATS, isDatasetFormat, RecordError, type DatasetFormat } from './formats.ts';
+import { DATASET_FORMATS, isDatasetFormat, type DatasetFormat } from './formats.ts';
 import { BatchLoader } from './loader.ts';
 import { packSamples, type PackedRow } from './pack.ts';
+import { defaultEncodeWorkers, encodeInProcess, encodeInWorkers } from './parallel-encode.ts';
 import { permutation } from './rng.ts';
 import { SampleEncoder } from './sample-encoder.ts';
 import { formatProblem, listDataFiles, readRecords, type DataProblem, type Location } from './sources.ts';
@@ -59,6 +61,16 @@ export function dataFormatOf(cfg: Pick<DataConfig, 'dataset_format'>): DatasetFo
   return cfg.dataset_format;
 }
 
+/** Data files larger than this in total are encoded in worker threads (when workers are not given). */
+const PARALLEL_BYTES = 4 << 20;
+
+export interface EncodeDatasetOptions {
+  /** List bad records and go on (check-custom-dataset), instead of throwing at the first. */
+  collectProblems?: boolean;
+  /** Worker threads for tokenizing (0: in this thread). Default: several for large datasets. */
+  workers?: number;
+}
+
 /**
  * Encodes every record. With `collectProblems`, bad records are listed and skipped (for
  * check-custom-dataset); otherwise the first one throws an XtunerError naming file, line and field.
@@ -66,15 +78,23 @@ export function dataFormatOf(cfg: Pick<DataConfig, 'dataset_format'>): DatasetFo
 export async function encodeDataset(
   cfg: Pick<DataConfig, 'data_path' | 'dataset_format' | 'prompt_template' | 'max_length'>,
   tokenizer: Tokenizer,
-  options: { collectProblems?: boolean } = {},
+  options: EncodeDatasetOptions = {},
 ): Promise<EncodedDataset> {
-  const encoder = new SampleEncoder(tokenizer, {
+  const encoderOptions = {
     format: dataFormatOf(cfg),
     promptTemplate: cfg.prompt_template,
     maxLength: cfg.max_length,
     withImageToken: cfg.dataset_format === 'llava',
-  });
+  };
+  const encoder = new SampleEncoder(tokenizer, encoderOptions); // also checks the template name
   const files = listDataFiles(cfg.data_path);
+  const bytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
+  const workers = options.workers ?? (bytes > PARALLEL_BYTES ? defaultEncodeWorkers() : 0);
+  const items =
+    workers > 0
+      ? encodeInWorkers(readRecords(files), { tokenizerDir: tokenizer.dir, options: encoderOptions }, workers)
+      : encodeInProcess(readRecords(files), encoder);
+
   const stats: DatasetStats = {
     files,
     records: 0,
@@ -95,28 +115,23 @@ export async function encodeDataset(
     problems.push(p);
   };
 
-  for await (const item of readRecords(files)) {
+  for await (const item of items) {
     if (item.kind === 'problem') {
       report(item.problem);
       continue;
     }
     stats.records++;
-    let outcome;
-    try {
-      outcome = encoder.encodeRecord(item.record);
-    } catch (e) {
-      if (!(e instanceof RecordError)) throw e;
-      report({ ...item.at, ...(e.field === undefined ? {} : { field: e.field }), message: e.message });
-      continue;
-    }
-    if (outcome.kind === 'empty') stats.droppedEmpty++;
+    const { outcome, at } = item;
+    if (outcome.kind === 'error') {
+      report({ ...at, ...(outcome.field === undefined ? {} : { field: outcome.field }), message: outcome.message });
+    } else if (outcome.kind === 'empty') stats.droppedEmpty++;
     else if (outcome.kind === 'no-label') {
       stats.droppedNoLabel++;
       stats.longest = Math.max(stats.longest, outcome.fullLength);
     } else {
       const { sample } = outcome;
       samples.push(sample);
-      origins.push(item.at);
+      origins.push(at);
       stats.samples++;
       stats.longest = Math.max(stats.longest, outcome.fullLength);
       stats.tokens += sample.inputIds.length;

@@ -127,3 +127,17 @@ test('log-dataset output as XTuner prints it', async () => {
     ].join('\n'),
   );
 });
+
+test('worker threads give the same samples, problems and counts as one thread', async () => {
+  const tok = await fixtureTokenizer('qwen3');
+  const one = await encodeDataset(cfg, tok, { collectProblems: true, workers: 0 });
+  const two = await encodeDataset(cfg, tok, { collectProblems: true, workers: 2 });
+  assert.deepEqual(two.stats, one.stats);
+  assert.deepEqual(two.problems, one.problems);
+  assert.deepEqual(two.origins, one.origins);
+  assert.deepEqual(two.samples, one.samples);
+  await assert.rejects(
+    encodeDataset(cfg, tok, { workers: 2 }),
+    (e: unknown) => e instanceof XtunerError && e.message === `${alpaca}:5: output: missing (a string is required)`,
+  );
+});
