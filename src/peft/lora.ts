@@ -98,7 +98,7 @@ export class LoRALinear extends Module implements LinearLike {
     return add(y, z.dtype === y.dtype ? z : cast(z, y.dtype));
   }
 
-  /** A and B on the host, with the scaling (for merging and saving). */
+  /** A and B on the host, with the scaling (for merging on the host). */
   loraPair(): LoraPair {
     return {
       a: this.lora_A.weight.toFloat32Array(),
