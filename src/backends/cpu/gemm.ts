@@ -71,13 +71,16 @@ export function sgemmBlas(
   );
 }
 
-const KC = 256; // rows of the packed B panel: KC x NC floats stay in L2
+const KC = 256; // depth of a packed panel: KC x NC floats of B stay in L2
 const NC = 512;
-let panel = new Float32Array(KC * NC);
+let bPanel = new Float32Array(KC * NC);
+const aPanel = new Float32Array(KC * 4);
 
 /**
- * Blocked JS kernel: B is packed panel by panel (KC x NC, transposes resolved while packing), then
- * four rows of C are updated at once from each packed row, so every load of B feeds four FMAs.
+ * Blocked JS kernel. B is packed panel by panel (KC x NC, transposes resolved while packing),
+ * four rows of A at a time are packed interleaved and scaled by alpha, and a 4 x 4 block of C is
+ * accumulated in local variables (registers, float64) over the whole panel depth, so each pair
+ * of loads feeds several multiply-adds and C is touched once per panel.
  */
 export function sgemmJs(
   transA: boolean,
@@ -104,8 +107,9 @@ export function sgemmJs(
     else if (beta !== 1) for (let j = 0; j < n; j++) c[row + j] *= beta;
   }
   if (k === 0 || alpha === 0) return;
-  if (panel.length < KC * NC) panel = new Float32Array(KC * NC);
-  const bp = panel;
+  if (bPanel.length < KC * NC) bPanel = new Float32Array(KC * NC);
+  const bp = bPanel;
+  const ap = aPanel;
   // A(i, p) lives at aOff + i * ars + p * acs
   const ars = transA ? 1 : lda;
   const acs = transA ? lda : 1;
@@ -113,7 +117,7 @@ export function sgemmJs(
     const nc = Math.min(NC, n - j0);
     for (let p0 = 0; p0 < k; p0 += KC) {
       const kc = Math.min(KC, k - p0);
-      // pack B[p0:p0+kc, j0:j0+nc] -> bp [kc, nc]
+      // B[p0:p0+kc, j0:j0+nc] -> bp [kc, nc]
       for (let p = 0; p < kc; p++) {
         const dst = p * nc;
         if (transB) {
@@ -124,35 +128,39 @@ export function sgemmJs(
           for (let j = 0; j < nc; j++) bp[dst + j] = b[src + j];
         }
       }
-      let i = 0;
-      for (; i + 4 <= m; i += 4) {
-        const c0 = cOff + i * ldc + j0;
-        const c1 = c0 + ldc;
-        const c2 = c1 + ldc;
-        const c3 = c2 + ldc;
-        let ap = aOff + i * ars + p0 * acs;
-        for (let p = 0; p < kc; p++, ap += acs) {
-          const a0 = alpha * a[ap];
-          const a1 = alpha * a[ap + ars];
-          const a2 = alpha * a[ap + 2 * ars];
-          const a3 = alpha * a[ap + 3 * ars];
-          const bo = p * nc;
-          for (let j = 0; j < nc; j++) {
-            const bv = bp[bo + j];
-            c[c0 + j] += a0 * bv;
-            c[c1 + j] += a1 * bv;
-            c[c2 + j] += a2 * bv;
-            c[c3 + j] += a3 * bv;
-          }
+      for (let i = 0; i < m; i += 4) {
+        const mr = Math.min(4, m - i);
+        // alpha * A[i:i+4, p0:p0+kc] -> ap [kc, 4] (rows past m are zeros)
+        for (let p = 0; p < kc; p++) {
+          const src = aOff + i * ars + (p0 + p) * acs;
+          for (let r = 0; r < 4; r++) ap[p * 4 + r] = r < mr ? alpha * a[src + r * ars] : 0;
         }
-      }
-      for (; i < m; i++) {
-        const c0 = cOff + i * ldc + j0;
-        let ap = aOff + i * ars + p0 * acs;
-        for (let p = 0; p < kc; p++, ap += acs) {
-          const a0 = alpha * a[ap];
-          const bo = p * nc;
-          for (let j = 0; j < nc; j++) c[c0 + j] += a0 * bp[bo + j];
+        const o = cOff + i * ldc + j0;
+        let j = 0;
+        for (; j + 4 <= nc; j += 4) {
+          let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+          let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+          for (let p = 0, bo = j, ao = 0; p < kc; p++, bo += nc, ao += 4) {
+            const b0 = bp[bo], b1 = bp[bo + 1], b2 = bp[bo + 2], b3 = bp[bo + 3];
+            const a0 = ap[ao], a1 = ap[ao + 1], a2 = ap[ao + 2], a3 = ap[ao + 3];
+            c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+            c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+            c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+            c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+          }
+          const q = o + j;
+          c[q] += c00; c[q + 1] += c01; c[q + 2] += c02; c[q + 3] += c03;
+          if (mr > 1) { c[q + ldc] += c10; c[q + ldc + 1] += c11; c[q + ldc + 2] += c12; c[q + ldc + 3] += c13; }
+          if (mr > 2) { const q2 = q + 2 * ldc; c[q2] += c20; c[q2 + 1] += c21; c[q2 + 2] += c22; c[q2 + 3] += c23; }
+          if (mr > 3) { const q3 = q + 3 * ldc; c[q3] += c30; c[q3 + 1] += c31; c[q3 + 2] += c32; c[q3 + 3] += c33; }
+        }
+        // the last nc % 4 columns, one at a time
+        for (; j < nc; j++) {
+          for (let r = 0; r < mr; r++) {
+            let sum = 0;
+            for (let p = 0; p < kc; p++) sum += ap[p * 4 + r] * bp[p * nc + j];
+            c[o + r * ldc + j] += sum;
+          }
         }
       }
     }
