@@ -16,12 +16,15 @@ const FILES: Record<FixtureTokenizer, Record<string, string>> = {
   internlm2_style: { 'tokenizer.model': 'internlm2_style.model' },
 };
 
-/** A folder holding the fixture's files under their model-folder names (plus `extra` files). */
+/** A folder holding the fixture's files under their model-folder names; `extra` files added or replacing them. */
 export function fixtureTokenizerDir(name: FixtureTokenizer, extra: Record<string, string> = {}): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `xtuner-tok-${name}-`));
   process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   for (const [as, file] of Object.entries(FILES[name])) fs.symlinkSync(path.join(FIXTURES, file), path.join(dir, as));
-  for (const [file, text] of Object.entries(extra)) fs.writeFileSync(path.join(dir, file), text);
+  for (const [file, text] of Object.entries(extra)) {
+    fs.rmSync(path.join(dir, file), { force: true }); // replaces a fixture file of that name
+    fs.writeFileSync(path.join(dir, file), text);
+  }
   return dir;
 }
 
