@@ -1,0 +1,68 @@
+// The CUDA backend: the kernel contract on one NVIDIA GPU (driver API through koffi, a caching
+// allocator, cuBLAS for GEMMs, the kernels of native/cuda/). Created on first use; a machine
+// without a usable driver, GPU, cuBLAS or built kernels gets an XtunerError saying which.
+// Device selection: XTUNER_CUDA_DEVICE (an ordinal, default 0), after CUDA_VISIBLE_DEVICES.
+
+import type { Backend } from '../backend.ts';
+import type { AllocatorStats } from './allocator.ts';
+import { attention, attentionBackward } from './attention.ts';
+import type { DeviceInfo } from './driver.ts';
+import { elementwiseKernels } from './elementwise.ts';
+import { gemm } from './gemm.ts';
+import { layerKernels } from './layers.ts';
+import { optimKernels } from './optim.ts';
+import { CudaRuntime, type CudaStorage } from './runtime.ts';
+
+export { CudaStorage } from './runtime.ts';
+export type { AllocatorStats } from './allocator.ts';
+export type { DeviceInfo } from './driver.ts';
+
+export interface CudaBackend extends Backend<CudaStorage> {
+  readonly info: DeviceInfo;
+  /** The caching allocator's counters (peak memory of a run, driver allocations). */
+  memoryStats(): AllocatorStats;
+  /** Give cached, unused device memory back to the driver. */
+  emptyCache(): void;
+  /** Wait for all queued work. */
+  synchronize(): void;
+  /** Milliseconds of device time of the work `fn` queues (events on the stream). */
+  time(fn: () => void): number;
+}
+
+function createCudaBackend(rt: CudaRuntime): CudaBackend {
+  return {
+    device: 'cuda',
+    info: rt.driver.device,
+    memoryStats: () => rt.allocator.stats(),
+    emptyCache: () => rt.allocator.emptyCache(),
+    synchronize: () => rt.driver.synchronize(),
+    time: (fn) => rt.driver.time(fn),
+    ...elementwiseKernels(rt),
+    ...layerKernels(rt),
+    ...optimKernels(rt),
+    gemm: (g) => gemm(rt, g),
+    attention: (a) => attention(rt, a),
+    attentionBackward: (a) => attentionBackward(rt, a),
+  };
+}
+
+let backend: CudaBackend | null = null;
+
+/** The CUDA backend, created on the first call; throws an XtunerError when CUDA is unusable here. */
+export function cudaBackend(): CudaBackend {
+  if (!backend) {
+    const ordinal = Number(process.env['XTUNER_CUDA_DEVICE'] ?? 0);
+    backend = createCudaBackend(new CudaRuntime(Number.isInteger(ordinal) && ordinal >= 0 ? ordinal : 0));
+  }
+  return backend;
+}
+
+/** Whether the CUDA backend can start here, and why not (the first problem found), without throwing. */
+export function cudaStatus(): { available: true; device: string } | { available: false; reason: string } {
+  try {
+    const b = cudaBackend();
+    return { available: true, device: `${b.info.name} (sm_${b.info.computeCapability.join('')}, driver ${b.info.driverVersion})` };
+  } catch (e) {
+    return { available: false, reason: (e as Error).message };
+  }
+}
