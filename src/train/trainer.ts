@@ -139,7 +139,9 @@ async function loop(
     model.train();
     logger.info(saveEvalChat(opts.workDir, iter, samples));
   };
+  let savedIter = iter;
   const save = async (): Promise<void> => {
+    savedIter = iter;
     lastCheckpoint = await saveCheckpoint(opts.workDir, checkpointData(run, cfg, optimizer, schedule, iter, maxIters, position), cfg.save_total_limit);
     logger.info(`saved checkpoint ${lastCheckpoint}`);
   };
@@ -154,6 +156,7 @@ async function loop(
   while (iter < maxIters) {
     if (interrupt.requested) {
       status = 'interrupted';
+      if (iter > savedIter) await save();
       break;
     }
     let lossSum = 0;
@@ -225,7 +228,6 @@ async function loop(
     }
     if (iter % cfg.evaluation_freq === 0 && iter < maxIters) evaluate(EVAL_TOKENS);
     if (iter % cfg.save_steps === 0 || iter === maxIters) await save();
-    else if (interrupt.requested) await save();
     await yieldToEvents();
   }
 
