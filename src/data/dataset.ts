@@ -12,7 +12,7 @@ import { packSamples, type PackedRow } from './pack.ts';
 import { defaultEncodeWorkers, encodeInProcess, encodeInWorkers } from './parallel-encode.ts';
 import { permutation } from './rng.ts';
 import { SampleEncoder } from './sample-encoder.ts';
-import { formatProblem, listDataFiles, readRecords, type DataProblem, type Location } from './sources.ts';
+import { formatProblem, listDataFiles, readRecords, type DataProblem } from './sources.ts';
 
 /** The config keys the data pipeline reads (XTuner's names; Contract 3 fills the defaults). */
 export interface DataConfig {
@@ -48,8 +48,6 @@ export interface DatasetStats {
 
 export interface EncodedDataset {
   samples: EncodedSample[];
-  /** Where each sample came from (same order as samples). */
-  origins: Location[];
   stats: DatasetStats;
   problems: DataProblem[];
 }
@@ -108,7 +106,6 @@ export async function encodeDataset(
     longest: 0,
   };
   const samples: EncodedSample[] = [];
-  const origins: Location[] = [];
   const problems: DataProblem[] = [];
   const report = (p: DataProblem): void => {
     if (!options.collectProblems) throw new XtunerError(formatProblem(p));
@@ -131,7 +128,6 @@ export async function encodeDataset(
     } else {
       const { sample } = outcome;
       samples.push(sample);
-      origins.push(at);
       stats.samples++;
       stats.longest = Math.max(stats.longest, outcome.fullLength);
       stats.tokens += sample.inputIds.length;
@@ -142,7 +138,7 @@ export async function encodeDataset(
       }
     }
   }
-  return { samples, origins, stats, problems };
+  return { samples, stats, problems };
 }
 
 export interface TrainData {

@@ -84,9 +84,10 @@ export interface EncodeResult {
   fullLength: number;
 }
 
-type TextEncoder = (text: string) => readonly number[];
+/** Tokenizes a piece of text without special tokens. */
+type EncodeText = (text: string) => readonly number[];
 
-function encodeInput(input: string, encode: TextEncoder, withImageToken: boolean): readonly number[] {
+function encodeInput(input: string, encode: EncodeText, withImageToken: boolean): readonly number[] {
   if (!withImageToken || !input.includes(IMAGE_TOKEN)) return encode(input);
   const chunks = input.split(IMAGE_TOKEN);
   if (chunks.length !== 2) throw new RecordError('input', `expected one ${IMAGE_TOKEN} per input, found ${chunks.length - 1}`);
@@ -96,7 +97,7 @@ function encodeInput(input: string, encode: TextEncoder, withImageToken: boolean
 /** encode_fn over templated turns. `encode` tokenizes without special tokens. */
 export function encodeTurns(
   turns: readonly TemplatedTurn[],
-  encode: TextEncoder,
+  encode: EncodeText,
   specials: { bos: readonly number[]; eos: readonly number[] | null },
   options: EncodeTurnsOptions,
 ): EncodeResult {
