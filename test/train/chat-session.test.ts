@@ -1,0 +1,93 @@
+// Chat sessions as XTuner's chat tool builds them (prompt strings written from XTuner's
+// internlm2_chat definition), stop words, and streaming that never shows half a character or
+// the start of a stop word. The model is scripted: it "generates" given ids.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { loadTokenizer } from '../../src/tokenizer/index.ts';
+import { PROMPT_TEMPLATE } from '../../src/tokenizer/templates.ts';
+import { ChatSession, StopWordStream, type ChatModel } from '../../src/train/chat-session.ts';
+import { TINY_ASSISTANT_DIR } from '../../examples/tiny-assistant/build-model.ts';
+
+const tok = await loadTokenizer(TINY_ASSISTANT_DIR);
+const IM_END = tok.tokenToId('<|im_end|>')!;
+
+/** A model that answers with `script` ids (one list per call), honouring stop ids and onToken. */
+function scripted(...script: number[][]): ChatModel & { prompts: number[][] } {
+  const prompts: number[][] = [];
+  return {
+    prompts,
+    generate(promptIds, opts) {
+      prompts.push([...promptIds]);
+      const out: number[] = [];
+      for (const id of script.shift()!) {
+        if (out.length === opts.maxNewTokens) break;
+        out.push(id);
+        if (opts.onToken?.(id, out.length - 1) === false || opts.stopIds?.includes(id)) break;
+      }
+      return out;
+    },
+  };
+}
+
+const greedy = { maxNewTokens: 100, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+
+test('turns are rendered as XTuner chat does: SYSTEM once, INSTRUCTION per round, SEP between', () => {
+  const answer1 = tok.encode('我是小助手', { addSpecialTokens: false });
+  const model = scripted([...answer1, IM_END, 99, 99], [IM_END]);
+  const session = new ChatSession(model, { tokenizer: tok, template: PROMPT_TEMPLATE.internlm2_chat, system: 'Be brief.', generation: greedy });
+
+  const first = session.ask('你是谁？');
+  assert.equal(first.text, '我是小助手');
+  assert.equal(first.stoppedBy, 'stop');
+  assert.deepEqual(first.ids, [...answer1, IM_END]);
+  const prompt1 = tok.encode('<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n');
+  assert.deepEqual(model.prompts[0], prompt1);
+  assert.equal(model.prompts[0]![0], tok.bosTokenId, 'the first turn starts with BOS');
+
+  session.ask('再说一遍');
+  const turn2 = tok.encode('<|im_start|>user\n再说一遍<|im_end|>\n<|im_start|>assistant\n', { addSpecialTokens: false });
+  const sep = tok.encode('\n', { addSpecialTokens: false });
+  assert.deepEqual(model.prompts[1], [...prompt1, ...answer1, IM_END, ...sep, ...turn2]);
+
+  session.reset();
+  assert.equal(session.historyLength, 0);
+});
+
+test('a stop word made of several tokens ends generation and is never shown', () => {
+  const pieces: string[] = [];
+  const ids = tok.encode('答案是42 STOP 之后', { addSpecialTokens: false });
+  const session = new ChatSession(scripted(ids), { tokenizer: tok, template: null, stopWords: ['STOP'], generation: greedy });
+  const r = session.ask('q', (p) => pieces.push(p));
+  assert.equal(r.text, '答案是42 ');
+  assert.equal(pieces.join(''), '答案是42 ');
+  assert.ok(r.ids.length < ids.length, 'generation stopped at the stop word');
+});
+
+test('streaming holds back incomplete UTF-8 and possible stop-word prefixes', () => {
+  // ids are bytes; decode is UTF-8 with U+FFFD for an incomplete sequence, as a byte-level tokenizer.
+  const decode = (ids: number[]) => Buffer.from(ids).toString('utf8');
+  const pieces: string[] = [];
+  const s = new StopWordStream(['<end>'], decode, (p) => pieces.push(p));
+  const bytes = [...Buffer.from('好<en'), ...Buffer.from('d>x')];
+  let stopped = false;
+  for (const b of bytes) {
+    if (s.push(b)) {
+      stopped = true;
+      break;
+    }
+    assert.ok(!pieces.join('').includes('\ufffd'), 'never half a character');
+    assert.ok(!pieces.join('').includes('<'), 'never the start of the stop word');
+  }
+  assert.ok(stopped);
+  assert.equal(s.finish(), '好');
+  assert.equal(pieces.join(''), '好');
+});
+
+test('without a stop the answer ends at max_new_tokens', () => {
+  const ids = tok.encode('一二三四五六七八', { addSpecialTokens: false });
+  const session = new ChatSession(scripted(ids), { tokenizer: tok, template: null, generation: { ...greedy, maxNewTokens: 3 } });
+  const r = session.ask('q');
+  assert.equal(r.stoppedBy, 'length');
+  assert.equal(r.ids.length, 3);
+});
