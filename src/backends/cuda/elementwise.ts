@@ -78,7 +78,7 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       return out;
     },
     fill(dst, dtype, offset, size, value) {
-      if (dtype === 'int64') flat('fill_b64', 'plp', size, [at(dst, dtype, offset), size, BigInt(Math.trunc(value))]);
+      if (dtype === 'int64') flat('fill_b64', 'pll', size, [at(dst, dtype, offset), size, BigInt(Math.trunc(value))]);
       else d.memset(at(dst, dtype, offset), dtypeBytes(dtype) as 1 | 2 | 4, fillBits(dtype, value), size);
     },
     cast(src, srcDtype, dst, dstDtype, size) {
@@ -95,7 +95,7 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
         d.copyDeviceToDevice(at(dst, dtype, dstOffset), at(src, dtype, srcOffset), n * eb);
         return;
       }
-      flat(COPY_KERNEL[eb]!, 'psl', n, [at(src, dtype, srcOffset), at(dst, dtype, dstOffset), strides2(sh, ss, ds), n]);
+      flat(COPY_KERNEL[eb]!, 'ppsl', n, [at(src, dtype, srcOffset), at(dst, dtype, dstOffset), strides2(sh, ss, ds), n]);
     },
     binary(op, a, aStrides, b, bStrides, out, shape, dtype) {
       const n = shape.reduce((x, y) => x * y, 1);

@@ -85,7 +85,7 @@ export function loadDriverLibrary(): LoadedLibrary {
   const dirs = explicit ? [] : ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib/wsl/lib', '/usr/local/nvidia/lib64'];
   const { loaded, tried } = loadFromDirs(names, dirs);
   if (loaded) return loaded;
-  throw new XtunerError(`no CUDA driver: ${names.join(' / ')} could not be loaded (tried ${tried.join('; ') || 'nothing'})`, {
+  throw new XtunerError(`no CUDA driver: ${names.join(' / ')} could not be loaded (${tried.at(-1) ?? 'no candidates'})`, {
     hint: 'install the NVIDIA driver (>= 580 for the shipped CUDA 13 kernels), or run with device: cpu',
   });
 }

@@ -6,7 +6,7 @@ import { dtypeBytes, type DType, type FloatDType } from '../../tensor/dtype.ts';
 import { CachingAllocator, type Block } from './allocator.ts';
 import { Cublas } from './cublas.ts';
 import { CudaDriver } from './driver.ts';
-import { Kernels, type KernelModule } from './kernels.ts';
+import { Kernels, type KernelArg, type KernelModule } from './kernels.ts';
 
 /** A device allocation of the CUDA backend. `ptr` is 0 for empty storage. */
 export class CudaStorage {
@@ -101,9 +101,10 @@ export class CudaRuntime {
     block: readonly [number, number?, number?],
     smem: number,
     sig: string,
-    args: readonly (number | bigint | Buffer)[],
+    args: readonly KernelArg[],
   ): void {
     const k = this.kernels.get(module, name);
+    if (!k.checked) this.kernels.verify(k, sig, args);
     if (smem > 48 * 1024) this.driver.allowDynamicShared(k.fn, smem, name);
     this.driver.launch(k.fn, name, grid, block, smem, sig, args);
   }

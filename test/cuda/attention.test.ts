@@ -1,0 +1,72 @@
+// CUDA flash-style attention against the CPU backend on fresh random inputs, forward (out, lse)
+// and backward (dq, dk, dv): causal and not, GQA, fewer queries than keys (KV cache, causal
+// aligned bottom-right), single-token decoding, packed rows with cuSeqlens (a sample crossing a
+// row end, tokens outside every sample), head dimensions that are not multiples of 32, and 256.
+
+import test from 'node:test';
+import type { AttentionShape } from '../../src/backends/backend.ts';
+import type { FloatDType } from '../../src/tensor/dtype.ts';
+import { compareWithCpu, F32_REDUCE_TOL, SKIP, tolFor, uniform } from './helpers.ts';
+
+type Case = Omit<AttentionShape, 'dtype' | 'scale'> & { name: string };
+
+const CASES: Case[] = [
+  { name: 'causal MHA', B: 2, Tq: 77, Tk: 77, Hq: 4, Hkv: 4, D: 64, causal: true, cuSeqlens: null },
+  { name: 'causal GQA 4:1, D=128', B: 1, Tq: 100, Tk: 100, Hq: 8, Hkv: 2, D: 128, causal: true, cuSeqlens: null },
+  { name: 'not causal, Tq != Tk, D=80', B: 2, Tq: 33, Tk: 70, Hq: 3, Hkv: 1, D: 80, causal: false, cuSeqlens: null },
+  { name: 'KV cache: 5 new queries over 40 keys', B: 2, Tq: 5, Tk: 40, Hq: 4, Hkv: 2, D: 64, causal: true, cuSeqlens: null },
+  { name: 'decoding one token', B: 3, Tq: 1, Tk: 64, Hq: 2, Hkv: 2, D: 32, causal: true, cuSeqlens: null },
+  { name: 'packed rows', B: 2, Tq: 96, Tk: 96, Hq: 4, Hkv: 2, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 10, 50, 120, 192]) },
+  { name: 'packed, tokens outside samples', B: 1, Tq: 96, Tk: 96, Hq: 2, Hkv: 1, D: 48, causal: true, cuSeqlens: Int32Array.from([0, 30, 61]) },
+  { name: 'head dim 256', B: 1, Tq: 40, Tk: 40, Hq: 2, Hkv: 1, D: 256, causal: true, cuSeqlens: null },
+  { name: 'tiny', B: 1, Tq: 1, Tk: 1, Hq: 1, Hkv: 1, D: 8, causal: false, cuSeqlens: null },
+];
+
+function run(c: Case, dtype: FloatDType): void {
+  const shape: AttentionShape = { ...c, dtype, scale: 1 / Math.sqrt(c.D) };
+  const qN = c.B * c.Tq * c.Hq * c.D;
+  const kN = c.B * c.Tk * c.Hkv * c.D;
+  const what = `attention ${c.name} ${dtype}`;
+  const inputs = {
+    q: { dtype, data: uniform(dtype, qN) },
+    k: { dtype, data: uniform(dtype, kN) },
+    v: { dtype, data: uniform(dtype, kN) },
+  };
+  const fwd = compareWithCpu(
+    what,
+    { ...inputs, out: { dtype, size: qN }, lse: { dtype: 'float32', size: c.B * c.Hq * c.Tq } },
+    ['out', 'lse'],
+    tolFor(dtype, true),
+    (b, s) => b.attention({ ...shape, q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
+  );
+  compareWithCpu(
+    `${what} backward`,
+    {
+      ...inputs,
+      out: { dtype, data: fwd['out']! },
+      lse: { dtype: 'float32', data: fwd['lse']! },
+      dout: { dtype, data: uniform(dtype, qN) },
+      dq: { dtype, data: uniform(dtype, qN) }, // written whole: garbage in must not leak out
+      dk: { dtype, data: uniform(dtype, kN) },
+      dv: { dtype, data: uniform(dtype, kN) },
+    },
+    ['dq', 'dk', 'dv'],
+    dtype === 'float32' ? F32_REDUCE_TOL : tolFor(dtype),
+    (b, s) =>
+      b.attentionBackward({
+        ...shape, q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']!, dout: s['dout']!, dq: s['dq']!, dk: s['dk']!, dv: s['dv']!,
+      }),
+  );
+}
+
+test('attention forward and backward, float32', { skip: SKIP }, () => {
+  for (const c of CASES) run(c, 'float32');
+});
+
+test('attention forward and backward, bfloat16', { skip: SKIP }, () => {
+  for (const c of CASES) run(c, 'bfloat16');
+});
+
+test('attention forward and backward, float16', { skip: SKIP }, () => {
+  for (const c of CASES.slice(0, 3)) run(c, 'float16');
+});

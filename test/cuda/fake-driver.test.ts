@@ -1,0 +1,197 @@
+// The CUDA backend's host side against a fake driver and a fake cuBLAS (test/cuda/fake/, built
+// here with the C compiler), so it runs on machines without a GPU: library loading, device memory
+// through the caching allocator (real copies and memsets on host memory), the out-of-memory error,
+// the row-major GEMM mapping onto cuBLAS (the fake computes it), and every launcher: each kernel
+// of the build is launched at least once with arguments that must match its parameters (checked
+// against the PTX) and a launch configuration the fake accepts. Kernels do not run here; their
+// numbers are tested on a real GPU by the other files of this folder.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'node:test';
+import koffi from 'koffi';
+import type { Backend, BinaryOp, UnaryOp } from '../../src/backends/backend.ts';
+import { cpuBackend } from '../../src/backends/cpu/index.ts';
+import { cudaBackend, type CudaBackend, type CudaStorage } from '../../src/backends/cuda/index.ts';
+import { kernelDir } from '../../src/backends/cuda/kernels.ts';
+import { XtunerError } from '../../src/errors.ts';
+import { f32ToHost, hostToF32, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
+
+const FAKE_MEM = 64 * 1024 * 1024;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-fake-cuda-'));
+const built = ['libcuda', 'libcublas'].every((lib) => {
+  const out = path.join(dir, lib === 'libcuda' ? 'libcuda.so.1' : 'libcublas.so.13');
+  const r = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', out, path.join('test/cuda/fake', `${lib}.c`)], { encoding: 'utf8' });
+  return r.status === 0;
+});
+const SKIP = built ? false : 'no C compiler (cc) to build the fake driver';
+const KERNELS_BUILT = fs.existsSync(path.join(kernelDir(), 'STAMP'));
+const SKIP_KERNELS = SKIP || (KERNELS_BUILT ? false : `kernels not built (${kernelDir()}): run scripts/build-cuda.sh`);
+
+let b: CudaBackend;
+let launchLog: () => string[];
+test.before(() => {
+  if (SKIP) return;
+  process.env['XTUNER_LIBCUDA'] = path.join(dir, 'libcuda.so.1');
+  process.env['XTUNER_LIBCUBLAS'] = path.join(dir, 'libcublas.so.13');
+  process.env['FAKE_CUDA_MEM'] = String(FAKE_MEM);
+  b = cudaBackend();
+  const fake = koffi.load(path.join(dir, 'libcuda.so.1'));
+  const log = fake.func('int fake_launch_log(_Out_ uint8_t *out, int len)');
+  const buf = Buffer.alloc(1 << 20);
+  launchLog = () => {
+    const n = log(buf, buf.length) as number;
+    return buf.toString('utf8', 0, n).split('\n').filter(Boolean);
+  };
+});
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function upload(dtype: DType, values: number[] | Float32Array): CudaStorage {
+  const host = f32ToHost(Float32Array.from(values), dtype);
+  const s = b.alloc(dtype, host.length);
+  b.write(s, dtype, 0, host);
+  return s;
+}
+
+test('the fake device is found and described', { skip: SKIP }, () => {
+  assert.equal(b.info.name, 'Fake GPU');
+  assert.deepEqual(b.info.computeCapability, [9, 0]);
+  assert.equal(b.info.driverVersion, '13.0');
+});
+
+test('alloc zeroes; write/read at offsets; fill and same-dtype cast move real bytes', { skip: SKIP }, () => {
+  for (const dtype of ['float32', 'bfloat16', 'float16', 'int32', 'int64', 'uint8'] as DType[]) {
+    const s = b.alloc(dtype, 100);
+    assert.deepEqual(hostToF32(b.read(s, dtype, 0, 100), dtype), new Float32Array(100), `${dtype} zeroed`);
+    const data = f32ToHost(Float32Array.from({ length: 10 }, (_, i) => i * 3 + 1), dtype);
+    b.write(s, dtype, 7, data);
+    assert.deepEqual(b.read(s, dtype, 7, 10), data, `${dtype} round trip`);
+    if (dtype !== 'int64') {
+      b.fill(s, dtype, 50, 20, 5);
+      const cpu = cpuBackend.alloc(dtype, 100);
+      cpuBackend.write(cpu, dtype, 7, data);
+      cpuBackend.fill(cpu, dtype, 50, 20, 5);
+      assert.deepEqual(b.read(s, dtype, 0, 100), cpuBackend.read(cpu, dtype, 0, 100), `${dtype} fill`);
+    }
+    const t = b.alloc(dtype, 100);
+    b.cast(s, dtype, t, dtype, 100);
+    assert.deepEqual(b.read(t, dtype, 0, 100), b.read(s, dtype, 0, 100), `${dtype} copy`);
+    assert.throws(() => b.read(s, dtype, 95, 10), /outside the storage/);
+    b.free(s);
+    b.free(t);
+  }
+});
+
+test('freed blocks are reused without the driver; out of memory says what to change', { skip: SKIP }, () => {
+  const held = [100, 5000, 3_000_000].map((n) => b.alloc('float32', n));
+  for (const s of held) b.free(s);
+  const before = b.memoryStats().deviceAllocations;
+  const again = [100, 5000, 3_000_000].map((n) => b.alloc('float32', n));
+  assert.equal(b.memoryStats().deviceAllocations, before);
+  for (const s of again) b.free(s);
+  assert.throws(
+    () => b.alloc('bfloat16', FAKE_MEM),
+    (e: unknown) =>
+      e instanceof XtunerError &&
+      /out of memory on Fake GPU/.test(e.message) &&
+      /a bfloat16 tensor of 67108864 elements/.test(e.message) &&
+      /free of 64\.0 MiB/.test(e.message) &&
+      /batch_size/.test(e.hint ?? ''),
+  );
+  assert.throws(() => b.free(again[0]!), /freed twice/);
+});
+
+test('gemm maps the row-major contract onto column-major cuBLAS', { skip: SKIP }, () => {
+  for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    for (const dtype of ['float32', 'bfloat16'] as FloatDType[]) {
+      const [m, n, k, batch, pad] = [5, 7, 3, 2, 1];
+      const lda = (transA ? m : k) + pad;
+      const ldb = (transB ? k : n) + pad;
+      const ldc = n + pad;
+      const aN = batch * (transA ? k : m) * lda;
+      const bN = batch * (transB ? n : k) * ldb;
+      const cN = batch * m * ldc;
+      const vals = (len: number) => Float32Array.from({ length: len }, (_, i) => ((i * 7919) % 13) - 6);
+      const args = <S>(a: S, bb: S, c: S) => ({
+        transA, transB, m, n, k, alpha: 0.5, beta: 2, a, aOffset: 1, lda, aDtype: dtype, b: bb, bOffset: 1, ldb, bDtype: dtype,
+        c, cOffset: 1, ldc, cDtype: 'float32' as FloatDType, batch, strideA: (transA ? k : m) * lda, strideB: (transB ? n : k) * ldb, strideC: m * ldc,
+      });
+      const ga = upload(dtype, vals(aN + 1));
+      const gb = upload(dtype, vals(bN + 1));
+      const gc = upload('float32', vals(cN + 1));
+      b.gemm(args(ga, gb, gc));
+      const ca = cpuBackend.alloc(dtype, aN + 1);
+      cpuBackend.write(ca, dtype, 0, f32ToHost(vals(aN + 1), dtype));
+      const cb = cpuBackend.alloc(dtype, bN + 1);
+      cpuBackend.write(cb, dtype, 0, f32ToHost(vals(bN + 1), dtype));
+      const cc = Float32Array.from(vals(cN + 1));
+      cpuBackend.gemm(args(ca, cb, cc));
+      assert.deepEqual(b.read(gc, 'float32', 0, cN + 1), cc, `transA=${transA} transB=${transB} ${dtype}`);
+    }
+  }
+});
+
+/** Calls every kernel of the contract with small valid arguments in `dtype` (weights in `wDtype`). */
+function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatDType): void {
+  const f = (n: number, dt: DType = dtype) => be.alloc(dt, n);
+  const ids = upload('int32', [0, 3, 1, 2]);
+  const [x, y, z, w] = [f(4096), f(4096), f(4096), f(64, wDtype)];
+  const [f32a, f32b, f32c] = [f(4096, 'float32'), f(4096, 'float32'), f(64, 'float32')];
+  for (const op of ['add', 'sub', 'mul', 'div'] as BinaryOp[]) be.binary(op, x, [64, 1], y, [0, 1], z, [64, 64], dtype);
+  for (const op of ['silu', 'exp'] as UnaryOp[]) {
+    be.unary(op, x, y, 4096, dtype);
+    be.unaryBackward(op, x, y, z, 4096, dtype);
+  }
+  be.scale(x, y, 4096, 2, dtype);
+  be.axpy(x, y, 4096, 2, dtype);
+  be.reduceSum(x, y, 64, 64, 1, dtype);
+  be.reduceSum(x, y, 4, 16, 64, dtype);
+  be.swiglu(x, y, z, 4096, dtype);
+  be.swigluBackward(x, y, z, x, y, 4096, dtype);
+  be.softmax(x, y, 64, 64, dtype);
+  be.softmaxBackward(x, y, z, 64, 64, dtype);
+  be.rmsNorm(x, w, y, f32c, 64, 64, 1e-6, dtype, wDtype);
+  be.rmsNormBackward(x, w, f32c, y, z, f32a, 64, 64, dtype, wDtype);
+  be.layerNorm(x, w, w, y, f32c, f32b, 64, 64, 1e-5, dtype, wDtype);
+  be.layerNormBackward(x, w, f32c, f32b, y, z, f32a, f32a, 64, 64, dtype, wDtype);
+  be.rope(x, y, z, w, 1, 4, 2, 8, 0, false, dtype);
+  be.embedding(x, ids, y, 4, 64, dtype);
+  be.embeddingBackward(x, ids, f32a, 4, 64, dtype);
+  be.crossEntropy(x, ids, f32c, y, 4, 64, -100, 0.25, dtype);
+  be.adamwUpdate(x, y, f32a, f32b, 4096, { param: dtype, grad: dtype, expAvg: 'float32', expAvgSq: 'float32' }, { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, step: 1 });
+  be.sumOfSquares(x, 4096, dtype, f32c, 3);
+  const shape = { B: 2, Tq: 8, Tk: 8, Hq: 4, Hkv: 2, D: 16, scale: 0.25, causal: true, cuSeqlens: Int32Array.from([0, 5, 16]), dtype };
+  be.attention({ ...shape, q: x, k: y, v: z, out: x, lse: f32a });
+  be.attentionBackward({ ...shape, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });
+  be.attention({ ...shape, D: 256, Tq: 2, Tk: 2, cuSeqlens: null, q: x, k: y, v: z, out: x, lse: f32a }); // opts in to > 48 KiB of shared memory
+  for (const to of ['float32', 'bfloat16', 'int64', 'uint8'] as DType[]) if (to !== dtype) be.cast(x, dtype, f(4096, to), to, 4096);
+  be.fill(f(10, 'int64'), 'int64', 0, 10, 3);
+  for (const dt of ['uint8', 'float16', 'float32', 'int64'] as DType[]) be.copyStrided(f(64, dt), 0, [1, 8], f(64, dt), 0, [8, 1], [8, 8], dt);
+}
+
+test('every kernel of the build is launched with matching arguments and a valid configuration', { skip: SKIP_KERNELS }, () => {
+  launchLog();
+  const floats: FloatDType[] = ['float32', 'bfloat16', 'float16'];
+  for (const dtype of floats) for (const wDtype of floats) exerciseAll(b, dtype, wDtype);
+  const launched = new Set(launchLog());
+  const all = fs
+    .readdirSync(kernelDir())
+    .filter((f) => f.endsWith('.params'))
+    .flatMap((f) => fs.readFileSync(path.join(kernelDir(), f), 'utf8').split('\n'))
+    .map((l) => l.split(' ')[0]!)
+    .filter(Boolean);
+  assert.deepEqual(all.filter((k) => !launched.has(k)), [], 'kernels never launched');
+});
+
+test('a missing kernel build is an XtunerError naming the file and the fix', { skip: SKIP }, () => {
+  // the attention module is loaded only by the test above, so run this in a fresh process
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '-e', `import('./src/backends/cuda/index.ts').then((m) => { try { m.cudaBackend().softmax({ ptr: 0, freed: false }, { ptr: 0, freed: false }, 1, 1, 'float32'); } catch (e) { console.log(e.name + ': ' + e.message + ' | ' + e.hint); } })`],
+    { encoding: 'utf8', env: { ...process.env, XTUNER_CUDA_KERNELS: path.join(dir, 'nowhere') } },
+  );
+  assert.match(r.stdout, /XtunerError: CUDA kernels not built: .*nowhere\/softmax\.fatbin is missing \| run `npm run build:cuda`/, r.stderr);
+});

@@ -1,0 +1,124 @@
+// Shared helpers of the CUDA kernel tests: whether CUDA is usable here (else every test skips with
+// the reason), fresh random inputs, running one kernel call on the CPU backend (the reference) and
+// on the CUDA backend with the same inputs, and comparing the outputs at named tolerances.
+
+import assert from 'node:assert/strict';
+import { randomInt } from 'node:crypto';
+import type { Backend } from '../../src/backends/backend.ts';
+import { cpuBackend } from '../../src/backends/cpu/index.ts';
+import { cudaStatus, cudaBackend } from '../../src/backends/cuda/index.ts';
+import { f32ToHost, hostToF32, type DType, type FloatDType, type HostArray } from '../../src/tensor/dtype.ts';
+
+const status = cudaStatus();
+/** false when CUDA works here, else the reason every CUDA test skips. */
+export const SKIP: string | false = status.available ? false : `no usable CUDA here: ${status.reason}`;
+if (status.available) console.log(`# CUDA device: ${status.device}`);
+
+/** |cuda - cpu| <= abs * max|cpu| + rel * |cpu| elementwise. */
+export interface Tol {
+  abs: number;
+  rel: number;
+}
+/** float32 kernels that do the same arithmetic as the CPU in another order. */
+export const F32_TOL: Tol = { abs: 1e-5, rel: 1e-5 };
+/** float32 results of long reductions (attention gradients, GEMMs with large k). */
+export const F32_REDUCE_TOL: Tol = { abs: 1e-4, rel: 1e-4 };
+/** bfloat16 outputs: both backends compute in float32 and round once; they may differ by 1 ulp (2^-7). */
+export const BF16_TOL: Tol = { abs: 2 ** -8, rel: 2 ** -7 };
+/** float16 outputs: 1 ulp is 2^-10. */
+export const F16_TOL: Tol = { abs: 2 ** -10, rel: 2 ** -10 };
+
+export function tolFor(dtype: FloatDType, reduce = false): Tol {
+  if (dtype === 'bfloat16') return BF16_TOL;
+  if (dtype === 'float16') return F16_TOL;
+  return reduce ? F32_REDUCE_TOL : F32_TOL;
+}
+
+/** The seed of this run's inputs, printed in failures so a run can be reproduced. */
+export const SEED = Number(process.env['XTUNER_TEST_SEED'] ?? randomInt(1, 2 ** 31));
+let state = SEED;
+function rand(): number {
+  // mulberry32
+  state = (state + 0x6d2b79f5) | 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+/** Uniform floats in [lo, hi) as the host array of `dtype` (rounded to it). */
+export function uniform(dtype: DType, n: number, lo = -2, hi = 2): HostArray {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = lo + (hi - lo) * rand();
+  return f32ToHost(v, dtype);
+}
+
+/** Integers in [0, max) as int32. */
+export function ints(n: number, max: number): Int32Array {
+  return Int32Array.from({ length: n }, () => Math.floor(rand() * max));
+}
+
+/** A buffer of a kernel call: `data` to upload, or just a size (zero-filled, as `alloc` gives). */
+export interface Buf {
+  dtype: DType;
+  data?: HostArray;
+  size?: number;
+}
+
+type Call = <S>(b: Backend<S>, s: Record<string, S>) => void;
+
+function runOn<S>(b: Backend<S>, bufs: Record<string, Buf>, call: Call): Record<string, HostArray> {
+  const s: Record<string, S> = {};
+  for (const [name, buf] of Object.entries(bufs)) {
+    const size = buf.data?.length ?? buf.size ?? 0;
+    s[name] = b.alloc(buf.dtype, size);
+    if (buf.data) b.write(s[name]!, buf.dtype, 0, buf.data);
+  }
+  call(b, s);
+  const out: Record<string, HostArray> = {};
+  for (const [name, buf] of Object.entries(bufs)) {
+    out[name] = b.read(s[name]!, buf.dtype, 0, buf.data?.length ?? buf.size ?? 0);
+    b.free(s[name]!);
+  }
+  return out;
+}
+
+/**
+ * Run `call` on the CPU and the CUDA backend with the same buffers and compare the buffers named in
+ * `outputs` at `tol` (float dtypes) or exactly (integers). Returns the CUDA results.
+ */
+export function compareWithCpu(what: string, bufs: Record<string, Buf>, outputs: readonly string[], tol: Tol, call: Call): Record<string, HostArray> {
+  const cpu = runOn(cpuBackend as Backend<unknown>, bufs, call);
+  const gpu = runOn(cudaBackend() as Backend<unknown>, bufs, call);
+  for (const name of outputs) {
+    const dtype = bufs[name]!.dtype;
+    assertClose(hostToF32(gpu[name]!, dtype), hostToF32(cpu[name]!, dtype), dtype === 'float32' || dtype === 'bfloat16' || dtype === 'float16' ? tol : { abs: 0, rel: 0 }, `${what}: ${name}`);
+  }
+  return gpu;
+}
+
+export function assertClose(actual: Float32Array, expected: Float32Array, tol: Tol, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: lengths differ`);
+  let scale = 0;
+  for (const v of expected) if (Number.isFinite(v)) scale = Math.max(scale, Math.abs(v));
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i]!;
+    const a = actual[i]!;
+    if (Number.isNaN(a) !== Number.isNaN(e)) {
+      worst = i;
+      worstExcess = Infinity;
+      break;
+    }
+    if (Number.isNaN(e) || a === e) continue;
+    const excess = Math.abs(a - e) - (tol.abs * scale + tol.rel * Math.abs(e));
+    if (!(excess <= worstExcess)) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(`${what}: element ${worst} is ${actual[worst]} on CUDA, ${expected[worst]} on CPU (tolerance abs ${tol.abs} x ${scale}, rel ${tol.rel}; seed ${SEED})`);
+  }
+}
