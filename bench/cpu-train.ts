@@ -2,7 +2,10 @@
 // models with random weights (every parameter trainable, packed rows of `seq` tokens), with
 // OpenBLAS and with the JS GEMM (a child process with XTUNER_BLAS=js).
 //
-//   node --import tsx bench/cpu-train.ts [--seq 256] [--steps 4] [--shape tiny|small|all] [--blas-only]
+// Each measurement follows 2 warm-up steps (the JIT needs a few steps to optimise the kernels) and
+// lasts at least --seconds and --steps steps.
+//
+//   node --import tsx bench/cpu-train.ts [--seq 256] [--steps 2] [--seconds 5] [--shape tiny|small|all] [--blas-only]
 
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -21,14 +24,16 @@ const SHAPES: Record<string, Record<string, unknown>> = {
 const { values } = parseArgs({
   options: {
     seq: { type: 'string', default: '256' },
-    steps: { type: 'string', default: '4' },
+    steps: { type: 'string', default: '2' },
+    seconds: { type: 'string', default: '5' },
     shape: { type: 'string', default: 'all' },
     'blas-only': { type: 'boolean', default: false },
     child: { type: 'boolean', default: false },
   },
 });
 const seq = Number(values.seq);
-const steps = Number(values.steps);
+const minSteps = Number(values.steps);
+const minMs = Number(values.seconds) * 1000;
 const shapes = values.shape === 'all' ? Object.keys(SHAPES) : [values.shape!];
 
 function measure(name: string): { tokensPerSec: number; params: number; msPerStep: number } {
@@ -52,22 +57,27 @@ function measure(name: string): { tokensPerSec: number; params: number; msPerSte
       for (const [, p] of model.namedParameters()) p.grad = null;
     });
   step(); // warm-up: JIT and first allocations
+  step();
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) step();
+  let steps = 0;
+  while (steps < minSteps || performance.now() - t0 < minMs) {
+    step();
+    steps++;
+  }
   const ms = (performance.now() - t0) / steps;
   return { tokensPerSec: (seq * 1000) / ms, params, msPerStep: ms };
 }
 
 const kernel = blasStatus().path ? `OpenBLAS (${blasStatus().path})` : `JS sgemm (${blasStatus().reason})`;
 if (!values.child) {
-  console.log(`CPU forward+backward, ${os.availableParallelism()} cores, ${os.cpus()[0]?.model ?? 'cpu'}, seq ${seq}, ${steps} steps after 1 warm-up`);
+  console.log(`CPU forward+backward, ${os.availableParallelism()} cores, ${os.cpus()[0]?.model ?? 'cpu'}, seq ${seq} (2 packed samples per row), every parameter trainable`);
 }
 for (const name of shapes) {
   const r = measure(name);
   console.log(`${name.padEnd(6)} ${(r.params / 1e6).toFixed(1).padStart(5)}M params  ${kernel.padEnd(20).slice(0, 60)}  ${r.msPerStep.toFixed(0).padStart(6)} ms/step  ${r.tokensPerSec.toFixed(0).padStart(7)} tokens/s`);
 }
 if (!values.child && !values['blas-only'] && blasStatus().path) {
-  const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--seq', String(seq), '--steps', String(steps), '--shape', values.shape!], {
+  const r = spawnSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', '--seq', String(seq), '--steps', String(minSteps), '--seconds', values.seconds!, '--shape', values.shape!], {
     env: { ...process.env, XTUNER_BLAS: 'js' },
     stdio: 'inherit',
   });

@@ -116,6 +116,7 @@ export interface Backend<S> {
   // ---- memory ----
   /** Zero-filled storage for `size` elements of `dtype`. */
   alloc(dtype: DType, size: number): S;
+  /** The storage is never used again by the caller; the backend may recycle it. */
   free(s: S): void;
   /** Copy host elements into dst[offset, offset + src.length). `src` matches `dtype`'s host type. */
   write(dst: S, dtype: DType, offset: number, src: HostArray): void;

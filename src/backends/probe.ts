@@ -40,15 +40,20 @@ function cudaRoots(): string[] {
 function cublasCandidates(): string[] {
   const names = ['libcublas.so.13', 'libcublas.so.12', 'libcublas.so.11', 'libcublas.so'];
   const out: string[] = [];
-  for (const root of cudaRoots()) for (const n of names) out.push(path.join(root, 'lib64', n), path.join(root, 'lib', n));
-  for (const base of ['/usr/lib/python3/dist-packages', '/usr/local/lib']) {
+  for (const root of cudaRoots()) {
+    for (const lib of ['lib64', 'lib', 'targets/x86_64-linux/lib', 'targets/sbsa-linux/lib']) for (const n of names) out.push(path.join(root, lib, n));
+  }
+  // pip's nvidia-cublas wheels: <prefix>/lib/python3.X/{site,dist}-packages/nvidia/cublas/lib
+  const prefixes = ['/usr', '/usr/local', process.env['VIRTUAL_ENV'], process.env['CONDA_PREFIX']].filter((p): p is string => !!p);
+  for (const prefix of prefixes) {
+    let pys: string[] = [];
     try {
-      for (const py of fs.readdirSync(base)) {
-        const dir = py.startsWith('python') ? path.join(base, py, 'dist-packages', 'nvidia', 'cublas', 'lib') : path.join(base, 'nvidia', 'cublas', 'lib');
-        for (const n of names) out.push(path.join(dir, n));
-      }
+      pys = fs.readdirSync(path.join(prefix, 'lib')).filter((d) => d.startsWith('python3'));
     } catch {
-      // folder absent
+      continue;
+    }
+    for (const py of pys) {
+      for (const sp of ['site-packages', 'dist-packages']) for (const n of names) out.push(path.join(prefix, 'lib', py, sp, 'nvidia', 'cublas', 'lib', n));
     }
   }
   return [...out.filter((p) => fs.existsSync(p)), ...names];

@@ -42,11 +42,6 @@ export function cpuFree(s: CpuStorage): void {
   pooledBytes += s.byteLength;
 }
 
-/** Bytes held by the cache for reuse (not live tensors). */
-export function cpuCachedBytes(): number {
-  return pooledBytes;
-}
-
 function allocKeyOf(dtype: DType, size: number): string {
   switch (dtype) {
     case 'float32':
