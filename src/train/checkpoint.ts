@@ -14,7 +14,7 @@ import path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { SafetensorsReader, writeSafetensors, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { writeDirAtomic, writeFileAtomic } from './atomic.ts';
-import { readLastCheckpoint, writeLastCheckpoint } from './work-dir.ts';
+import { listCheckpoints, readLastCheckpoint, writeLastCheckpoint } from './work-dir.ts';
 
 export const CHECKPOINT_FORMAT = 'xtuner-ts-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -99,17 +99,6 @@ export function pruneCheckpoints(workDir: string, keep: number, protect: string)
   const all = listCheckpoints(workDir);
   const doomed = all.slice(0, Math.max(0, all.length - keep)).filter((d) => path.resolve(d) !== path.resolve(protect));
   for (const d of doomed) fs.rmSync(d, { recursive: true, force: true });
-}
-
-/** `iter_<N>` folders of a work folder, oldest first. */
-export function listCheckpoints(workDir: string): string[] {
-  if (!fs.existsSync(workDir)) return [];
-  return fs
-    .readdirSync(workDir)
-    .map((n) => /^iter_(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .sort((a, b) => Number(a[1]) - Number(b[1]))
-    .map((m) => path.join(workDir, m[0]));
 }
 
 /**

@@ -2,8 +2,9 @@
 // terminal (a progress bar redrawn in place on a TTY, plain lines otherwise, as in a CI log).
 // Messages (checkpoints, eval-chat, resume) go to the terminal only. Knows nothing of models.
 
+import fs from 'node:fs';
 import path from 'node:path';
-import { appendLine } from './atomic.ts';
+import { appendLine, writeFileAtomic } from './atomic.ts';
 import { LOGS_FILE } from './work-dir.ts';
 
 export interface StepRecord {
@@ -58,6 +59,26 @@ export class TrainLogger {
       }),
     );
     this.info(formatStep(r));
+  }
+
+  /**
+   * Resuming from iteration `iter`: log lines after it (written by the run that went on past its
+   * last checkpoint) would be repeated, so they leave logs.jsonl for `logs.after-<iter>-<time>.jsonl`.
+   */
+  rewindTo(iter: number): void {
+    if (!fs.existsSync(this.logsFile)) return;
+    const lines = fs.readFileSync(this.logsFile, 'utf8').split('\n').filter((l) => l.trim() !== '');
+    const keep = lines.filter((l) => {
+      try {
+        return (JSON.parse(l) as { iter?: number }).iter! <= iter;
+      } catch {
+        return true;
+      }
+    });
+    if (keep.length === lines.length) return;
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    fs.copyFileSync(this.logsFile, path.join(path.dirname(this.logsFile), `logs.after-${iter}-${stamp}.jsonl`));
+    writeFileAtomic(this.logsFile, keep.map((l) => `${l}\n`).join(''));
   }
 
   /** Redraws the progress bar (TTY only; a no-op when stdout is a file or a pipe). */

@@ -22,7 +22,7 @@ import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } fro
 import { InterruptFlag, yieldToEvents } from './interrupt.ts';
 import { TrainLogger, type Output } from './logger.ts';
 import { resolveDevice, setupRun, type RunSetup } from './setup.ts';
-import { acquireWorkDirLock, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
+import { acquireWorkDirLock, prepareFreshWorkDir, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
 
 export interface TrainOptions {
   /** Resolved config (overrides such as --seed/--device already applied). */
@@ -69,12 +69,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const release = acquireWorkDirLock(opts.workDir);
   const interrupt = opts.interrupt ?? new InterruptFlag(() => logger.info('Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again quits without saving)')).install();
   try {
-    saveResolvedConfig(cfg, path.join(opts.workDir, RESOLVED_CONFIG_FILE));
     const resumeDir = opts.resume ? resolveResume(opts.workDir, opts.resume) : null;
     // Read the checkpoint before the long setup, so a bad one fails at once.
     const checkpoint = resumeDir ? loadCheckpoint(resumeDir) : null;
+    if (!checkpoint) prepareFreshWorkDir(opts.workDir);
     const device = resolveDevice(cfg.device);
     const run = await setupRun(cfg, cfg.seed, device, (l) => logger.info(l));
+    saveResolvedConfig(cfg, path.join(opts.workDir, RESOLVED_CONFIG_FILE));
+    if (checkpoint) logger.rewindTo(checkpoint.iter);
     return await loop(run, cfg, opts, logger, interrupt, checkpoint);
   } finally {
     if (!opts.interrupt) interrupt.uninstall();

@@ -101,3 +101,33 @@ export function readLastCheckpoint(workDir: string): string | null {
 export function writeLastCheckpoint(workDir: string, checkpointDir: string): void {
   writeFileAtomic(path.join(workDir, LAST_CHECKPOINT_FILE), `${path.basename(checkpointDir)}\n`);
 }
+
+/** `iter_<N>` folders of a work folder, oldest first. */
+export function listCheckpoints(workDir: string): string[] {
+  if (!fs.existsSync(workDir)) return [];
+  return fs
+    .readdirSync(workDir)
+    .map((n) => /^iter_(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .sort((a, b) => Number(a[1]) - Number(b[1]))
+    .map((m) => path.join(workDir, m[0]));
+}
+
+/**
+ * Before a fresh (not resumed) run: a folder holding checkpoints of an earlier run is refused, so
+ * nothing of it is overwritten or pruned; logs and eval-chat answers of a run that saved no
+ * checkpoint are moved into `previous-<time>/`.
+ */
+export function prepareFreshWorkDir(workDir: string): void {
+  const checkpoints = listCheckpoints(workDir).map((d) => path.basename(d));
+  if (checkpoints.length > 0) {
+    throw new XtunerError(`work folder ${workDir} holds checkpoints of an earlier run (${checkpoints.join(', ')})`, {
+      hint: 'continue that run with --resume, or train into another folder with --work-dir (or delete this one)',
+    });
+  }
+  const earlier = [LOGS_FILE, EVAL_CHAT_DIR].filter((f) => fs.existsSync(path.join(workDir, f)));
+  if (earlier.length === 0) return;
+  const aside = path.join(workDir, `previous-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  fs.mkdirSync(aside);
+  for (const f of earlier) fs.renameSync(path.join(workDir, f), path.join(aside, f));
+}

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadCheckpoint, listCheckpoints, saveCheckpoint, type CheckpointData } from '../../src/train/checkpoint.ts';
-import { readLastCheckpoint } from '../../src/train/work-dir.ts';
+import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../../src/train/checkpoint.ts';
+import { listCheckpoints, readLastCheckpoint } from '../../src/train/work-dir.ts';
 import { XtunerError } from '../../src/errors.ts';
 
 function tmpDir(): string {

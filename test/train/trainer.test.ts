@@ -106,6 +106,25 @@ for (const [method, overrides] of [
   });
 }
 
+test("a fresh run leaves an earlier run's checkpoints alone; resuming an older checkpoint rewinds the log", async () => {
+  const cfg = config({ max_iters: 4, accumulative_counts: 1, save_steps: 2 });
+  const dir = workDir('rerun');
+  const original = await run(cfg, dir);
+  const logs = () => fs.readFileSync(path.join(dir, 'logs.jsonl'), 'utf8');
+  const before = logs();
+  await assert.rejects(run(cfg, dir), /holds checkpoints of an earlier run \(iter_2, iter_4\)/);
+  assert.equal(logs(), before);
+
+  const resumed = await run(cfg, dir, { resume: path.join(dir, 'iter_2') });
+  assert.deepEqual(resumed.losses, original.losses.slice(2));
+  const lines = logs().trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => l.iter), [1, 2, 3, 4]);
+  assert.deepEqual(lines.map((l) => l.loss), original.losses);
+  const aside = fs.readdirSync(dir).filter((f) => /^logs\.after-2-.*\.jsonl$/.test(f));
+  assert.equal(aside.length, 1);
+  assert.equal(fs.readFileSync(path.join(dir, aside[0]!), 'utf8'), before);
+});
+
 test('QLoRA trains and resumes exactly', async () => {
   const cfg = config({ quantization: { load_in_4bit: true }, max_iters: 4, accumulative_counts: 1 });
   const whole = await run(cfg, workDir('qlora-whole'));
