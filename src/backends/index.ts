@@ -1,9 +1,9 @@
-// The backends by device. Only the CPU backend exists in this build; asking for CUDA is a clear
-// error naming what to do instead.
+// The backends by device. The CUDA backend starts on first use; where it cannot (no driver, no
+// GPU, no cuBLAS, kernels not built) asking for it is an XtunerError saying which.
 
-import { XtunerError } from '../errors.ts';
 import type { Backend, Device } from './backend.ts';
 import { cpuBackend } from './cpu/index.ts';
+import { cudaBackend } from './cuda/index.ts';
 
 export type { AdamWHyper, AttentionArgs, AttentionBackwardArgs, AttentionShape, Backend, BinaryOp, Device, GemmArgs, UnaryOp } from './backend.ts';
 export { probeBackends, type BackendProbe, type LibraryProbe } from './probe.ts';
@@ -16,9 +16,7 @@ export function getBackend(device: Device): Backend<Storage> {
     case 'cpu':
       return cpuBackend as Backend<Storage>;
     case 'cuda':
-      throw new XtunerError('device "cuda" is not available: the CUDA backend is not part of this build yet', {
-        hint: "use device: 'cpu' (run `xtuner env` to see what was found)",
-      });
+      return cudaBackend() as unknown as Backend<Storage>;
     default:
       return device satisfies never;
   }

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import koffi, { type LibraryHandle } from 'koffi';
 import { blasStatus } from './cpu/blas.ts';
+import { cudaStatus } from './cuda/index.ts';
 
 export interface LibraryProbe {
   found: boolean;
@@ -21,7 +22,7 @@ export interface BackendProbe {
     available: boolean;
     driver: LibraryProbe & { version: string | null; devices: string[] };
     cublas: LibraryProbe;
-    /** The backend in this build: the CUDA kernels are not built yet. */
+    /** Whether the CUDA backend starts here (driver, GPU, cuBLAS and built kernels), or why not. */
     backend: LibraryProbe;
   };
 }
@@ -110,17 +111,16 @@ export function probeBackends(): BackendProbe {
   const cublas: LibraryProbe = cublasLoad.lib
     ? { found: true, path: cublasLoad.path, reason: null }
     : { found: false, path: null, reason: `libcublas not found (install the CUDA toolkit or set CUDA_HOME): ${cublasLoad.error}` };
+  const status = cudaStatus(); // starts the backend where it can (it is reused afterwards)
+  const backend: LibraryProbe = status.available
+    ? { found: true, path: status.device, reason: null }
+    : { found: false, path: null, reason: status.reason };
   return {
     cpu: {
       available: true,
       cores: os.availableParallelism(),
       blas: { found: blas.path !== null, path: blas.path, reason: blas.reason, kernel: blas.path ? 'openblas' : 'js' },
     },
-    cuda: {
-      available: false,
-      driver,
-      cublas,
-      backend: { found: false, path: null, reason: 'the CUDA backend is not part of this build yet' },
-    },
+    cuda: { available: status.available, driver, cublas, backend },
   };
 }

@@ -4,6 +4,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { getBackend, probeBackends } from '../../src/backends/index.ts';
+import { XtunerError } from '../../src/errors.ts';
 
 test('probeBackends describes CPU BLAS and CUDA with paths or reasons', () => {
   const p = probeBackends();
@@ -21,13 +22,16 @@ test('probeBackends describes CPU BLAS and CUDA with paths or reasons', () => {
     assert.equal(typeof lib.found, 'boolean');
     if (!lib.found) assert.ok(lib.reason, 'a missing library has a reason');
   }
-  assert.equal(p.cuda.available, false);
+  assert.equal(p.cuda.available, p.cuda.backend.found);
+  if (p.cuda.available) assert.ok(p.cuda.driver.found && p.cuda.cublas.found);
+  else assert.ok(p.cuda.backend.reason);
 });
 
 test('OpenBLAS is found where Debian installs it', { skip: !fs.existsSync('/usr/lib/x86_64-linux-gnu/libopenblas.so.0') || process.env['XTUNER_BLAS'] === 'js' }, () => {
   assert.equal(probeBackends().cpu.blas.found, true);
 });
 
-test('asking for the CUDA backend is a clear error', () => {
-  assert.throws(() => getBackend('cuda'), /device "cuda" is not available/);
+const cuda = probeBackends().cuda;
+test('asking for CUDA where it cannot start is a clear XtunerError', { skip: cuda.available ? 'CUDA works here' : false }, () => {
+  assert.throws(() => getBackend('cuda'), (e: Error) => e instanceof XtunerError && e.message === cuda.backend.reason);
 });
