@@ -4,6 +4,7 @@
 // or QLoRA (base linears stored in NF4, LoRA on top). Also what convert and chat share: the
 // method of a config and the LoRA settings in PEFT's terms. Not here: the loop (trainer.ts).
 
+import { probeBackends } from '../backends/index.ts';
 import type { XtunerConfig } from '../config/index.ts';
 import { loadTrainData, type TrainData } from '../data/index.ts';
 import { XtunerError } from '../errors.ts';
@@ -27,10 +28,10 @@ export function peftLoraConfig(lora: NonNullable<XtunerConfig['lora']>): LoraCon
   return { r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules ?? null };
 }
 
-/** 'cpu' or 'cuda'; 'auto' picks CUDA only where the engine has it. */
+/** 'cpu' or 'cuda'; 'auto' picks CUDA where its backend starts (driver, GPU, cuBLAS, kernels). */
 export function resolveDevice(device: XtunerConfig['device']): Device {
   if (device !== 'auto') return device;
-  return 'cpu';
+  return probeBackends().cuda.available ? 'cuda' : 'cpu';
 }
 
 export function templateOf(cfg: Pick<XtunerConfig, 'prompt_template'>): PromptTemplate | 'hf' | null {

@@ -14,6 +14,7 @@ import { InterruptFlag } from '../../src/train/interrupt.ts';
 import { train } from '../../src/train/trainer.ts';
 import { LOCK_FILE } from '../../src/train/work-dir.ts';
 import { buildTinyAssistant } from '../../examples/tiny-assistant/build-model.ts';
+import { probeBackends } from '../../src/backends/index.ts';
 
 const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-trainer-'));
 const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 0, {
@@ -105,6 +106,22 @@ for (const [method, overrides] of [
     assert.deepEqual(logged.map((l) => l.loss), whole.losses);
   });
 }
+
+// On the GPU, atomics in some backward kernels may sum in another order: agree to float32 noise.
+const CUDA_LOSS_RTOL = 1e-5;
+const cuda = probeBackends().cuda;
+
+test('resume agrees on CUDA', { skip: cuda.available ? false : `no CUDA backend here (${cuda.backend.reason ?? 'unavailable'})` }, async () => {
+  const cfg = config({ device: 'cuda', dtype: 'float32', max_iters: 6, accumulative_counts: 1 });
+  const whole = await run(cfg, workDir('cuda-whole'));
+  const dir = workDir('cuda-split');
+  const first = await run(cfg, dir, { stopAt: 3 });
+  const second = await run(cfg, dir, { resume: 'auto' });
+  const split = [...first.losses, ...second.losses];
+  assert.equal(split.length, whole.losses.length);
+  split.forEach((l, i) => assert.ok(Math.abs(l - whole.losses[i]!) <= CUDA_LOSS_RTOL * Math.abs(whole.losses[i]!), `iteration ${i + 1}: ${l} vs ${whole.losses[i]}`));
+  assert.ok(whole.losses.every(Number.isFinite));
+});
 
 test("a fresh run leaves an earlier run's checkpoints alone; resuming an older checkpoint rewinds the log", async () => {
   const cfg = config({ max_iters: 4, accumulative_counts: 1, save_steps: 2 });

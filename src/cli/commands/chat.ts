@@ -12,7 +12,7 @@ export const command: Command = {
   usage: [
     'xtuner chat MODEL [--adapter DIR] [--prompt-template NAME] [--system TEXT | --system-template NAME]',
     '                  [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--max-new-tokens N]',
-    '                  [--stop-words W ...] [--seed N] [--no-streamer] [--bot-name NAME] [--torch-dtype D] [--prompt TEXT]',
+    '                  [--stop-words W ...] [--seed N] [--no-streamer] [--bot-name NAME] [--torch-dtype D] [--device D] [--prompt TEXT]',
     '',
     'Arguments:',
     '  MODEL                   a Hugging Face model folder or model id',
@@ -28,7 +28,8 @@ export const command: Command = {
     '  --stop-words W ...      extra stop words (the template\'s STOP_WORDS always apply)',
     '  --seed N                seed of the sampling (default 0)',
     '  --no-streamer           print each answer when complete',
-    '  --torch-dtype D         fp32, bf16, fp16 or auto (default auto: fp32 on CPU)',
+    '  --torch-dtype D         fp32, bf16, fp16 or auto (default auto: fp32 on CPU, bf16 on CUDA)',
+    '  --device D              cpu, cuda or auto (default auto: CUDA where it works)',
     '  --prompt TEXT           answer TEXT once, print only the answer, and exit',
     '',
     'Interactive: end your input with an empty line; EXIT quits, RESET clears the history.',
@@ -52,6 +53,7 @@ export const command: Command = {
         'no-streamer': { type: 'boolean' },
         'bot-name': { type: 'string', default: 'BOT' },
         'torch-dtype': { type: 'string', default: 'auto' },
+        device: { type: 'string', default: 'auto' },
         prompt: { type: 'string' },
       },
       { names: ['MODEL'] },
@@ -69,9 +71,11 @@ export const command: Command = {
       maxNewTokens: num('max-new-tokens', values['max-new-tokens']!, (x) => Number.isInteger(x) && x > 0, 'a positive integer'),
       seed: num('seed', values.seed!, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
     };
-    const dtypes = { auto: 'float32', fp32: 'float32', bf16: 'bfloat16', fp16: 'float16' } as const;
-    const dtype = dtypes[values['torch-dtype'] as keyof typeof dtypes];
-    if (dtype === undefined) throw new UsageError(command.name, `--torch-dtype must be one of ${Object.keys(dtypes).join(', ')}, got '${values['torch-dtype']}'`);
+    const dtypes = { auto: null, fp32: 'float32', bf16: 'bfloat16', fp16: 'float16' } as const;
+    if (!Object.hasOwn(dtypes, values['torch-dtype']!)) {
+      throw new UsageError(command.name, `--torch-dtype must be one of ${Object.keys(dtypes).join(', ')}, got '${values['torch-dtype']}'`);
+    }
+    if (!['cpu', 'cuda', 'auto'].includes(values.device!)) throw new UsageError(command.name, `--device must be cpu, cuda or auto, got '${values.device}'`);
     if (values.system !== undefined && values['system-template'] !== undefined) {
       throw new UsageError(command.name, '--system and --system-template cannot be used together');
     }
@@ -81,6 +85,7 @@ export const command: Command = {
     const { loadAdapter } = await import('../../peft/adapter.ts');
     const { getPromptTemplate, loadTokenizer, SYSTEM_TEMPLATE, formatTemplate } = await import('../../tokenizer/index.ts');
     const { ChatSession } = await import('../../train/chat-session.ts');
+    const { resolveDevice } = await import('../../train/setup.ts');
 
     let system = values.system;
     if (values['system-template'] !== undefined) {
@@ -94,7 +99,9 @@ export const command: Command = {
     const log = (line: string) => process.stderr.write(`${line}\n`);
 
     const modelDir = await resolveModelPath(positionals[0]!);
-    const model = await loadModel(modelDir, { dtype });
+    const device = resolveDevice(values.device as 'cpu' | 'cuda' | 'auto');
+    const dtype = dtypes[values['torch-dtype'] as keyof typeof dtypes] ?? (device === 'cuda' ? 'bfloat16' : 'float32');
+    const model = await loadModel(modelDir, { dtype, device });
     const tokenizer = await loadTokenizer(modelDir);
     log(`Load LLM from ${positionals[0]}`);
     if (values.adapter !== undefined) {
