@@ -40,8 +40,16 @@ export function isRecording(inputs: readonly (Tensor | null | undefined)[]): boo
  * absent optional ones), `save` what the backward reads; it receives them in the same order.
  * The backward returns one gradient (or null) per input, each the input's shape.
  */
-export function recordOp(op: string, out: Tensor, inputs: readonly (Tensor | null)[], save: readonly Tensor[], backward: BackwardFn): Tensor {
-  if (!isRecording(inputs)) return out;
+export function recordOp(
+  op: string,
+  out: Tensor,
+  inputs: readonly (Tensor | null)[],
+  save: readonly Tensor[],
+  backward: BackwardFn,
+  /** Record even when no input needs a gradient (the op reaches parameters another way). */
+  force = false,
+): Tensor {
+  if (!(force ? isGradEnabled() : isRecording(inputs))) return out;
   const node: GradNode = {
     op,
     inputs: [...inputs],

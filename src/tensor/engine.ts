@@ -105,6 +105,17 @@ export function exitNoGrad(): void {
   noGradDepth--;
 }
 
+/** Run `fn` with grad recording on, even inside noGrad or a backward pass (recomputation). */
+export function withGradEnabled<T>(fn: () => T): T {
+  const saved = noGradDepth;
+  noGradDepth = 0;
+  try {
+    return fn();
+  } finally {
+    noGradDepth = saved;
+  }
+}
+
 export function memoryStats(): { liveTensors: number; liveBytes: number; peakBytes: number } {
   return { ...stats };
 }
