@@ -9,7 +9,9 @@
 // Conventions. Float kernels take the dtype of their float operands; all operands of one kernel
 // share it unless the argument list names several dtypes. Arithmetic is at least float32.
 // Integer ids and labels are int32 storage. Outputs are contiguous and written whole unless the
-// kernel says it accumulates. `alloc` returns zero-filled storage.
+// kernel says it accumulates. `alloc` returns zero-filled storage. The pointwise kernels (fill,
+// cast between equal dtypes, scale, unary, axpy) may be given the same storage as input and output
+// (the in-place helpers rely on it); other kernels get distinct outputs.
 
 import type { DType, FloatDType, HostArray } from '../tensor/dtype.ts';
 
