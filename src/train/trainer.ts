@@ -7,6 +7,7 @@
 // generator, so the losses after a resume are those of an uninterrupted run.
 // Ctrl-C finishes the current iteration, saves, and returns; a NaN/inf loss stops with the step.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { saveResolvedConfig, type XtunerConfig } from '../config/index.ts';
 import type { DataPosition } from '../data/index.ts';
@@ -22,7 +23,7 @@ import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } fro
 import { InterruptFlag, yieldToEvents } from './interrupt.ts';
 import { TrainLogger, type Output } from './logger.ts';
 import { resolveDevice, setupRun, type RunSetup } from './setup.ts';
-import { acquireWorkDirLock, prepareFreshWorkDir, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
+import { acquireWorkDirLock, EVAL_CHAT_DIR, prepareFreshWorkDir, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
 
 export interface TrainOptions {
   /** Resolved config (overrides such as --seed/--device already applied). */
@@ -148,7 +149,8 @@ async function loop(
     logger.info(`saved checkpoint ${lastCheckpoint}`);
   };
 
-  evaluate(EVAL_TOKENS_BEFORE_TRAIN);
+  // A resumed run has usually answered at this iteration already; keep that file.
+  if (!fs.existsSync(path.join(opts.workDir, EVAL_CHAT_DIR, `iter_${iter}.json`))) evaluate(EVAL_TOKENS_BEFORE_TRAIN);
   model.train();
   const started = Date.now();
   const startIter = iter;
