@@ -60,8 +60,11 @@ async function* source(): AsyncGenerator<SourceItem> {
   for (let i = 0; i < records.length; i++) yield { kind: 'record', record: records[i], at: { file: 'generated', record: i } };
 }
 
-async function measure(items: AsyncIterable<EncodedItem>): Promise<{ secs: number; samples: EncodedSample[]; tokens: number }> {
+/** Wall seconds, and CPU seconds of the whole process (all threads): the second does not depend on
+ * what else the machine runs, the first does. */
+async function measure(items: AsyncIterable<EncodedItem>): Promise<{ secs: number; cpuSecs: number; samples: EncodedSample[]; tokens: number }> {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const samples: EncodedSample[] = [];
   let tokens = 0;
   for await (const item of items) {
@@ -70,16 +73,25 @@ async function measure(items: AsyncIterable<EncodedItem>): Promise<{ secs: numbe
       tokens += item.outcome.sample.inputIds.length;
     }
   }
-  return { secs: (performance.now() - t0) / 1000, samples, tokens };
+  const c = process.cpuUsage(c0);
+  return { secs: (performance.now() - t0) / 1000, cpuSecs: (c.user + c.system) / 1e6, samples, tokens };
 }
 
-console.log(`tokenizer ${which} (${tokenizer.backend}), ${os.availableParallelism()} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+console.log(
+  `tokenizer ${which} (${tokenizer.backend}), ${os.availableParallelism()} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load ${os.loadavg()[0]!.toFixed(1)}`,
+);
 const one = await measure(encodeInProcess(source(), encoder));
-console.log(`encode, 1 thread:    ${N} samples, ${one.tokens} tokens in ${one.secs.toFixed(2)} s: ${Math.round(N / one.secs)} samples/s, ${Math.round(one.tokens / one.secs)} tokens/s`);
+console.log(
+  `encode, 1 thread:   ${N} samples, ${one.tokens} tokens in ${one.secs.toFixed(2)} s: ${Math.round(N / one.secs)} samples/s, ` +
+    `${Math.round(one.tokens / one.secs)} tokens/s (${Math.round(N / one.cpuSecs)} samples per CPU second)`,
+);
 if (workers > 0) {
   // worker start-up (tokenizer load) included
   const many = await measure(encodeInWorkers(source(), { tokenizerDir: dir, options }, workers));
-  console.log(`encode, ${workers} workers:  ${N} samples in ${many.secs.toFixed(2)} s: ${Math.round(N / many.secs)} samples/s`);
+  console.log(
+    `encode, ${workers} workers: ${N} samples in ${many.secs.toFixed(2)} s: ${Math.round(N / many.secs)} samples/s ` +
+      `(${Math.round(N / many.cpuSecs)} samples per CPU second)`,
+  );
 }
 const t1 = performance.now();
 const { rows } = packSamples(one.samples, 2048);
