@@ -3,7 +3,7 @@
 
 import type { z } from 'zod';
 import { CONFIG_KEYS, XTUNER_KEY_ADVICE, loraSchema, quantizationSchema } from './schema.ts';
-import { didYouMean } from './did-you-mean.ts';
+import { didYouMean } from '../did-you-mean.ts';
 
 type Issue = z.core.$ZodIssue;
 type PathKey = PropertyKey;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XtunerError } from '../errors.ts';
-import { didYouMean } from './did-you-mean.ts';
+import { didYouMean } from '../did-you-mean.ts';
 import { writeTextAtomic } from './save.ts';
 
 /** `configs/` of this package; the same from `src/config/` and from the built `dist/config/`. */

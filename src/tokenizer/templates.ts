@@ -6,7 +6,7 @@
 // then [output + SUFFIX] supervised, then EOS unless SUFFIX_AS_EOS, then SEP (not supervised).
 // Placeholders: {system}, {input}, {round} (1-based turn number), {bot_name} (SYSTEM_TEMPLATE).
 
-import { didYouMean } from '../config/did-you-mean.ts';
+import { didYouMean } from '../did-you-mean.ts';
 import { XtunerError } from '../errors.ts';
 
 export interface PromptTemplate {
