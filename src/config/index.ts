@@ -6,15 +6,14 @@ export {
   loraSchema,
   quantizationSchema,
   CONFIG_KEYS,
-  DATASET_FORMATS,
   DEFAULT_EVALUATION_INPUTS,
   PROMPT_TEMPLATE_NAMES,
   type XtunerConfig,
   type XtunerConfigInput,
   type LoraSettings,
   type QuantizationSettings,
-  type DatasetFormat,
 } from './schema.ts';
+export { DATASET_FORMATS, type DatasetFormat } from '../data/formats.ts';
 export { defineConfig, loadConfig, readConfigFile, validateConfig, CONFIG_EXTENSIONS, type LoadConfigOptions } from './load.ts';
 export { applyCfgOptions, extractCfgOptions, parseCfgOptions, type CfgOverride } from './cfg-options.ts';
 export {

@@ -4,19 +4,8 @@
 // Not here: loading files (load.ts), overrides (cfg-options.ts), messages (issues.ts).
 
 import { z } from 'zod';
+import { DATASET_FORMATS } from '../data/formats.ts';
 import { PROMPT_TEMPLATE, type PromptTemplateName } from '../tokenizer/templates.ts';
-
-/** The data formats of XTuner's map functions (`alpaca_map_fn`, `openai_map_fn`, ...). */
-export const DATASET_FORMATS = [
-  'alpaca',
-  'alpaca_zh',
-  'openai',
-  'conversation',
-  'sharegpt',
-  'llava',
-  'oasst1',
-  'pretrain',
-] as const;
 
 /** XTuner's `evaluation_inputs` default (every alpaca config). */
 export const DEFAULT_EVALUATION_INPUTS = ['请给我介绍五个上海的景点', 'Please tell me five scenic spots in Shanghai'];
@@ -149,7 +138,6 @@ export type XtunerConfigInput = z.input<typeof configSchema>;
 export type XtunerConfig = z.output<typeof configSchema>;
 export type LoraSettings = z.output<typeof loraSchema>;
 export type QuantizationSettings = z.output<typeof quantizationSchema>;
-export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
 /** Top-level keys, for suggestions. */
 export const CONFIG_KEYS: readonly string[] = Object.keys(configSchema.shape);
