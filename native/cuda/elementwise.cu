@@ -1,6 +1,7 @@
 // Elementwise kernels of the contract: cast between any dtypes, strided copy by element width,
 // broadcasting binary ops, unary activations and their derivatives, scale, axpy, fill of 8-byte
-// elements (1/2/4-byte fills use the driver's memset), axis sums and SwiGLU.
+// elements (1/2/4-byte fills use the driver's memset), axis sums and SwiGLU. Activations are written
+// in forms without cancellation in float32 (erfc, sigmoid), the same functions as the CPU's.
 // Op codes match src/backends/cuda/elementwise.ts (BINARY_OPS, UNARY_OPS).
 #include "common.cuh"
 
@@ -92,8 +93,8 @@ __device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x
 __device__ __forceinline__ float unary_f(int op, float x) {
   switch (op) {
     case 0: return x * sigmoidf(x);
-    case 1: return 0.5f * x * (1.f + erff(x * INV_SQRT_2));
-    case 2: return 0.5f * x * (1.f + tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x)));
+    case 1: return 0.5f * x * erfcf(-x * INV_SQRT_2);  // 1 + erf(z) without cancellation for z << 0
+    case 2: return x * sigmoidf(2.f * SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x));  // 0.5 (1 + tanh u) = sigmoid(2u)
     case 3: return x * sigmoidf(QUICK_GELU_C * x);
     case 4: return x > 0.f ? x : 0.f;
     case 5: return sigmoidf(x);
@@ -112,10 +113,10 @@ __device__ __forceinline__ float unary_df(int op, float x) {
       const float s = sigmoidf(x);
       return s * (1.f + x * (1.f - s));
     }
-    case 1: return 0.5f * (1.f + erff(x * INV_SQRT_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-    case 2: {
-      const float t = tanhf(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x));
-      return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * SQRT_2_OVER_PI * (1.f + 3.f * GELU_TANH_C * x * x);
+    case 1: return 0.5f * erfcf(-x * INV_SQRT_2) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    case 2: {  // with s = sigmoid(2u): 1 + tanh u = 2s, 1 - tanh^2 u = 4 s (1 - s)
+      const float s = sigmoidf(2.f * SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x));
+      return s + 2.f * x * s * (1.f - s) * SQRT_2_OVER_PI * (1.f + 3.f * GELU_TANH_C * x * x);
     }
     case 3: {
       const float s = sigmoidf(QUICK_GELU_C * x);

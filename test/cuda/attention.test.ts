@@ -19,7 +19,7 @@ const CASES: Case[] = [
   { name: 'packed rows', B: 2, Tq: 96, Tk: 96, Hq: 4, Hkv: 2, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 10, 50, 120, 192]) },
   { name: 'packed, tokens outside samples', B: 1, Tq: 96, Tk: 96, Hq: 2, Hkv: 1, D: 48, causal: true, cuSeqlens: Int32Array.from([0, 30, 61]) },
   { name: 'head dim 256', B: 1, Tq: 40, Tk: 40, Hq: 2, Hkv: 1, D: 256, causal: true, cuSeqlens: null },
-  { name: 'tiny', B: 1, Tq: 1, Tk: 1, Hq: 1, Hkv: 1, D: 8, causal: false, cuSeqlens: null },
+  { name: 'tiny (one query, three keys)', B: 1, Tq: 1, Tk: 3, Hq: 1, Hkv: 1, D: 8, causal: false, cuSeqlens: null },
 ];
 
 function run(c: Case, dtype: FloatDType): void {

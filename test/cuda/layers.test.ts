@@ -15,6 +15,8 @@ const ROWS_COLS: [number, number][] = [
   [17, 1000],
   [5, 20_000], // 1024-thread rows; dw/db partials do not fit shared memory
 ];
+// A norm over one column has a gradient of pure rounding noise (x * rstd is +-1): not compared.
+const NORM_ROWS_COLS = ROWS_COLS.filter(([, cols]) => cols > 1);
 
 test('softmax forward and backward', { skip: SKIP }, () => {
   for (const dtype of FLOATS) {
@@ -36,8 +38,8 @@ test('softmax forward and backward', { skip: SKIP }, () => {
 
 test('rmsNorm and layerNorm forward and backward', { skip: SKIP }, () => {
   for (const dtype of FLOATS) {
-    for (const wDtype of ['float32', dtype] as FloatDType[]) {
-      for (const [rows, cols] of ROWS_COLS) {
+    for (const wDtype of [...new Set(['float32', dtype] as FloatDType[])]) {
+      for (const [rows, cols] of NORM_ROWS_COLS) {
         const n = rows * cols;
         const bufs = {
           x: { dtype, data: uniform(dtype, n, -3, 3) },

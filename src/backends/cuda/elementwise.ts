@@ -82,8 +82,8 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       else d.memset(at(dst, dtype, offset), dtypeBytes(dtype) as 1 | 2 | 4, fillBits(dtype, value), size);
     },
     cast(src, srcDtype, dst, dstDtype, size) {
-      if (srcDtype === dstDtype) d.copyDeviceToDevice(dst.ptr, src.ptr, size * dtypeBytes(srcDtype));
-      else flat('cast_any', 'pipil', size, [src.ptr, dtypeCode(srcDtype), dst.ptr, dtypeCode(dstDtype), size]);
+      if (srcDtype !== dstDtype) flat('cast_any', 'pipil', size, [src.ptr, dtypeCode(srcDtype), dst.ptr, dtypeCode(dstDtype), size]);
+      else if (src.ptr !== dst.ptr) d.copyDeviceToDevice(dst.ptr, src.ptr, size * dtypeBytes(srcDtype)); // in place: nothing to do
     },
     copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, dtype) {
       if (shape.some((n) => n === 0)) return;

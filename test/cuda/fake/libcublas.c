@@ -1,6 +1,6 @@
 /* A fake cuBLAS for testing the CUDA backend's GEMM mapping without a GPU: with the fake driver's
  * host "device" memory, cublasGemmStridedBatchedEx computes a plain column-major GEMM in float
- * (float32 and bfloat16 operands; float32 or bfloat16 output).
+ * (float32, bfloat16 or float16 operands; float32 or the operands' dtype out).
  * Build: cc -shared -fPIC -o libcublas.so.13 libcublas.c */
 #include <stdint.h>
 #include <string.h>
@@ -10,6 +10,7 @@ int cublasSetStream_v2(void *h, void *s) { return 0; }
 
 static float ld(const void *p, int type, int64_t i) {
   if (type == 0) return ((const float *)p)[i];
+  if (type == 2) return (float)((const _Float16 *)p)[i];
   uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16; /* bfloat16 */
   float f;
   memcpy(&f, &bits, 4);
@@ -17,6 +18,7 @@ static float ld(const void *p, int type, int64_t i) {
 }
 static void st(void *p, int type, int64_t i, float v) {
   if (type == 0) { ((float *)p)[i] = v; return; }
+  if (type == 2) { ((_Float16 *)p)[i] = (_Float16)v; return; }
   uint32_t bits;
   memcpy(&bits, &v, 4);
   bits += 0x7fff + ((bits >> 16) & 1); /* round to nearest even */
@@ -26,7 +28,7 @@ static void st(void *p, int type, int64_t i, float v) {
 int cublasGemmStridedBatchedEx(void *h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int at, int lda,
                                int64_t sa, uint64_t B, int bt, int ldb, int64_t sb, const float *beta, uint64_t C, int ct,
                                int ldc, int64_t sc, int batch, int compute, int algo) {
-  if ((at != 0 && at != 14) || at != bt || (ct != 0 && ct != at) || compute != 68) return 15; /* NOT_SUPPORTED */
+  if ((at != 0 && at != 2 && at != 14) || at != bt || (ct != 0 && ct != at) || compute != 68) return 15; /* NOT_SUPPORTED */
   for (int q = 0; q < batch; q++) {
     const void *a = (const char *)(uintptr_t)A + q * sa * (at == 0 ? 4 : 2);
     const void *b = (const char *)(uintptr_t)B + q * sb * (bt == 0 ? 4 : 2);

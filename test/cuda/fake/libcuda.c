@@ -1,11 +1,22 @@
 /* A fake CUDA driver for testing the CUDA backend's host side on machines without a GPU.
  * "Device" memory is host memory (malloc), copies and memsets are real, modules and functions are
- * names, launches only check their configuration and are logged (kernels do not run). A memory
- * budget (FAKE_CUDA_MEM bytes, default 256 MiB) makes out-of-memory testable.
+ * names, launches check their configuration and are logged. Kernels do not run, unless this is
+ * built with -DFAKE_EMULATE and linked with the kernel emulator (build-emu.sh), which runs them on
+ * the CPU. A memory budget (FAKE_CUDA_MEM bytes, default 256 MiB) makes out-of-memory testable.
  * Build: cc -shared -fPIC -o libcuda.so.1 libcuda.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef FAKE_EMULATE
+struct EmuEntry {
+  const char *name;
+  void (*call)(void **);
+};
+extern const struct EmuEntry emu_table[];
+void emu_launch(const char *name, void (*fn)(void **), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                unsigned bz, unsigned smem, void **params);
+#endif
 
 #define MAX_FN 4096
 static size_t budget, used;
@@ -103,6 +114,12 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     log_buf[log_len + n] = '\n';
     log_len += n + 1;
   }
+#ifdef FAKE_EMULATE
+  const struct EmuEntry *e = emu_table;
+  while (e->name && strcmp(e->name, fn_names[i - 1]) != 0) e++;
+  if (!e->name) return 500; /* CUDA_ERROR_NOT_FOUND */
+  emu_launch(e->name, e->call, gx, gy, gz, bx, by, bz, smem, params);
+#endif
   return 0;
 }
 int cuEventCreate(void **e, unsigned flags) { *e = (void *)0x4; return 0; }

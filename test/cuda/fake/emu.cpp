@@ -1,0 +1,133 @@
+// The emulator's scheduler (see emu.h): runs a launch block by block, each block's threads as
+// fibers that switch at barriers. Entry point: emu_launch, called by the fake driver.
+// Fibers start on their own stack through a two-instruction stack switch (x86-64) and switch with
+// _setjmp/_longjmp, which make no system calls (ucontext's functions do, and were 100x slower).
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include "emu.h"
+
+EmuDim blockIdx, blockDim, gridDim;
+
+namespace {
+enum State { RUN, DONE, WAIT_BLOCK, WAIT_WARP };
+struct Fiber {
+  jmp_buf jb;
+  bool started;
+  EmuDim tid;
+  int linear;
+  State state;
+};
+constexpr size_t STACK = 256 * 1024;
+std::vector<Fiber> fibers;
+std::vector<char*> stacks;
+std::vector<float> slots;
+std::vector<char> smem;
+jmp_buf sched;
+Fiber* cur;
+void (*entry)(void**);
+void** params;
+const char* kernelName;
+
+[[noreturn]] void fiberMain() {
+  entry(params);
+  cur->state = DONE;
+  _longjmp(sched, 1);
+}
+
+void wait(State s) {
+  cur->state = s;
+  if (!_setjmp(cur->jb)) _longjmp(sched, 1);
+}
+
+/** Run fiber `f` until it waits or finishes. */
+void resume(Fiber& f, char* stackTop) {
+  cur = &f;
+  if (_setjmp(sched)) return;
+  if (f.started) _longjmp(f.jb, 1);
+  f.started = true;
+  asm volatile("mov %0, %%rsp\n\tcall *%1" : : "r"(stackTop), "r"(fiberMain) : "memory");
+  __builtin_unreachable();
+}
+
+[[noreturn]] void die(const char* what) {
+  fprintf(stderr, "emu: kernel %s block (%u,%u,%u): %s\n", kernelName, blockIdx.x, blockIdx.y, blockIdx.z, what);
+  abort();
+}
+
+void runBlock(int n) {
+  for (int t = 0; t < n; t++) {
+    Fiber& f = fibers[t];
+    f.linear = t;
+    f.tid = {(unsigned)t % blockDim.x, ((unsigned)t / blockDim.x) % blockDim.y, (unsigned)t / (blockDim.x * blockDim.y)};
+    f.state = RUN;
+    f.started = false;
+  }
+  for (;;) {
+    for (int t = 0; t < n; t++) {
+      if (fibers[t].state == RUN) resume(fibers[t], stacks[t] + STACK);
+    }
+    int done = 0, atBlock = 0;
+    for (int t = 0; t < n; t++) done += fibers[t].state == DONE, atBlock += fibers[t].state == WAIT_BLOCK;
+    if (done == n) return;
+    bool released = false;
+    for (int w = 0; w * 32 < n; w++) {  // a warp waiting at __syncwarp/shuffle, all its live lanes there
+      int live = 0, waiting = 0;
+      for (int t = w * 32; t < std::min(n, w * 32 + 32); t++) live += fibers[t].state != DONE, waiting += fibers[t].state == WAIT_WARP;
+      if (waiting > 0 && waiting == live) {
+        for (int t = w * 32; t < std::min(n, w * 32 + 32); t++) if (fibers[t].state == WAIT_WARP) fibers[t].state = RUN;
+        released = true;
+      }
+    }
+    if (!released && atBlock > 0) {
+      if (atBlock + done != n) die("__syncthreads not reached by every thread (divergent barrier)");
+      if (done > 0) die("__syncthreads after some threads exited");
+      for (int t = 0; t < n; t++) fibers[t].state = RUN;
+      released = true;
+    }
+    if (!released) die("warp barrier not reached by every lane of the warp");
+  }
+}
+}  // namespace
+
+EmuDim& emu_thread_idx() { return cur->tid; }
+void __syncthreads() { wait(WAIT_BLOCK); }
+void __syncwarp(unsigned) { wait(WAIT_WARP); }
+float __shfl_xor_sync(unsigned, float v, int laneMask) {
+  const int lane = cur->linear & 31, base = cur->linear - lane;
+  slots[cur->linear] = v;
+  __syncwarp();
+  const float r = slots[base + (lane ^ laneMask)];
+  __syncwarp();
+  return r;
+}
+float __shfl_sync(unsigned, float v, int src) {
+  const int lane = cur->linear & 31, base = cur->linear - lane;
+  slots[cur->linear] = v;
+  __syncwarp();
+  const float r = slots[base + (src & 31)];
+  __syncwarp();
+  return r;
+}
+void* emu_dynamic_smem() { return smem.data(); }
+
+extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                           unsigned by, unsigned bz, unsigned smemBytes, void** p) {
+  const int n = (int)(bx * by * bz);
+  while ((int)stacks.size() < n) stacks.push_back((char*)malloc(STACK));
+  fibers.resize(std::max<size_t>(fibers.size(), n));
+  slots.assign(std::max<size_t>(slots.size(), n), 0.f);
+  smem.assign(smemBytes + 16, (char)0x7f);  // garbage, as on the device
+  kernelName = name;
+  entry = fn;
+  params = p;
+  gridDim = {gx, gy, gz};
+  blockDim = {bx, by, bz};
+  for (unsigned z = 0; z < gz; z++)
+    for (unsigned y = 0; y < gy; y++)
+      for (unsigned x = 0; x < gx; x++) {
+        blockIdx = {x, y, z};
+        runBlock(n);
+      }
+}

@@ -1,0 +1,48 @@
+// A CUDA kernel emulator for testing without a GPU (force-included when native/cuda/*.cu are
+// compiled as host C++ by build-emu.sh). Each CUDA thread of a block is a fiber (ucontext); a block
+// runs until every fiber has finished, switching at barriers: __syncthreads waits for the block,
+// __syncwarp and the shuffles for the warp. Blocks run one after another, so `__shared__` can be a
+// function-local static. A barrier that not every thread reaches is reported as a kernel bug.
+// Not a performance model, and warp-level races cannot show here.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct EmuDim {
+  unsigned x, y, z;
+};
+extern EmuDim blockIdx, blockDim, gridDim;
+EmuDim& emu_thread_idx();
+#define threadIdx (emu_thread_idx())
+
+void __syncthreads();
+void __syncwarp(unsigned mask = 0xffffffffu);
+float __shfl_xor_sync(unsigned mask, float v, int laneMask);
+float __shfl_sync(unsigned mask, float v, int srcLane);
+void* emu_dynamic_smem();
+inline float atomicAdd(float* p, float v) {  // fibers never run at the same time
+  float old = *p;
+  *p = old + v;
+  return old;
+}
+using std::max;
+using std::min;
+
+// Calls a kernel with its parameters from a cuLaunchKernel-style array of pointers to values.
+#include <utility>
+template <typename... A, std::size_t... I>
+void emu_invoke_(void (*f)(A...), void** p, std::index_sequence<I...>) {
+  f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(p[I])...);
+}
+template <typename... A>
+void emu_invoke(void (*f)(A...), void** p) {
+  emu_invoke_(f, p, std::index_sequence_for<A...>{});
+}
