@@ -19,26 +19,26 @@ export default {
 
   // Scheduler & optimizer
   batch_size: 1, // per device
-  accumulative_counts: 1, // rows per optimizer step: 1 per batch x 1
+  accumulative_counts: 1, // an optimizer step every iteration (1 row per batch x 1)
   dataloader_num_workers: 0,
   max_epochs: 1,
-  max_iters: 60, // enough to learn the one answer
+  max_iters: 100, // iterations (batches), whatever max_epochs says: enough to learn the one answer
   optim_type: 'AdamW',
-  lr: 2e-3,
+  lr: 5e-3, // high for LoRA, as a random tiny model needs
   betas: [0.9, 0.999],
   weight_decay: 0,
   max_norm: 1, // gradient clipping
   warmup_ratio: 0.05,
 
   // Save
-  save_steps: 20,
+  save_steps: 50, // iterations
   save_total_limit: 2, // checkpoints to keep (-1: all)
 
   // Evaluate the generation during training
-  evaluation_freq: 20,
+  evaluation_freq: 50, // iterations
   SYSTEM: '', // the data has no system turn
   evaluation_inputs: ['请做一下自我介绍'],
-  log_interval: 5,
+  log_interval: 10, // iterations
 
   // Method (PART 2 of XTuner's config: peft's LoraConfig, transformers' BitsAndBytesConfig)
   lora: { r: 16, lora_alpha: 32, lora_dropout: 0, bias: 'none', task_type: 'CAUSAL_LM' },

@@ -16,8 +16,6 @@ const SCRATCH = path.join(REPO, 'work_dirs', 'tiny-demo');
 const CONFIG = 'tiny_llama_lora_self_cognition_e1';
 const nameAt = process.argv.indexOf('--name');
 const NAME = nameAt > 0 ? process.argv[nameAt + 1]! : 'xtuner-ts';
-/** Settings the demo adds on top of the built-in config (a LoRA on a random model needs a high lr). */
-const OVERRIDES = ['lr=5e-3', 'max_iters=100', 'save_steps=50', 'evaluation_freq=50', 'log_interval=10'];
 
 const started = Date.now();
 
@@ -47,7 +45,7 @@ process.stdout.write('Built a random 2-layer Llama (1M parameters) in examples/t
 xtuner(['make-assistant-data', '--name', NAME, '--n', '2000']);
 xtuner(['copy-cfg', CONFIG, '.']);
 const copy = `${CONFIG}_copy.ts`;
-xtuner(['train', copy, '--cfg-options', ...OVERRIDES]);
+xtuner(['train', copy]);
 const workDir = path.join(SCRATCH, 'work_dirs', `${CONFIG}_copy`);
 const checkpoint = path.relative(SCRATCH, path.join(workDir, fs.readFileSync(path.join(workDir, 'last_checkpoint'), 'utf8').trim()));
 xtuner(['convert', 'pth_to_hf', copy, checkpoint, 'hf_adapter']);

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
+import { writeJsonAtomic } from './atomic.ts';
 import { SafetensorsReader, tensorBytes, writeSafetensors, type HostTensor, type TensorEntry, type WriteTensor } from './safetensors.ts';
 
 export const SAFETENSORS_INDEX = 'model.safetensors.index.json';
@@ -164,9 +165,7 @@ export function writeCheckpoint(dir: string, tensors: Iterable<readonly [string,
       written.push(file);
     });
     const index = { metadata: { total_size: total }, weight_map: weightMap };
-    const tmp = path.join(dir, `${SAFETENSORS_INDEX}.tmp-${process.pid}`);
-    fs.writeFileSync(tmp, JSON.stringify(index, null, 2) + '\n');
-    fs.renameSync(tmp, path.join(dir, SAFETENSORS_INDEX));
+    writeJsonAtomic(path.join(dir, SAFETENSORS_INDEX), index);
     written.push(SAFETENSORS_INDEX);
   }
   for (const f of fs.readdirSync(dir)) {

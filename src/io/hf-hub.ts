@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { XtunerError } from '../errors.ts';
+import { writeFileAtomic, writeStreamAtomicAsync } from './atomic.ts';
 
 export interface DownloadProgress {
   repoId: string;
@@ -161,9 +162,7 @@ export async function downloadSnapshot(repoId: string, options: HubOptions = {})
   }
   if (!isCommit(revision)) {
     const ref = path.join(repoDir, 'refs', revision);
-    fs.mkdirSync(path.dirname(ref), { recursive: true });
-    fs.writeFileSync(`${ref}.tmp-${process.pid}`, info.sha);
-    fs.renameSync(`${ref}.tmp-${process.pid}`, ref);
+    writeFileAtomic(ref, info.sha);
   }
   return snapshot;
 }
@@ -221,7 +220,6 @@ async function downloadFile(
 ): Promise<void> {
   const controller = new AbortController();
   const stall = setTimeout(() => controller.abort(new Error(`no data for ${stallMs / 1000} s`)), stallMs);
-  const tmp = `${dest}.tmp-${process.pid}`;
   try {
     let response: Response;
     try {
@@ -233,28 +231,26 @@ async function downloadFile(
       await response.body?.cancel();
       throw httpError(response.status, `file ${path.basename(dest)} of ${context.repoId}`, context);
     }
+    const body = response.body;
     const length = response.headers.get('content-length');
     const total = length === null ? null : Number(length);
     let bytes = 0;
-    const out = fs.createWriteStream(tmp);
-    try {
-      for await (const chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
-        stall.refresh();
-        bytes += (chunk as Buffer).length;
-        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
-        progress(bytes, total, false);
+    await writeStreamAtomicAsync(dest, async (write) => {
+      try {
+        for await (const chunk of Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+          stall.refresh();
+          bytes += (chunk as Buffer).length;
+          write(chunk as Buffer);
+          progress(bytes, total, false);
+        }
+      } catch (err) {
+        throw brokenOff(url, bytes, total, reasonOf(err));
       }
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    } catch (err) {
-      out.destroy();
-      throw brokenOff(url, bytes, total, reasonOf(err));
-    }
-    if (total !== null && bytes !== total) throw brokenOff(url, bytes, total, 'the server closed the connection');
-    fs.renameSync(tmp, dest);
+      if (total !== null && bytes !== total) throw brokenOff(url, bytes, total, 'the server closed the connection');
+    });
     progress(bytes, total, true);
   } finally {
     clearTimeout(stall);
-    fs.rmSync(tmp, { force: true });
   }
 }
 

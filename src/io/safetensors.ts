@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import { XtunerError } from '../errors.ts';
 import { halfToF32 } from '../tensor/dtype.ts';
+import { writeStreamAtomic } from './atomic.ts';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -59,7 +60,7 @@ const DTYPES: Record<SafetensorsDtype, { bytes: number; make: (buf: ArrayBuffer)
 
 /** The reference implementation refuses headers over 100 MB; so do we (it also bounds a bad length). */
 const MAX_HEADER_BYTES = 100_000_000;
-/** fs.readSync/writeSync take at most 2 GiB per call. */
+/** fs.readSync takes at most 2 GiB per call. */
 const IO_CHUNK = 1 << 30;
 
 export function isSafetensorsDtype(s: unknown): s is SafetensorsDtype {
@@ -236,7 +237,7 @@ export function tensorBytes(t: { dtype: SafetensorsDtype; shape: readonly number
 }
 
 /**
- * Writes tensors (in the given order) to `path` atomically: `path.tmp-<pid>`, then rename.
+ * Writes tensors (in the given order) to `path` atomically (./atomic.ts).
  * Lazy `data` thunks are called one at a time while writing, so only one tensor's data need exist.
  */
 export function writeSafetensors(
@@ -261,31 +262,16 @@ export function writeSafetensors(
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    writeAll(fd, len);
-    writeAll(fd, json);
+  writeStreamAtomic(path, (write) => {
+    write(len);
+    write(json);
     for (const [name, t] of list) {
       const data = typeof t.data === 'function' ? t.data() : t.data;
       const want = tensorBytes(t);
       if (data.byteLength !== want) {
         fail(path, `tensor '${name}': data has ${data.byteLength} bytes but ${t.dtype} x [${t.shape.join(', ')}] needs ${want}`);
       }
-      writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path);
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) {
-    done += fs.writeSync(fd, bytes, done, Math.min(IO_CHUNK, bytes.length - done));
-  }
+  });
 }

@@ -1,6 +1,8 @@
 // Training checkpoints: `iter_<N>/` folders in the work folder, enough to resume exactly.
 //   trainable.safetensors   the trainable weights by HF module name (LoRA A/B, or every weight)
 //   optimizer.safetensors   the optimizer's tensors (e.g. `exp_avg.<name>`, `exp_avg_sq.<name>`)
+//   grads.safetensors       only when saved in the middle of a gradient accumulation: the
+//                           gradients accumulated so far, by parameter name
 //   state.json              iteration, data position, optimizer scalars, scheduler, RNG state, and
 //                           the size and SHA-256 of each file above (written last)
 // A folder is written under a temporary name and renamed into place, `last_checkpoint` is updated
@@ -13,19 +15,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { SafetensorsReader, writeSafetensors, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
-import { writeDirAtomic, writeFileAtomic } from './atomic.ts';
+import { writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { listCheckpoints, readLastCheckpoint, writeLastCheckpoint } from './work-dir.ts';
 
 export const CHECKPOINT_FORMAT = 'xtuner-ts-checkpoint';
-export const CHECKPOINT_VERSION = 1;
-const TRAINABLE_FILE = 'trainable.safetensors';
-const OPTIMIZER_FILE = 'optimizer.safetensors';
+/** 2: `iter` counts batches (XTuner's iterations), no longer optimizer steps; grads.safetensors. */
+export const CHECKPOINT_VERSION = 2;
+const TENSOR_FILES = { trainable: 'trainable.safetensors', optimizer: 'optimizer.safetensors', grads: 'grads.safetensors' } as const;
 const STATE_FILE = 'state.json';
+
+type Tensors = Iterable<readonly [string, WriteTensor]>;
 
 export interface CheckpointData {
   iter: number;
-  trainable: Iterable<readonly [string, WriteTensor]>;
-  optimizer: Iterable<readonly [string, WriteTensor]>;
+  trainable: Tensors;
+  optimizer: Tensors;
+  /** Gradients accumulated towards the next optimizer step; null when there are none. */
+  grads: Tensors | null;
   /** JSON-serialisable trainer state (data position, optimizer scalars, RNG, ...). */
   state: Record<string, unknown>;
 }
@@ -35,6 +41,8 @@ export interface LoadedCheckpoint {
   iter: number;
   trainable: Map<string, HostTensor>;
   optimizer: Map<string, HostTensor>;
+  /** Null when saved between optimizer steps (or not read). */
+  grads: Map<string, HostTensor> | null;
   state: Record<string, unknown>;
 }
 
@@ -66,9 +74,11 @@ export async function saveCheckpoint(workDir: string, data: CheckpointData, keep
     await writeDirAtomic(dir, (tmp) => {
       const files: Record<string, FileRecord> = {};
       for (const [file, tensors] of [
-        [TRAINABLE_FILE, data.trainable],
-        [OPTIMIZER_FILE, data.optimizer],
+        [TENSOR_FILES.trainable, data.trainable],
+        [TENSOR_FILES.optimizer, data.optimizer],
+        [TENSOR_FILES.grads, data.grads],
       ] as const) {
+        if (tensors === null) continue;
         const p = path.join(tmp, file);
         writeSafetensors(p, tensors, { format: 'pt' });
         files[file] = fileRecord(p);
@@ -78,9 +88,11 @@ export async function saveCheckpoint(workDir: string, data: CheckpointData, keep
     });
   } catch (err) {
     const previous = readLastCheckpoint(workDir);
-    const code = (err as NodeJS.ErrnoException).code;
+    // The system error under the writer's "cannot write <file>" says what went wrong.
+    const root = err instanceof XtunerError && err.cause instanceof Error ? err.cause : (err as Error);
+    const code = (root as NodeJS.ErrnoException).code;
     throw new XtunerError(
-      `could not save checkpoint ${dir}: ${code ? `${code}: ` : ''}${(err as Error).message}`,
+      `could not save checkpoint ${dir}: ${code ? `${code}: ` : ''}${root.message}`,
       {
         hint: previous
           ? `the previous checkpoint ${previous} is intact; resume from it with --resume ${previous}`
@@ -104,7 +116,7 @@ export function pruneCheckpoints(workDir: string, keep: number, protect: string)
 /**
  * Reads and verifies a checkpoint folder (sizes and SHA-256 of its files). Any problem is one
  * XtunerError naming the folder and what is wrong with it. `optimizer: false` skips the optimizer
- * tensors (convert needs only the weights).
+ * tensors and accumulated gradients (convert needs only the weights).
  */
 export function loadCheckpoint(dir: string, opts: { optimizer?: boolean } = {}): LoadedCheckpoint {
   const corrupt = (what: string): never => {
@@ -140,9 +152,11 @@ export function loadCheckpoint(dir: string, opts: { optimizer?: boolean } = {}):
       reader.close();
     }
   };
-  const trainable = tensors(TRAINABLE_FILE);
-  const optimizer = opts.optimizer === false ? new Map<string, HostTensor>() : tensors(OPTIMIZER_FILE);
-  return { dir, iter: parsed.iter, trainable, optimizer, state: parsed.state ?? {} };
+  const trainable = tensors(TENSOR_FILES.trainable);
+  const resume = opts.optimizer !== false;
+  const optimizer = resume ? tensors(TENSOR_FILES.optimizer) : new Map<string, HostTensor>();
+  const grads = resume && parsed.files?.[TENSOR_FILES.grads] ? tensors(TENSOR_FILES.grads) : null;
+  return { dir, iter: parsed.iter, trainable, optimizer, grads, state: parsed.state ?? {} };
 }
 
 function fileRecord(p: string): FileRecord {

@@ -8,12 +8,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { resolvedConfigJson, type XtunerConfig } from '../config/index.ts';
 import { XtunerError } from '../errors.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { resolveModelPath } from '../io/hf-hub.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { loadModel } from '../models/index.ts';
 import { writeAdapterFolder } from '../peft/adapter-files.ts';
 import { noGrad } from '../tensor/index.ts';
-import { writeFileAtomic } from './atomic.ts';
 import { loadCheckpoint } from './checkpoint.ts';
 import { methodOf, peftLoraConfig } from './setup.ts';
 

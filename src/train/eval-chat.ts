@@ -4,11 +4,10 @@
 // (600). Unlike XTuner, decoding is greedy, so the answers are comparable across evaluations.
 // Answers go to the terminal and to `eval_chat/iter_<N>.json` in the work folder.
 
-import fs from 'node:fs';
 import path from 'node:path';
+import { writeJsonAtomic } from '../io/atomic.ts';
 import type { PromptTemplate } from '../tokenizer/templates.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { writeFileAtomic } from './atomic.ts';
 import { ChatSession, type ChatModel } from './chat-session.ts';
 import { EVAL_CHAT_DIR } from './work-dir.ts';
 
@@ -46,7 +45,6 @@ export function evaluateChat(model: ChatModel, opts: EvalChatOptions, maxNewToke
 /** Writes `eval_chat/iter_<N>.json` and returns the text to print. */
 export function saveEvalChat(workDir: string, iter: number, samples: readonly EvalSample[]): string {
   const dir = path.join(workDir, EVAL_CHAT_DIR);
-  fs.mkdirSync(dir, { recursive: true });
-  writeFileAtomic(path.join(dir, `iter_${iter}.json`), `${JSON.stringify({ iter, samples }, null, 2)}\n`);
+  writeJsonAtomic(path.join(dir, `iter_${iter}.json`), { iter, samples });
   return samples.map((s) => `Sample output (iter ${iter}):\n${s.prompt}${s.output}\n`).join('\n');
 }

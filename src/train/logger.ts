@@ -1,21 +1,22 @@
 // Training log: one JSON line per logged iteration in `logs.jsonl`, and the same numbers on the
 // terminal (a progress bar redrawn in place on a TTY, plain lines otherwise, as in a CI log).
 // Messages (checkpoints, eval-chat, resume) go to the terminal only. Knows nothing of models.
+// A log line is appended whole (one small write); rewriting the log goes through an atomic write.
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { appendLine, writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { LOGS_FILE } from './work-dir.ts';
 
 export interface StepRecord {
-  iter: number; // 1-based optimizer step just finished
+  iter: number; // 1-based iteration (one batch) just finished
   maxIters: number;
   epoch: number; // 1-based
-  loss: number; // mean over the micro-batches of this step
-  lr: number;
-  gradNorm: number; // before clipping
-  tokens: number; // tokens of this step (all micro-batches, padding excluded)
-  tokensPerSec: number; // over the steps since the last log line
+  loss: number; // mean of the iterations' losses since the last log line
+  lr: number; // in effect at this iteration
+  gradNorm: number | null; // before clipping, mean over the optimizer steps since the last log line; null: none
+  tokens: number; // tokens since the last log line (padding excluded)
+  tokensPerSec: number; // over the iterations since the last log line
   secPerIter: number;
   etaSec: number;
   memoryMB: number; // engine tensors, peak since start
@@ -39,11 +40,11 @@ export class TrainLogger {
     this.logsFile = path.join(workDir, LOGS_FILE);
   }
 
-  /** A logged step: to logs.jsonl and as a permanent terminal line. */
+  /** A logged iteration: to logs.jsonl and as a permanent terminal line. */
   step(r: StepRecord): void {
-    appendLine(
+    fs.appendFileSync(
       this.logsFile,
-      JSON.stringify({
+      `${JSON.stringify({
         iter: r.iter,
         epoch: r.epoch,
         loss: r.loss,
@@ -56,7 +57,7 @@ export class TrainLogger {
         memory_mb: round(r.memoryMB, 1),
         rss_mb: round(r.rssMB, 1),
         time: new Date().toISOString(),
-      }),
+      })}\n`,
     );
     this.info(formatStep(r));
   }
@@ -116,7 +117,7 @@ export function formatStep(r: StepRecord): string {
     `eta: ${formatDuration(r.etaSec)}`,
     `time: ${r.secPerIter.toFixed(3)}`,
     `loss: ${r.loss.toFixed(4)}`,
-    `grad_norm: ${r.gradNorm.toFixed(4)}`,
+    ...(r.gradNorm === null ? [] : [`grad_norm: ${r.gradNorm.toFixed(4)}`]),
     `tokens/s: ${Math.round(r.tokensPerSec)}`,
     `memory: ${Math.round(r.memoryMB)} MB (rss ${Math.round(r.rssMB)} MB)`,
   ].join('  ');

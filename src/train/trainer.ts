@@ -1,10 +1,14 @@
-// The training loop of `xtuner train`. One iteration is one optimizer step: `accumulative_counts`
-// batches (forward, loss / accumulative_counts, backward), then clipping to `max_norm`, AdamW at
-// the scheduled learning rate, and the hooks: logging every `log_interval` iterations, eval-chat
-// every `evaluation_freq`, a checkpoint every `save_steps` and at the end. The run has
-// `max_iters` iterations, or max_epochs x batches per epoch / accumulative_counts.
-// Resuming restores weights, AdamW moments, schedule, data position and the LoRA dropout
-// generator, so the losses after a resume are those of an uninterrupted run.
+// The training loop of `xtuner train`, counted as XTuner (mmengine) counts: one iteration is one
+// batch of the dataloader (forward, loss / accumulation factor, backward). The optimizer steps
+// every `accumulative_counts` iterations and after the last one (./accumulation.ts), clipping to
+// `max_norm` first; the learning rate follows warm-up + cosine per iteration. `max_iters`,
+// `save_steps`, `evaluation_freq` and `log_interval` all count iterations. The run has
+// max_epochs x batches per epoch iterations, the schedule warms up over warmup_ratio of them
+// (XTuner's param_scheduler with convert_to_iter_based); with `max_iters` instead, the run and
+// the schedule span max_iters iterations.
+// Resuming restores weights, AdamW moments, schedule, data position, the LoRA dropout generator
+// and, for a checkpoint saved between two optimizer steps, the gradients accumulated so far, so
+// the losses after a resume are those of an uninterrupted run.
 // Ctrl-C finishes the current iteration, saves, and returns; a NaN/inf loss stops with the step.
 
 import fs from 'node:fs';
@@ -12,13 +16,13 @@ import path from 'node:path';
 import { saveResolvedConfig, type XtunerConfig } from '../config/index.ts';
 import type { DataPosition } from '../data/index.ts';
 import { XtunerError } from '../errors.ts';
-import type { WriteTensor } from '../io/safetensors.ts';
+import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
 import { clipGradNorm } from '../optim/clip.ts';
-import { WarmupCosineSchedule, type WarmupCosineState } from '../optim/schedule.ts';
-import { memoryStats, noGrad, scale, tidy, type RngState, type Tensor } from '../tensor/index.ts';
-import { hostToFloat32 } from '../io/safetensors.ts';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
+import { memoryStats, noGrad, scale, tidy, zeros, type RngState, type Tensor } from '../tensor/index.ts';
+import { Accumulation } from './accumulation.ts';
+import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } from './eval-chat.ts';
 import { InterruptFlag, yieldToEvents } from './interrupt.ts';
 import { TrainLogger, type Output } from './logger.ts';
@@ -35,7 +39,7 @@ export interface TrainOptions {
   out?: Output;
   /** Default: one that listens to SIGINT while training. */
   interrupt?: InterruptFlag;
-  /** Called after every iteration (tests use it to interrupt at an exact step). */
+  /** Called after every iteration with its loss (tests use it to interrupt at an exact one). */
   onIteration?: (info: { iter: number; loss: number }) => void;
 }
 
@@ -52,6 +56,7 @@ export interface TrainResult {
 interface TrainerState {
   iter: number;
   maxIters: number;
+  accumulativeCounts: number;
   dataPosition: DataPosition;
   dataRows: number;
   method: string;
@@ -97,24 +102,27 @@ function resolveResume(workDir: string, resume: string): string {
   return last;
 }
 
+/** Iterations of the run and of its learning-rate schedule. */
+function runLength(cfg: XtunerConfig, batchesPerEpoch: number): { maxIters: number; warmupIters: number; totalIters: number } {
+  if (cfg.max_iters !== undefined) return { maxIters: cfg.max_iters, ...xtunerScheduleIters(cfg.warmup_ratio, 1, cfg.max_iters) };
+  if (batchesPerEpoch === 0) throw new XtunerError('the training data gives no batch: nothing to train on');
+  const iters = xtunerScheduleIters(cfg.warmup_ratio, cfg.max_epochs, batchesPerEpoch);
+  return { maxIters: iters.totalIters, ...iters };
+}
+
 async function loop(
   run: RunSetup,
   cfg: XtunerConfig,
   opts: TrainOptions,
   logger: TrainLogger,
   interrupt: InterruptFlag,
-  checkpoint: ReturnType<typeof loadCheckpoint> | null,
+  checkpoint: LoadedCheckpoint | null,
 ): Promise<TrainResult> {
   const { model, trainable, data } = run;
-  const acc = cfg.accumulative_counts;
   const batchesPerEpoch = data.loader.stepsPerEpoch;
-  const maxIters = cfg.max_iters ?? Math.max(1, Math.floor((cfg.max_epochs * batchesPerEpoch) / acc));
-  const schedule = new WarmupCosineSchedule({
-    lr: cfg.lr,
-    totalIters: maxIters,
-    warmupIters: Math.min(Math.trunc(cfg.warmup_ratio * maxIters), maxIters - 1),
-    etaMin: cfg.eta_min,
-  });
+  const { maxIters, warmupIters, totalIters } = runLength(cfg, batchesPerEpoch);
+  const schedule = new WarmupCosineSchedule({ lr: cfg.lr, totalIters, warmupIters, etaMin: cfg.eta_min });
+  const accumulation = new Accumulation(cfg.accumulative_counts, maxIters);
   const optimizer = new AdamW(trainable, { lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weight_decay });
   const params = trainable.map(([, p]) => p);
   let iter = 0;
@@ -123,15 +131,18 @@ async function loop(
 
   if (checkpoint) {
     const state = checkpoint.state as unknown as TrainerState;
-    restore(run, cfg, state, checkpoint, optimizer, schedule, maxIters, data.items.length);
+    restore(run, cfg, state, checkpoint, optimizer, schedule, accumulation, data.items.length);
     iter = state.iter;
     position = state.dataPosition;
     lastCheckpoint = checkpoint.dir;
     logger.info(`resumed from ${checkpoint.dir} at iteration ${iter} (epoch ${position.epoch + 1}, batch ${position.step})`);
   }
+  const acc = cfg.accumulative_counts;
   logger.info(
-    `training ${maxIters} iterations (${cfg.max_iters === undefined ? `${cfg.max_epochs} epochs x ${batchesPerEpoch} batches / ${acc}` : 'max_iters'}); ` +
-      `${cfg.batch_size} x ${acc} ${cfg.pack_to_max_length ? 'rows' : 'samples'} per iteration; work folder ${opts.workDir}`,
+    `training ${maxIters} iterations (${cfg.max_iters === undefined ? `${cfg.max_epochs} epochs x ${batchesPerEpoch} batches` : 'max_iters'}) ` +
+      `of ${cfg.batch_size} ${cfg.pack_to_max_length ? 'row' : 'sample'}${cfg.batch_size === 1 ? '' : 's'}; ` +
+      (acc === 1 ? 'an optimizer step every iteration' : `an optimizer step every ${acc} iterations`) +
+      `; work folder ${opts.workDir}`,
   );
 
   const evalOpts = { tokenizer: run.tokenizer, template: run.template, system: cfg.SYSTEM, inputs: cfg.evaluation_inputs };
@@ -145,7 +156,8 @@ async function loop(
   let savedIter = iter;
   const save = async (): Promise<void> => {
     savedIter = iter;
-    lastCheckpoint = await saveCheckpoint(opts.workDir, checkpointData(run, cfg, optimizer, schedule, iter, maxIters, position), cfg.save_total_limit);
+    const contents = checkpointData(run, cfg, optimizer, schedule, accumulation, iter, position);
+    lastCheckpoint = await saveCheckpoint(opts.workDir, contents, cfg.save_total_limit);
     logger.info(`saved checkpoint ${lastCheckpoint}`);
   };
 
@@ -154,7 +166,7 @@ async function loop(
   model.train();
   const started = Date.now();
   const startIter = iter;
-  let window = { losses: 0, count: 0, tokens: 0, t0: Date.now() };
+  let window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
   let status: TrainResult['status'] = 'completed';
 
   while (iter < maxIters) {
@@ -163,47 +175,44 @@ async function loop(
       if (iter > savedIter) await save();
       break;
     }
-    let lossSum = 0;
-    let tokens = 0;
-    let epoch = position.epoch;
-    for (let m = 0; m < acc; m++) {
-      const batch = data.loader.batchAt(position);
-      const loss = tidy(() => {
-        const ids = { data: batch.inputIds, shape: batch.shape };
-        const out = model.forward(ids, {
-          labels: { data: batch.labels, shape: batch.shape },
-          positionIds: { data: batch.positionIds, shape: batch.shape },
-          cuSeqlens: batch.cuSeqlens,
-        });
-        const value = out.loss!.item();
-        if (Number.isFinite(value)) scale(out.loss!, 1 / acc).backward();
-        return value;
+    const batch = data.loader.batchAt(position);
+    const factor = accumulation.lossFactor(iter);
+    const loss = tidy(() => {
+      const ids = { data: batch.inputIds, shape: batch.shape };
+      const out = model.forward(ids, {
+        labels: { data: batch.labels, shape: batch.shape },
+        positionIds: { data: batch.positionIds, shape: batch.shape },
+        cuSeqlens: batch.cuSeqlens,
       });
-      if (!Number.isFinite(loss)) {
-        throw new XtunerError(
-          `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
-          {
-            hint:
-              `lower lr (now ${cfg.lr}) or check the data; ` +
-              (lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint})` : 'no checkpoint was saved yet'),
-          },
-        );
-      }
-      lossSum += loss;
-      for (const v of batch.attentionMask) tokens += v;
-      epoch = position.epoch;
-      position = data.loader.next(position);
+      const value = out.loss!.item();
+      if (Number.isFinite(value)) scale(out.loss!, 1 / factor).backward();
+      return value;
+    });
+    if (!Number.isFinite(loss)) {
+      throw new XtunerError(
+        `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
+        {
+          hint:
+            `lower lr (now ${cfg.lr}) or check the data; ` +
+            (lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint})` : 'no checkpoint was saved yet'),
+        },
+      );
     }
-    optimizer.lr = schedule.lr;
-    const gradNorm = clipGradNorm(params, cfg.max_norm);
-    optimizer.step();
-    optimizer.zeroGrad();
+    const epoch = position.epoch;
+    position = data.loader.next(position);
+    const lr = schedule.lr;
+    if (accumulation.stepsAfter(iter)) {
+      optimizer.lr = lr;
+      window.gradNorms += clipGradNorm(params, cfg.max_norm);
+      window.steps++;
+      optimizer.step();
+      optimizer.zeroGrad();
+    }
     schedule.step();
     iter++;
-    const loss = lossSum / acc;
     window.losses += loss;
-    window.count++;
-    window.tokens += tokens;
+    window.iters++;
+    for (const v of batch.attentionMask) window.tokens += v;
     opts.onIteration?.({ iter, loss });
 
     const elapsed = (Date.now() - started) / 1000;
@@ -216,9 +225,9 @@ async function loop(
         iter,
         maxIters,
         epoch: epoch + 1,
-        loss: window.losses / window.count,
-        lr: optimizer.lr,
-        gradNorm,
+        loss: window.losses / window.iters,
+        lr,
+        gradNorm: window.steps > 0 ? window.gradNorms / window.steps : null,
         tokens: window.tokens,
         tokensPerSec: window.tokens / windowSec,
         secPerIter,
@@ -226,7 +235,7 @@ async function loop(
         memoryMB: mem.peakBytes / 2 ** 20,
         rssMB: process.memoryUsage().rss / 2 ** 20,
       });
-      window = { losses: 0, count: 0, tokens: 0, t0: Date.now() };
+      window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
     } else {
       logger.progress(iter, maxIters, loss, etaSec);
     }
@@ -248,10 +257,19 @@ async function loop(
 }
 
 /** The tensors and state a checkpoint holds (tensor data read only when written). */
-function checkpointData(run: RunSetup, cfg: XtunerConfig, optimizer: AdamW, schedule: WarmupCosineSchedule, iter: number, maxIters: number, position: DataPosition) {
+function checkpointData(
+  run: RunSetup,
+  cfg: XtunerConfig,
+  optimizer: AdamW,
+  schedule: WarmupCosineSchedule,
+  accumulation: Accumulation,
+  iter: number,
+  position: DataPosition,
+) {
   const state: TrainerState = {
     iter,
-    maxIters,
+    maxIters: accumulation.maxIters,
+    accumulativeCounts: accumulation.counts,
     dataPosition: position,
     dataRows: run.data.items.length,
     method: run.method,
@@ -262,15 +280,19 @@ function checkpointData(run: RunSetup, cfg: XtunerConfig, optimizer: AdamW, sche
     lora: cfg.lora && run.lora ? { r: cfg.lora.r, loraAlpha: cfg.lora.lora_alpha, loraDropout: cfg.lora.lora_dropout, targetModules: run.lora.targetModules } : null,
     modelDir: run.modelDir,
   };
+  const grads = accumulation.pendingAfter(iter)
+    ? run.trainable.filter(([, p]) => p.grad !== null).map(([n, p]) => [n, writeTensor(p.grad!)] as const)
+    : null;
   return {
     iter,
     trainable: run.trainable.map(([n, t]) => [n, writeTensor(t)] as const),
     optimizer: [...optimizer.tensorState()].map(([n, t]) => [n, writeTensor(t)] as const),
+    grads,
     state: state as unknown as Record<string, unknown>,
   };
 }
 
-/** Trainable weights keep their dtype (bit-exact resume); moments are float32. */
+/** Trainable weights and their gradients keep their dtype (bit-exact resume); moments are float32. */
 function writeTensor(t: Tensor): WriteTensor {
   if (t.dtype === 'bfloat16' || t.dtype === 'float16') {
     return { dtype: t.dtype === 'bfloat16' ? 'BF16' : 'F16', shape: t.shape, data: () => t.toHostArray() as Uint16Array };
@@ -278,30 +300,47 @@ function writeTensor(t: Tensor): WriteTensor {
   return { dtype: 'F32', shape: t.shape, data: () => t.toFloat32Array() };
 }
 
+/** Stored values for tensor `p`: 16-bit bits as they are when the dtypes match, else float32. */
+function valuesFor(p: Tensor, host: HostTensor): Float32Array | Uint16Array {
+  const same = (host.dtype === 'BF16' && p.dtype === 'bfloat16') || (host.dtype === 'F16' && p.dtype === 'float16');
+  return same ? (host.data as Uint16Array) : hostToFloat32(host);
+}
+
 function restore(
   run: RunSetup,
   cfg: XtunerConfig,
   state: TrainerState,
-  ck: ReturnType<typeof loadCheckpoint>,
+  ck: LoadedCheckpoint,
   optimizer: AdamW,
   schedule: WarmupCosineSchedule,
-  maxIters: number,
+  accumulation: Accumulation,
   rows: number,
 ): void {
   const mismatch = (what: string): never => {
     throw new XtunerError(`cannot resume from ${ck.dir}: ${what}`, { hint: 'resume with the config (and data) the checkpoint was trained with' });
   };
   if (state.method !== run.method) mismatch(`it was trained with ${state.method}, this config trains with ${run.method}`);
-  if (state.maxIters !== maxIters) mismatch(`it belongs to a run of ${state.maxIters} iterations, this config gives ${maxIters}`);
+  if (state.maxIters !== accumulation.maxIters) mismatch(`it belongs to a run of ${state.maxIters} iterations, this config gives ${accumulation.maxIters}`);
+  if (state.accumulativeCounts !== accumulation.counts) {
+    mismatch(`it accumulated gradients over ${state.accumulativeCounts} iterations, this config over ${accumulation.counts}`);
+  }
   if (state.dataRows !== rows) mismatch(`its data had ${state.dataRows} ${cfg.pack_to_max_length ? 'rows' : 'samples'}, this data has ${rows}`);
   const mine = new Map(run.trainable);
-  for (const name of ck.trainable.keys()) if (!mine.has(name)) mismatch(`it has weight '${name}', which does not train in this run`);
+  for (const name of [...ck.trainable.keys(), ...(ck.grads?.keys() ?? [])]) {
+    if (!mine.has(name)) mismatch(`it has weight '${name}', which does not train in this run`);
+  }
+  if (accumulation.pendingAfter(state.iter) !== (ck.grads !== null)) {
+    mismatch(ck.grads ? 'it holds accumulated gradients at an optimizer step' : 'it was saved between optimizer steps but holds no accumulated gradients');
+  }
   for (const [name, p] of run.trainable) {
     const host = ck.trainable.get(name);
     if (!host) return mismatch(`it lacks trainable weight '${name}'`);
-    if (host.shape.join() !== p.shape.join()) mismatch(`'${name}' is [${host.shape.join(', ')}] there, [${p.shape.join(', ')}] here`);
-    const data = (host.dtype === 'BF16' && p.dtype === 'bfloat16') || (host.dtype === 'F16' && p.dtype === 'float16') ? host.data : hostToFloat32(host);
-    noGrad(() => p.assign(data as Float32Array | Uint16Array));
+    for (const [what, t] of [['', host], ['the gradient of ', ck.grads?.get(name)]] as const) {
+      if (t && t.shape.join() !== p.shape.join()) mismatch(`${what}'${name}' is [${t.shape.join(', ')}] there, [${p.shape.join(', ')}] here`);
+    }
+    noGrad(() => p.assign(valuesFor(p, host)));
+    const grad = ck.grads?.get(name);
+    p.grad = grad ? zeros(p.shape, { dtype: p.dtype, device: p.device }).assign(valuesFor(p, grad)) : null;
   }
   const moments = new Map<string, Float32Array>();
   for (const [name, t] of ck.optimizer) moments.set(name, hostToFloat32(t));

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { XtunerError } from '../errors.ts';
-import { isAlive, removeStaleTemporaries, writeFileAtomic } from './atomic.ts';
+import { isAlive, removeStaleTemporaries, tmpName, writeFileAtomic } from '../io/atomic.ts';
 
 export const LOCK_FILE = 'train.lock';
 export const LOGS_FILE = 'logs.jsonl';
@@ -49,7 +49,7 @@ export function acquireWorkDirLock(workDir: string): () => void {
   for (let attempt = 0; attempt < 3; attempt++) {
     // Write the lock under a private name, then link it into place: link fails if a lock exists,
     // so two runs starting together cannot both win.
-    const tmp = `${file}.tmp-${process.pid}`;
+    const tmp = tmpName(file);
     fs.writeFileSync(tmp, `${JSON.stringify(mine)}\n`);
     try {
       fs.linkSync(tmp, file);

@@ -16,6 +16,7 @@ function data(iter: number): CheckpointData {
     iter,
     trainable: [['model.layers.0.self_attn.q_proj.lora_A.weight', { dtype: 'F32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, iter]) }]],
     optimizer: [['exp_avg.model.layers.0.self_attn.q_proj.lora_A.weight', { dtype: 'F32', shape: [2, 3], data: new Float32Array(6).fill(iter / 10) }]],
+    grads: null,
     state: { dataPosition: { epoch: 1, index: iter * 2 }, rng: [iter, 7] },
   };
 }
@@ -30,6 +31,27 @@ test('a saved checkpoint reads back bit for bit, with its state', async () => {
   assert.deepEqual([...(ck.trainable.get('model.layers.0.self_attn.q_proj.lora_A.weight')!.data as Float32Array)], [1, 2, 3, 4, 5, 3]);
   assert.deepEqual([...(ck.optimizer.get('exp_avg.model.layers.0.self_attn.q_proj.lora_A.weight')!.data as Float32Array)], new Array(6).fill(Math.fround(0.3)));
   assert.deepEqual(ck.state, { dataPosition: { epoch: 1, index: 6 }, rng: [3, 7] });
+  assert.equal(ck.grads, null);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['optimizer.safetensors', 'state.json', 'trainable.safetensors']);
+});
+
+test('gradients accumulated between optimizer steps travel with the checkpoint, checked like the rest', async () => {
+  const work = tmpDir();
+  const grad = new Float32Array([0.5, -1, 2, 1e-8, 0, 3]);
+  const dir = await saveCheckpoint(work, { ...data(3), grads: [['model.layers.0.self_attn.q_proj.lora_A.weight', { dtype: 'F32', shape: [2, 3], data: grad }]] }, 2);
+  const ck = loadCheckpoint(dir);
+  assert.deepEqual(ck.grads!.get('model.layers.0.self_attn.q_proj.lora_A.weight')!.data, grad);
+  assert.equal(loadCheckpoint(dir, { optimizer: false }).grads, null, 'convert reads only the weights');
+  const file = path.join(dir, 'grads.safetensors');
+  fs.truncateSync(file, fs.statSync(file).size - 4);
+  assert.throws(() => loadCheckpoint(dir), /iter_3 is not usable: grads.safetensors has \d+ bytes, expected \d+/);
+});
+
+test('a checkpoint of another format version is refused', async () => {
+  const dir = await saveCheckpoint(tmpDir(), data(1), 0);
+  const state = path.join(dir, 'state.json');
+  fs.writeFileSync(state, fs.readFileSync(state, 'utf8').replace(/"version": \d+/, '"version": 1'));
+  assert.throws(() => loadCheckpoint(dir), /iter_1 is not usable: version 1 is not supported \(this xtuner-ts reads 2\)/);
 });
 
 test('save_total_limit keeps the newest checkpoints only', async () => {

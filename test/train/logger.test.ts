@@ -37,6 +37,14 @@ test('each logged step is one JSON line with the exact loss, and one terminal li
   assert.equal(c.text(), 'Iter(train) [ 10/100]  epoch: 1  lr: 2.0000e-4  eta: 1:02:05  time: 0.500  loss: 1.2346  grad_norm: 0.5000  tokens/s: 2048  memory: 12 MB (rss 250 MB)\n');
 });
 
+test('an iteration logged with no optimizer step since the last line has no grad norm', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-log-'));
+  const c = capture(false);
+  new TrainLogger(dir, c.out).step({ ...record, gradNorm: null });
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'logs.jsonl'), 'utf8')).grad_norm, null);
+  assert.equal(c.text(), 'Iter(train) [ 10/100]  epoch: 1  lr: 2.0000e-4  eta: 1:02:05  time: 0.500  loss: 1.2346  tokens/s: 2048  memory: 12 MB (rss 250 MB)\n');
+});
+
 test('on a terminal the progress bar is redrawn in place and erased before messages', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-log-'));
   const c = capture(true);

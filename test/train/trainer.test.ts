@@ -1,6 +1,8 @@
 // The trainer on a fixture-sized model (1-layer Llama, the tiny-assistant tokenizer, 40 samples):
-// exact resume (LoRA with dropout, gradient accumulation, across epochs; full fine-tuning), an
-// interrupt that saves, NaN/inf loss, a locked work folder, a corrupt checkpoint.
+// XTuner's iterations (one batch each: the run, the schedule, the hooks count them; the optimizer
+// steps every accumulative_counts, averaging its batches), exact resume (LoRA with dropout,
+// mid-accumulation, across epochs; full fine-tuning), an interrupt that saves, NaN/inf loss, a
+// locked work folder, a corrupt checkpoint.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,23 +10,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { validateConfig, type XtunerConfig } from '../../src/config/index.ts';
-import { makeAssistantRecords, recordsText } from '../../src/data/index.ts';
+import { makeAssistantRecords, recordsText, type DataPosition } from '../../src/data/index.ts';
 import { XtunerError } from '../../src/errors.ts';
+import { hostToFloat32 } from '../../src/io/safetensors.ts';
+import { noGrad, tidy } from '../../src/tensor/index.ts';
+import { loadCheckpoint } from '../../src/train/checkpoint.ts';
 import { InterruptFlag } from '../../src/train/interrupt.ts';
+import { setupRun } from '../../src/train/setup.ts';
 import { train } from '../../src/train/trainer.ts';
 import { LOCK_FILE } from '../../src/train/work-dir.ts';
 import { buildTinyAssistant } from '../../examples/tiny-assistant/build-model.ts';
 import { probeBackends } from '../../src/backends/index.ts';
+import { TINY_LLAMA } from './tiny-llama.ts';
 
 const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-trainer-'));
-const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 0, {
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 1,
-  num_attention_heads: 2,
-  num_key_value_heads: 1,
-  head_dim: 16,
-});
+const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 0, TINY_LLAMA);
 const DATA = path.join(ROOT, 'data.jsonl');
 fs.writeFileSync(DATA, recordsText(DATA, makeAssistantRecords('tester', 40)));
 
@@ -77,9 +77,20 @@ async function run(cfg: XtunerConfig, dir: string, opts: { stopAt?: number; resu
   return { result, losses };
 }
 
-for (const [method, overrides] of [
-  ['LoRA with dropout, accumulation, across epochs', {}],
-  ['full fine-tuning', { lora: null, max_iters: 4, accumulative_counts: 1, lr: 1e-4 }],
+/** The records of a work folder's logs.jsonl. */
+function logs(dir: string): Array<{ iter: number; epoch: number; loss: number; lr: number; grad_norm: number | null }> {
+  return fs.readFileSync(path.join(dir, 'logs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+/** 1-based iterations after which the optimizer steps: every `acc`-th and the last. */
+function stepIters(maxIters: number, acc: number): number[] {
+  return Array.from({ length: maxIters }, (_, i) => i + 1).filter((i) => i % acc === 0 || i === maxIters);
+}
+
+for (const [method, overrides, stopAt] of [
+  // 8 iterations, a step after 3, 6 and 8 (a short last group); stopped at 4, between two steps.
+  ['LoRA with dropout, mid-accumulation, across epochs', { accumulative_counts: 3 }, 4],
+  ['full fine-tuning', { lora: null, max_iters: 4, accumulative_counts: 1, lr: 1e-4 }, 1],
 ] as const) {
   test(`resume is exact: ${method}`, async () => {
     const cfg = config(overrides);
@@ -88,24 +99,96 @@ for (const [method, overrides] of [
     assert.equal(whole.losses.length, cfg.max_iters);
     assert.ok(whole.losses.every(Number.isFinite));
 
-    const stopAt = Math.floor(cfg.max_iters! / 2) - 1;
     const dir = workDir(`split-${method}`);
     const first = await run(cfg, dir, { stopAt });
     assert.equal(first.result.status, 'interrupted');
     assert.equal(first.result.iter, stopAt);
     assert.equal(path.basename(first.result.checkpoint!), `iter_${stopAt}`);
+    const pending = stopAt % cfg.accumulative_counts !== 0;
+    assert.equal(fs.existsSync(path.join(dir, `iter_${stopAt}`, 'grads.safetensors')), pending, 'accumulated gradients saved when between steps');
 
     const second = await run(cfg, dir, { resume: 'auto' });
     assert.equal(second.result.status, 'completed');
     // Same float32 computations in the same order: the losses are equal, not merely close.
     assert.deepEqual([...first.losses, ...second.losses], whole.losses);
 
-    // logs.jsonl holds one line per iteration across both processes' runs.
-    const logged = fs.readFileSync(path.join(dir, 'logs.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    // logs.jsonl holds one line per iteration across both processes' runs, with a grad norm
+    // where the optimizer stepped.
+    const logged = logs(dir);
     assert.deepEqual(logged.map((l) => l.iter), Array.from({ length: cfg.max_iters! }, (_, i) => i + 1));
     assert.deepEqual(logged.map((l) => l.loss), whole.losses);
+    assert.deepEqual(logged.filter((l) => l.grad_norm !== null).map((l) => l.iter), stepIters(cfg.max_iters!, cfg.accumulative_counts));
+    assert.deepEqual(logged.map((l) => l.grad_norm), logs(workDir(`whole-${method}`)).map((l) => l.grad_norm));
   });
 }
+
+test('an epoch is its batches: the run, the schedule and the optimizer steps count them as XTuner does', async () => {
+  const lr = 1e-3;
+  const cfg = config({ max_iters: undefined, max_epochs: 2, accumulative_counts: 3, warmup_ratio: 0.2, lr });
+  const dir = workDir('epochs');
+  const { result } = await run(cfg, dir);
+  const logged = logs(dir);
+  const batches = logged.filter((l) => l.epoch === 1).length; // len(dataloader)
+  assert.ok(batches >= 4, `${batches} batches per epoch`);
+  const total = 2 * batches; // max_epochs * len(dataloader)
+  assert.equal(result.maxIters, total);
+  assert.deepEqual(logged.map((l) => l.iter), Array.from({ length: total }, (_, i) => i + 1));
+  assert.ok(logged.slice(batches).every((l) => l.epoch === 2));
+
+  // LinearLR from lr * 1e-5 over the first trunc(0.2 * 2 epochs) iterations, then CosineAnnealingLR
+  // to 0 at the end, stepped every iteration (mmengine, by_epoch=False after convert_to_iter_based).
+  const warmup = Math.trunc(0.2 * 2 * batches);
+  const expected = (i: number): number =>
+    i < warmup ? lr * (1e-5 + ((1 - 1e-5) * i) / (warmup - 1)) : (lr * (1 + Math.cos((Math.PI * (i - warmup)) / (total - warmup)))) / 2;
+  logged.forEach((l, i) => assert.ok(Math.abs(l.lr - expected(i)) <= 1e-12 * lr, `iteration ${l.iter}: lr ${l.lr}, expected ${expected(i)}`));
+
+  const steps = stepIters(total, 3);
+  assert.deepEqual(logged.filter((l) => l.grad_norm !== null).map((l) => l.iter), steps);
+  const state = loadCheckpoint(path.join(dir, `iter_${total}`)).state as { optimizer: { steps: Record<string, number> } };
+  assert.ok(Object.values(state.optimizer.steps).every((n) => n === steps.length), JSON.stringify(state.optimizer.steps));
+});
+
+// The logged norm is of float32 gradients summed in another order than here (float64).
+const GRAD_NORM_RTOL = 1e-4;
+
+test('a step averages the gradients of its batches; a short last group averages its own', async () => {
+  // 4 iterations, accumulative_counts 3: a step after 3 (mean of 3 batches), one after 4 (1 batch).
+  const cfg = config({ max_iters: 4, accumulative_counts: 3, save_steps: 3, lora: { r: 4, lora_alpha: 8, lora_dropout: 0 } });
+  const dir = workDir('tail');
+  await run(cfg, dir);
+  const logged = logs(dir);
+
+  // The same model, data and initial adapters, with gradients taken here batch by batch.
+  const setup = await setupRun(cfg, cfg.seed, 'cpu', () => {});
+  const loader = setup.data.loader;
+  const gradOf = (pos: DataPosition): Float64Array[] => {
+    const b = loader.batchAt(pos);
+    tidy(() => {
+      const shaped = <T>(data: T) => ({ data, shape: b.shape });
+      setup.model.forward(shaped(b.inputIds), { labels: shaped(b.labels), positionIds: shaped(b.positionIds), cuSeqlens: b.cuSeqlens }).loss!.backward();
+    });
+    return setup.trainable.map(([, p]) => {
+      const g = Float64Array.from(p.grad!.toFloat32Array());
+      p.grad = null;
+      return g;
+    });
+  };
+  const norm = (gs: Float64Array[], divisor: number): number => Math.sqrt(gs.reduce((s, g) => s + g.reduce((t, x) => t + (x / divisor) ** 2, 0), 0));
+  const positions: DataPosition[] = [{ epoch: 0, step: 0 }];
+  for (let i = 1; i < 4; i++) positions.push(loader.next(positions[i - 1]!));
+
+  const first = positions.slice(0, 3).map(gradOf);
+  const sum = first[0]!.map((g, k) => g.map((x, j) => x + first[1]![k]![j]! + first[2]![k]![j]!));
+  const want3 = norm(sum, 3);
+  assert.ok(Math.abs(logged[2]!.grad_norm! - want3) <= GRAD_NORM_RTOL * want3, `step 1: ${logged[2]!.grad_norm} vs ${want3}`);
+
+  // After the first step (weights of iter_3), the last batch alone, undivided.
+  const ck = loadCheckpoint(path.join(dir, 'iter_3'));
+  noGrad(() => setup.trainable.forEach(([name, p]) => p.assign(hostToFloat32(ck.trainable.get(name)!))));
+  const want4 = norm(gradOf(positions[3]!), 1);
+  assert.ok(Math.abs(logged[3]!.grad_norm! - want4) <= GRAD_NORM_RTOL * want4, `step 2: ${logged[3]!.grad_norm} vs ${want4}`);
+  assert.deepEqual(logged.map((l) => l.grad_norm === null), [true, true, false, false]);
+});
 
 // On the GPU, atomics in some backward kernels may sum in another order: agree to float32 noise.
 const CUDA_LOSS_RTOL = 1e-5;

@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireWorkDirLock, defaultWorkDir, LOCK_FILE } from '../../src/train/work-dir.ts';
-import { writeFileAtomic } from '../../src/train/atomic.ts';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-wd-'));
@@ -45,22 +44,4 @@ test('a stale lock from a dead process is taken over, and its leftovers cleared'
   assert.equal(JSON.parse(fs.readFileSync(path.join(work, LOCK_FILE), 'utf8')).pid, process.pid);
   assert.equal(fs.existsSync(path.join(work, `iter_4.tmp-${dead}`)), false);
   release();
-});
-
-test('writeFileAtomic replaces a file whole or not at all', () => {
-  const work = tmpDir();
-  const f = path.join(work, 'a.json');
-  writeFileAtomic(f, 'old');
-  assert.throws(() =>
-    writeFileAtomic(f, 'new', {
-      writeFile(file, d) {
-        fs.writeFileSync(file, String(d).slice(0, 1));
-        throw Object.assign(new Error('no space'), { code: 'ENOSPC' });
-      },
-    }),
-  );
-  assert.equal(fs.readFileSync(f, 'utf8'), 'old');
-  assert.deepEqual(fs.readdirSync(work), ['a.json']);
-  writeFileAtomic(f, 'new');
-  assert.equal(fs.readFileSync(f, 'utf8'), 'new');
 });
