@@ -17,9 +17,15 @@ export interface Command {
    * (`xtuner list-cfg [-p PATTERN]`), then the arguments and options, one per line.
    */
   usage: string;
-  /** Runs with the words after the command name. Bad input: throw XtunerError (or UsageError). */
-  run(argv: string[]): Promise<void>;
+  /**
+   * Runs with the words after the command name; resolves to the exit code, or nothing for 0.
+   * Bad input: throw XtunerError (or UsageError).
+   */
+  run(argv: string[]): Promise<void | number>;
 }
+
+/** The exit code of a run stopped by Ctrl-C (SIGINT) after saving, as a shell expects: 128 + 2. */
+export const EXIT_INTERRUPTED = 130;
 
 /** Wrong flags or arguments: printed with a pointer to the command's help, exit code 2. */
 export class UsageError extends XtunerError {

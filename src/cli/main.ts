@@ -1,19 +1,21 @@
 // The `xtuner` dispatcher: `xtuner CMD ...`, `xtuner --help`, `xtuner help CMD`, `xtuner CMD --help`,
-// `xtuner --version`. Errors end here: an XtunerError prints as `error: <message>` (and its hint)
-// with exit code 1 (2 for usage errors); anything else is a bug, printed with its message and,
-// under XTUNER_DEBUG=1, its stack.
+// `xtuner --version`. The exit code is the one a command's run resolves to (0 when it resolves to
+// nothing; `xtuner train` stopped by Ctrl-C gives 130). Errors end here: an XtunerError prints as
+// `error: <message>` (and its hint) with exit code 1 (2 for usage errors); anything else is a bug,
+// printed with its message and, under XTUNER_DEBUG=1, its stack.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { XtunerError } from '../errors.ts';
 import { didYouMean } from '../config/index.ts';
-import { UsageError, type Command } from './command.ts';
+import { EXIT_INTERRUPTED, UsageError, type Command } from './command.ts';
 import { commands, type CommandEntry } from './commands/index.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
+export { EXIT_INTERRUPTED };
 
 const HELP_FLAGS = new Set(['--help', '-h']);
 
@@ -97,8 +99,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(commandHelp(command));
       return EXIT_OK;
     }
-    await command.run([...rest]);
-    return EXIT_OK;
+    return (await command.run([...rest])) ?? EXIT_OK;
   } catch (err) {
     return reportError(err);
   }

@@ -1,22 +1,16 @@
 // Faults through the real CLI: Ctrl-C during `xtuner train` (finishes the iteration, saves,
-// exits; `--resume` then continues with the losses of an uninterrupted run), a second train into
-// the busy work folder (refused), a corrupt checkpoint passed to --resume, a NaN loss.
+// exits with 130; `--resume` then continues with the losses of an uninterrupted run), a second
+// train into the busy work folder (refused), a corrupt checkpoint passed to --resume, a NaN loss.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeAssistantRecords, recordsText } from '../../src/data/index.ts';
+import { TINY_LLAMA } from '../train/tiny-llama.ts';
 import { readLogs, scratchWithTinyModel, startXtuner, xtuner } from './cli.ts';
 
-const dir = scratchWithTinyModel('xtuner-faults-', {
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 1,
-  num_attention_heads: 2,
-  num_key_value_heads: 1,
-  head_dim: 16,
-});
+const dir = scratchWithTinyModel('xtuner-faults-', TINY_LLAMA);
 fs.mkdirSync(path.join(dir, 'data'));
 fs.writeFileSync(path.join(dir, 'data', 'assistant.jsonl'), recordsText('x.jsonl', makeAssistantRecords('faults', 60)));
 fs.writeFileSync(
@@ -59,7 +53,7 @@ test('Ctrl-C saves and stops; a second train is refused meanwhile; --resume cont
   run.child.kill('SIGINT');
   run.child.kill('SIGCONT');
   const first = await run.exited;
-  assert.equal(first.status, 0, first.stderr);
+  assert.equal(first.status, 130, `exit code of a run stopped by Ctrl-C after saving\n${first.stderr}`);
   const m = /interrupted at iteration (\d+) of 150; resume with --resume (\S+)/.exec(first.stdout);
   assert.ok(m, first.stdout);
   const stoppedAt = Number(m[1]);

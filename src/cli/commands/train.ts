@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseCommandArgs, UsageError, type Command } from '../command.ts';
+import { EXIT_INTERRUPTED, parseCommandArgs, UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   name: 'train',
@@ -23,7 +23,9 @@ export const command: Command = {
     '  --device D             cpu, cuda or auto (overrides the config)',
     '  --cfg-options K=V ...  override config settings, e.g. lr=1e-4 lora.r=16 max_iters=100',
     '',
-    'Ctrl-C finishes the current iteration, saves a checkpoint and stops; resume it with --resume.',
+    'Ctrl-C finishes the current iteration, saves a checkpoint and stops (exit code 130); resume it',
+    'with --resume. Iterations are batches, as in XTuner: max_iters, save_steps, evaluation_freq and',
+    'log_interval count them; the optimizer steps every accumulative_counts iterations.',
     'A second `xtuner train` into a work folder in use is refused.',
   ].join('\n'),
   async run(argv) {
@@ -56,6 +58,7 @@ export const command: Command = {
         `Next: xtuner convert pth_to_hf ${rel(configPath)} ${rel(result.checkpoint)} ${rel(path.join(workDir, config.lora ? 'hf_adapter' : 'hf_model'))}\n`,
       );
     }
+    return result.status === 'interrupted' ? EXIT_INTERRUPTED : undefined;
   },
 };
 
