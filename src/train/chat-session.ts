@@ -6,24 +6,13 @@
 // Streaming hands out text as it becomes final: never half of a UTF-8 character, never the start
 // of what may turn out to be a stop word. Used by `xtuner chat` and the eval-chat hook.
 
+import type { GenerateOptions } from '../generate/index.ts';
 import { buildPrompt, type PromptTemplate } from '../tokenizer/templates.ts';
 import type { ChatMessage, Tokenizer } from '../tokenizer/tokenizer.ts';
 
 /** What a session needs from a model (CausalLM provides it). */
 export interface ChatModel {
-  generate(
-    promptIds: number[],
-    opts: {
-      maxNewTokens: number;
-      temperature?: number;
-      topK?: number;
-      topP?: number;
-      repetitionPenalty?: number;
-      stopIds?: readonly number[];
-      seed?: number;
-      onToken?: (id: number, index: number) => void | boolean;
-    },
-  ): number[];
+  generate(promptIds: number[], opts: GenerateOptions): number[];
   /** eos id(s) of the model's config. */
   defaultStopIds?(): number[];
 }

@@ -16,9 +16,10 @@ import { loadCheckpoint } from '../../src/train/checkpoint.ts';
 import { pthToHf } from '../../src/train/convert.ts';
 import { train } from '../../src/train/trainer.ts';
 import { buildTinyAssistant } from '../../examples/tiny-assistant/build-model.ts';
+import { TINY_LLAMA } from './tiny-llama.ts';
 
 const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-convert-'));
-const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 1, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16 });
+const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 1, TINY_LLAMA);
 const DATA = path.join(ROOT, 'data.jsonl');
 fs.writeFileSync(DATA, recordsText(DATA, makeAssistantRecords('c', 20)));
 

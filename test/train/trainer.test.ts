@@ -195,10 +195,12 @@ const CUDA_LOSS_RTOL = 1e-5;
 const cuda = probeBackends().cuda;
 
 test('resume agrees on CUDA', { skip: cuda.available ? false : `no CUDA backend here (${cuda.backend.reason ?? 'unavailable'})` }, async () => {
-  const cfg = config({ device: 'cuda', dtype: 'float32', max_iters: 6, accumulative_counts: 1 });
+  // Stopped at 3 of 6 with accumulative_counts 2: the accumulated gradients go to the GPU again.
+  const cfg = config({ device: 'cuda', dtype: 'float32', max_iters: 6, accumulative_counts: 2 });
   const whole = await run(cfg, workDir('cuda-whole'));
   const dir = workDir('cuda-split');
   const first = await run(cfg, dir, { stopAt: 3 });
+  assert.ok(fs.existsSync(path.join(dir, 'iter_3', 'grads.safetensors')));
   const second = await run(cfg, dir, { resume: 'auto' });
   const split = [...first.losses, ...second.losses];
   assert.equal(split.length, whole.losses.length);
