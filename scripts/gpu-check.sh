@@ -3,8 +3,9 @@
 # root: prints the GPU (nvidia-smi), builds the kernels (a no-op when a carried native/cuda/build
 # matches the sources and this nvcc), runs every test/cuda/*.test.ts with Node's test runner (each
 # file on its own, so one failing file does not hide the others; every launch synchronised, so an
-# error names its kernel), and prints a summary table last. Logs go to $OUT (if set) as
-# gpu-check.log and summary.txt. Exit status: 0 when no test failed.
+# error names its kernel), times the kernels once (test/cuda/kernel-times.ts: first numbers, not
+# the peer benchmark), and prints a summary table last. Logs go to $OUT (if set) as gpu-check.log,
+# summary.txt and kernel-times.json. Exit status: 0 when no test failed.
 # Needs: node >= 20 on PATH (or .device/node-v20*.xz), node_modules with tsx and koffi.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,17 @@ for f in test/cuda/*.test.ts; do
   ROWS+=("$(printf '%-16s %6s %6s %6s %6ss' "$name" "${pass:-?}" "$fail" "${skip:-?}" "$secs")")
 done
 
+say "== kernel times"
+unset XTUNER_CUDA_SYNC
+TIMES=""
+if [ $GPU_PRESENT = 1 ]; then
+  TIMES=$(OUT=$OUT_DIR timeout 150 node --import tsx test/cuda/kernel-times.ts 2>&1)
+  echo "timing exit $?" >> "$LOG"
+  echo "$TIMES" >> "$LOG"
+fi
+
 {
+  [ -n "$TIMES" ] && echo "$TIMES" | tail -n 20
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
   echo "== summary (${gpu:-no GPU}, kernels ${BUILD_S}s, total $(( $(date +%s) - T0 ))s)"
   printf '%-16s %6s %6s %6s %7s\n' file pass fail skip time

@@ -1,0 +1,122 @@
+// First timings of the CUDA kernels on the GPU they run on (not a test, not the peer benchmark):
+// the two ceilings (device-to-device copy bandwidth, cuBLAS bf16 GEMM rate) and the fused kernels
+// at training shapes, each as the median of several event-timed runs after a warm-up, on random
+// data. Prints a table; writes JSON to $OUT/kernel-times.json when OUT is set.
+//   node --import tsx test/cuda/kernel-times.ts
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { cudaBackend, type CudaStorage } from '../../src/backends/cuda/index.ts';
+import { f32ToHost, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
+
+const b = cudaBackend();
+const rows: { kernel: string; shape: string; ms: number; rate: string }[] = [];
+
+const CHUNK = 1 << 22;
+const chunks = new Map<string, ReturnType<typeof f32ToHost>>();
+/** Random values in [lo, hi): one random chunk per (dtype, range), repeated (filling GBs in JS is slow). */
+function random(dtype: DType, n: number, lo = -1, hi = 1): CudaStorage {
+  const key = `${dtype} ${lo} ${hi}`;
+  let chunk = chunks.get(key);
+  if (!chunk) {
+    const v = new Float32Array(CHUNK);
+    for (let i = 0; i < CHUNK; i++) v[i] = lo + (hi - lo) * Math.random();
+    chunks.set(key, (chunk = f32ToHost(v, dtype)));
+  }
+  const s = b.alloc(dtype, n);
+  for (let o = 0; o < n; o += CHUNK) b.write(s, dtype, o, chunk.subarray(0, Math.min(CHUNK, n - o)));
+  return s;
+}
+
+/** Median milliseconds of `fn` over `reps` event-timed runs after 2 warm-ups. */
+function time(fn: () => void, reps = 7): number {
+  fn();
+  fn();
+  const t: number[] = [];
+  for (let i = 0; i < reps; i++) t.push(b.time(fn));
+  t.sort((x, y) => x - y);
+  return t[reps >> 1]!;
+}
+
+function record(kernel: string, shape: string, ms: number, work: { bytes?: number; flops?: number }): void {
+  const rate = work.flops ? `${(work.flops / ms / 1e9).toFixed(1)} TFLOP/s` : `${(work.bytes! / ms / 1e6).toFixed(0)} GB/s`;
+  rows.push({ kernel, shape, ms: +ms.toFixed(4), rate });
+  console.log(`${kernel.padEnd(22)} ${shape.padEnd(34)} ${ms.toFixed(3).padStart(9)} ms  ${rate}`);
+}
+
+console.log(`# ${b.info.name}, sm_${b.info.computeCapability.join('')}, driver ${b.info.driverVersion}`);
+
+{ // ceiling 1: device-to-device copy, bytes read + written
+  const n = 256 * 1024 * 1024; // 1 GiB of float32
+  const x = random('float32', n);
+  const y = b.alloc('float32', n);
+  record('copy (d2d)', '1 GiB', time(() => b.cast(x, 'float32', y, 'float32', n)), { bytes: 8 * n });
+  const sh = [4096, 4096 * 16];
+  record('copyStrided transpose', `${sh.join('x')} f32`, time(() => b.copyStrided(x, 0, [1, sh[0]!], y, 0, [sh[1]!, 1], sh, 'float32')), { bytes: 8 * n });
+  b.free(x);
+  b.free(y);
+}
+
+for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, number][]) { // ceiling 2: GEMM
+  const a = random(dt, N * N);
+  const w = random(dt, N * N);
+  const c = b.alloc(dt, N * N);
+  const g = {
+    transA: false, transB: true, m: N, n: N, k: N, alpha: 1, beta: 0, a, aOffset: 0, lda: N, aDtype: dt, b: w, bOffset: 0, ldb: N, bDtype: dt,
+    c, cOffset: 0, ldc: N, cDtype: dt, batch: 1, strideA: 0, strideB: 0, strideC: 0,
+  };
+  record(`gemm ${dt}`, `${N}^3 (x w^T)`, time(() => b.gemm(g)), { flops: 2 * N ** 3 });
+  for (const s of [a, w, c]) b.free(s);
+}
+
+{ // fused kernels at a 2048-token training step of a 1.8B-like model
+  const dt: FloatDType = 'bfloat16';
+  const T = 4096, H = 2048, F = 8192;
+  const x = random(dt, T * F), y = random(dt, T * F), z = b.alloc(dt, T * F), z2 = b.alloc(dt, T * F);
+  const w = random('float32', H, 0.5, 1.5), rstd = b.alloc('float32', T), dw = b.alloc('float32', H);
+  record('rmsNorm fwd', `[${T},${H}] bf16`, time(() => b.rmsNorm(x, w, z, rstd, T, H, 1e-6, dt, 'float32')), { bytes: 4 * T * H });
+  record('rmsNorm bwd', `[${T},${H}] bf16`, time(() => b.rmsNormBackward(x, w, rstd, y, z, dw, T, H, dt, 'float32')), { bytes: 6 * T * H });
+  record('swiglu fwd', `[${T},${F}] bf16`, time(() => b.swiglu(x, y, z, T * F, dt)), { bytes: 6 * T * F });
+  record('swiglu bwd', `[${T},${F}] bf16`, time(() => b.swigluBackward(x, y, z, z, z2, T * F, dt)), { bytes: 10 * T * F });
+  record('axpy', `${T * F} bf16`, time(() => b.axpy(x, z, T * F, 0.5, dt)), { bytes: 6 * T * F });
+  const cs = random(dt, T * 128), sn = random(dt, T * 128);
+  record('rope', `[1,${T},16,128] bf16`, time(() => b.rope(x, cs, sn, z, 1, T, 16, 128, 0, false, dt)), { bytes: 4 * T * 16 * 128 + 4 * T * 128 });
+  for (const s of [x, y, z, z2, w, rstd, dw, cs, sn]) b.free(s);
+}
+
+{ // cross-entropy over a Qwen2-sized vocabulary, loss and gradient in one pass
+  const N = 2048, V = 151_936, dt: FloatDType = 'bfloat16';
+  const logits = random(dt, N * V, -5, 5), d = b.alloc(dt, N * V), loss = b.alloc('float32', N);
+  const labels = b.alloc('int32', N);
+  b.write(labels, 'int32', 0, Int32Array.from({ length: N }, () => Math.floor(Math.random() * V)));
+  record('crossEntropy +grad', `[${N},${V}] bf16`, time(() => b.crossEntropy(logits, labels, loss, d, N, V, -100, 1 / N, dt)), { bytes: 4 * N * V });
+  for (const s of [logits, d, loss, labels]) b.free(s);
+}
+
+for (const [Hq, Hkv] of [[16, 16], [16, 2]]) { // attention, causal, 2048 tokens
+  const B = 1, T = 2048, D = 128, dt: FloatDType = 'bfloat16';
+  const q = random(dt, B * T * Hq * D), k = random(dt, B * T * Hkv * D), v = random(dt, B * T * Hkv * D);
+  const out = b.alloc(dt, B * T * Hq * D), lse = b.alloc('float32', B * Hq * T), dout = random(dt, B * T * Hq * D);
+  const dq = b.alloc(dt, B * T * Hq * D), dk = b.alloc(dt, B * T * Hkv * D), dv = b.alloc(dt, B * T * Hkv * D);
+  const shape = { B, Tq: T, Tk: T, Hq, Hkv, D, scale: 1 / Math.sqrt(D), causal: true, cuSeqlens: null, dtype: dt };
+  const flops = 2 * 2 * B * Hq * T * T * D / 2; // QK^T and PV, causal half
+  record('attention fwd', `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, q, k, v, out, lse }), 5), { flops });
+  record('attention bwd', `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attentionBackward({ ...shape, q, k, v, out, lse, dout, dq, dk, dv }), 3), { flops: 2.5 * flops });
+  for (const s of [q, k, v, out, lse, dout, dq, dk, dv]) b.free(s);
+}
+
+{ // AdamW over 100M float32 parameters
+  const n = 100_000_000;
+  const p = random('float32', n), g = random('float32', n, -1e-3, 1e-3), m = b.alloc('float32', n), v = b.alloc('float32', n);
+  const dtypes = { param: 'float32', grad: 'float32', expAvg: 'float32', expAvgSq: 'float32' } as const;
+  record('adamw f32', `${n}`, time(() => b.adamwUpdate(p, g, m, v, n, dtypes, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 3 }), 5), { bytes: 28 * n });
+  for (const s of [p, g, m, v]) b.free(s);
+}
+
+const stats = b.memoryStats();
+console.log(`# peak allocated ${(stats.peakAllocatedBytes / 2 ** 30).toFixed(2)} GiB, reserved ${(stats.peakReservedBytes / 2 ** 30).toFixed(2)} GiB, ${stats.deviceAllocations} cuMemAlloc calls`);
+if (process.env['OUT']) {
+  const file = path.join(process.env['OUT'], 'kernel-times.json');
+  fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify({ device: b.info, rows, memory: stats }, null, 1));
+  fs.renameSync(`${file}.tmp-${process.pid}`, file);
+}
