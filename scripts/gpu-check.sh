@@ -6,9 +6,16 @@
 # error names its kernel), times the kernels once (test/cuda/kernel-times.ts: first numbers, not
 # the peer benchmark), and prints a summary table last. Logs go to $OUT (if set) as gpu-check.log,
 # summary.txt and kernel-times.json. Exit status: 0 when no test failed.
-# Needs: node >= 20 on PATH (or .device/node-v20*.xz), node_modules with tsx and koffi.
+# Needs: node >= 20 on PATH (or .device/node-v20*.xz), node_modules/koffi (+ @koromix), and either
+# node_modules/tsx (runs the TypeScript) or test bundles made beforehand on a machine with the dev
+# tools by `scripts/gpu-check.sh --bundle` (.device/cuda-tests/, plain JavaScript: carries less).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--bundle" ]; then
+  rm -rf .device/cuda-tests
+  exec node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external \
+    --outdir=.device/cuda-tests --out-extension:.js=.mjs --log-level=warning test/cuda/*.test.ts test/cuda/kernel-times.ts
+fi
 OUT_DIR=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT_DIR"
 LOG=$OUT_DIR/gpu-check.log
@@ -23,7 +30,17 @@ if ! command -v node >/dev/null; then
   fi
 fi
 command -v node >/dev/null || { say "gpu-check: node not found (put node >= 20 on PATH)"; exit 2; }
-[ -d node_modules/tsx ] && [ -d node_modules/koffi ] || { say "gpu-check: node_modules lacks tsx or koffi"; exit 2; }
+[ -d node_modules/koffi ] || { say "gpu-check: node_modules/koffi is missing"; exit 2; }
+if [ -d node_modules/tsx ]; then
+  RUN=(node --import tsx); TESTS=(test/cuda/*.test.ts); TIMER=test/cuda/kernel-times.ts
+elif [ -d .device/cuda-tests ]; then
+  # bundles live elsewhere than the sources: tell the backend where the kernels are
+  RUN=(node); TESTS=(.device/cuda-tests/*.test.mjs); TIMER=.device/cuda-tests/kernel-times.mjs
+  export XTUNER_CUDA_KERNELS=$PWD/native/cuda/build
+  say "gpu-check: running the test bundles of $(date -r .device/cuda-tests/memory.test.mjs '+%F %T')"
+else
+  say "gpu-check: neither node_modules/tsx nor .device/cuda-tests (scripts/gpu-check.sh --bundle)"; exit 2
+fi
 
 say "== GPU"
 { nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv; } 2>&1 | tee -a "$LOG"
@@ -41,10 +58,10 @@ say "== tests"
 export XTUNER_CUDA_SYNC=1
 ROWS=()
 FAILED=0
-for f in test/cuda/*.test.ts; do
-  name=$(basename "$f" .test.ts)
+for f in "${TESTS[@]}"; do
+  name=$(basename "$f"); name=${name%%.test.*}
   t=$(date +%s)
-  tap=$(timeout 150 node --import tsx --test --test-reporter=tap "$f" 2>&1)
+  tap=$(timeout 150 "${RUN[@]}" --test --test-reporter=tap "$f" 2>&1)
   rc=$?
   secs=$(( $(date +%s) - t ))
   { echo "---- $f (exit $rc, ${secs}s)"; echo "$tap"; } >> "$LOG"
@@ -65,7 +82,7 @@ say "== kernel times"
 unset XTUNER_CUDA_SYNC
 TIMES=""
 if [ $GPU_PRESENT = 1 ]; then
-  TIMES=$(OUT=$OUT_DIR timeout 150 node --import tsx test/cuda/kernel-times.ts 2>&1)
+  TIMES=$(OUT=$OUT_DIR timeout 150 "${RUN[@]}" "$TIMER" 2>&1)
   echo "timing exit $?" >> "$LOG"
   echo "$TIMES" >> "$LOG"
 fi
