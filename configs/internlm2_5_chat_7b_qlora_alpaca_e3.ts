@@ -18,7 +18,7 @@ export default {
 
   // Scheduler & optimizer
   batch_size: 1, // per device
-  accumulative_counts: 1, // rows per optimizer step: 1 per batch x 1
+  accumulative_counts: 1, // an optimizer step every iteration
   dataloader_num_workers: 0,
   max_epochs: 3,
   optim_type: 'AdamW',

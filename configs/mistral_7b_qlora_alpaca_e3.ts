@@ -19,7 +19,7 @@ export default {
 
   // Scheduler & optimizer
   batch_size: 1, // per device
-  accumulative_counts: 16, // rows per optimizer step: 1 per batch x 16
+  accumulative_counts: 16, // an optimizer step every 16 iterations (batches of 1 row)
   dataloader_num_workers: 0,
   max_epochs: 3,
   optim_type: 'AdamW',

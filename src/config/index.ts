@@ -25,7 +25,7 @@ export {
   resolveConfigPath,
   type BuiltinConfig,
 } from './library.ts';
-export { resolvedConfigJson, saveResolvedConfig, writeTextAtomic } from './save.ts';
+export { resolvedConfigJson, saveResolvedConfig } from './save.ts';
 export { closestMatch, didYouMean, editDistance } from '../did-you-mean.ts';
 // XTuner's SYSTEM_TEMPLATE presets (owned by the tokenizer layer), for `SYSTEM: SYSTEM_TEMPLATE.alpaca`.
 export { SYSTEM_TEMPLATE } from '../tokenizer/templates.ts';

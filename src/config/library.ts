@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XtunerError } from '../errors.ts';
 import { didYouMean } from '../did-you-mean.ts';
-import { writeTextAtomic } from './save.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 
 /** `configs/` of this package; the same from `src/config/` and from the built `dist/config/`. */
 export const CONFIGS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'configs');
@@ -70,6 +70,6 @@ export function copyBuiltinConfig(name: string, destDir: string, options: { forc
   if (fs.existsSync(dest) && !options.force) {
     throw new XtunerError(`${dest} already exists`, { hint: 'pass --force to overwrite it, or copy into another folder' });
   }
-  writeTextAtomic(dest, fs.readFileSync(config.path, 'utf8').replaceAll(LIBRARY_TYPE_IMPORT, PACKAGE_TYPE_IMPORT));
+  writeFileAtomic(dest, fs.readFileSync(config.path, 'utf8').replaceAll(LIBRARY_TYPE_IMPORT, PACKAGE_TYPE_IMPORT));
   return dest;
 }

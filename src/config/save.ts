@@ -1,13 +1,9 @@
 // Writing config-layer files: the resolved config of a run (pure JSON that `loadConfig` reads back
 // unchanged, so `xtuner train work_dirs/x/config.resolved.json` repeats a run) and copies of
-// library configs. Every write is atomic (src/io/atomic.ts); `writeTextAtomic` is that writer,
-// under the name the config layer exports.
+// library configs. Every write is atomic (src/io/atomic.ts).
 
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { XtunerConfig } from './schema.ts';
-
-/** Writes `text` to `file` atomically (creating its folder); failures are XtunerErrors naming the file. */
-export const writeTextAtomic: (file: string, text: string) => void = writeFileAtomic;
 
 /** The resolved config as JSON text (keys in schema order, every default present). */
 export function resolvedConfigJson(config: XtunerConfig): string {

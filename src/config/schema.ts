@@ -70,13 +70,13 @@ export const configSchema = z
     // --- Scheduler & optimizer ---
     /** Rows per step on one device. */
     batch_size: positiveInt.default(1),
-    /** Gradient accumulation: optimizer step every N batches. */
+    /** Gradient accumulation: an optimizer step every N iterations (batches), as XTuner. */
     accumulative_counts: positiveInt.default(16),
     /** Data-loading workers (0: in the training process). */
     dataloader_num_workers: z.int().min(0).default(0),
     /** Passes over the data. */
     max_epochs: positiveInt.default(3),
-    /** Stop after this many optimizer steps, whatever `max_epochs` says. */
+    /** Run (and the learning-rate schedule) span this many iterations (batches), whatever `max_epochs` says. */
     max_iters: positiveInt.optional(),
     /** Optimizer; only AdamW. */
     optim_type: z.literal('AdamW').default('AdamW'),
@@ -94,21 +94,21 @@ export const configSchema = z
     eta_min: z.number().min(0).default(0),
 
     // --- Save ---
-    /** Save a checkpoint every N optimizer steps. */
+    /** Save a checkpoint every N iterations (batches). */
     save_steps: positiveInt.default(500),
     /** Checkpoints to keep (-1: all). */
     save_total_limit: z.int().min(-1).refine((n) => n !== 0, 'expected -1 (keep all) or a positive count').default(2),
 
     // --- Evaluate ---
-    /** Run the evaluation chat every N optimizer steps. */
+    /** Run the evaluation chat every N iterations (batches). */
     evaluation_freq: positiveInt.default(500),
     /** System prompt of the evaluation chat (XTuner: `SYSTEM_TEMPLATE.alpaca` etc.). */
     SYSTEM: z.string().default(''),
-    /** Prompts answered before training, every `evaluation_freq` steps, and at the end. */
+    /** Prompts answered before training, every `evaluation_freq` iterations, and at the end. */
     evaluation_inputs: z.array(z.string()).default(DEFAULT_EVALUATION_INPUTS),
 
     // --- Runtime ---
-    /** Log every N optimizer steps (XTuner's LoggerHook interval). */
+    /** Log every N iterations (batches) (XTuner's LoggerHook interval). */
     log_interval: positiveInt.default(10),
     /** LoRA adapter settings; null trains every weight (full fine-tuning). */
     lora: loraSchema.nullable().default(null),

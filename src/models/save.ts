@@ -5,6 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeJsonAtomic } from '../io/atomic.ts';
 import { writeCheckpoint } from '../io/checkpoint.ts';
 import type { SafetensorsDtype, WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf, type DType } from '../tensor/dtype.ts';
@@ -47,8 +48,5 @@ export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {})
   const config: Record<string, unknown> = { ...model.config };
   if ('dtype' in config) config.dtype = dtype;
   else config.torch_dtype = dtype;
-  const file = path.join(dir, 'config.json');
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n');
-  fs.renameSync(tmp, file);
+  writeJsonAtomic(path.join(dir, 'config.json'), config);
 }

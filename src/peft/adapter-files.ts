@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
 import { SafetensorsReader, hostToFloat32, writeSafetensors, type WriteTensor } from '../io/safetensors.ts';
 import { ADAPTER_CONFIG_FILE, adapterConfigJson, moduleLoraParams, readAdapterConfig, type LoraConfig } from './config.ts';
 
@@ -98,12 +99,6 @@ export function writeAdapterFolder(
   if (tensors.length === 0) throw new XtunerError(`${dir}: nothing to save: the model has no LoRA layers`);
   writeSafetensors(path.join(dir, ADAPTER_WEIGHTS_FILE), tensors, { format: 'pt' });
   writeJsonAtomic(path.join(dir, ADAPTER_CONFIG_FILE), adapterConfigJson(config, baseModelNameOrPath));
-}
-
-export function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  fs.renameSync(tmp, file);
 }
 
 /** The error for an adapter whose modules are missing from, or shaped unlike, the model it is put on. */

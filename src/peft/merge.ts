@@ -9,11 +9,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
 import { matmul, noGrad, tensor, tidy } from '../tensor/index.ts';
-import { adapterMisfitError, readAdapterFolder, writeJsonAtomic, type LoraPair } from './adapter-files.ts';
+import { adapterMisfitError, readAdapterFolder, type LoraPair } from './adapter-files.ts';
 
 export type MergeDtype = 'auto' | 'float32' | 'bfloat16' | 'float16';
 
@@ -142,9 +143,7 @@ function copyOtherFiles(baseDir: string, outDir: string, dtype: MergeDtype): str
       for (const k of keys.length ? keys : ['torch_dtype']) config[k] = dtype;
       writeJsonAtomic(path.join(outDir, f), config);
     } else {
-      const tmp = path.join(outDir, `${f}.tmp-${process.pid}`);
-      fs.copyFileSync(src, tmp);
-      fs.renameSync(tmp, path.join(outDir, f));
+      writeFileAtomic(path.join(outDir, f), fs.readFileSync(src));
     }
     copied.push(f);
   }

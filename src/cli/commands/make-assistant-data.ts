@@ -28,8 +28,8 @@ export const command: Command = {
     if (!Number.isInteger(n) || n < 1) throw new UsageError(command.name, `--n must be a positive integer, got '${values.n}'`);
     const out = values.out!;
     const { makeAssistantRecords, recordsText } = await import('../../data/index.ts');
-    const { writeTextAtomic } = await import('../../config/index.ts');
-    writeTextAtomic(out, recordsText(out, makeAssistantRecords(values.name, n)));
+    const { writeFileAtomic } = await import('../../io/atomic.ts');
+    writeFileAtomic(out, recordsText(out, makeAssistantRecords(values.name, n)));
     process.stdout.write(`Wrote ${n} samples to ${path.relative(process.cwd(), out) || out}\n`);
   },
 };
