@@ -40,4 +40,4 @@ export { defineConfig, loadConfig, type XtunerConfig, type XtunerConfigInput } f
 export { resolveModelPath } from './io/hf-hub.ts';
 export { train, type TrainOptions, type TrainResult } from './train/trainer.ts';
 export { pthToHf } from './train/convert.ts';
-export { ChatSession } from './train/chat-session.ts';
+export { ChatSession } from './generate/chat-session.ts';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import type { PromptTemplate } from '../tokenizer/templates.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
-import { ChatSession, type ChatModel } from './chat-session.ts';
+import { ChatSession, type ChatModel } from '../generate/chat-session.ts';
 import { EVAL_CHAT_DIR } from './work-dir.ts';
 
 /** EvaluateChatHook's max_new_tokens before training, and otherwise. */

@@ -84,7 +84,7 @@ export const command: Command = {
     const { loadModel } = await import('../../models/index.ts');
     const { loadAdapter } = await import('../../peft/adapter.ts');
     const { getPromptTemplate, loadTokenizer, SYSTEM_TEMPLATE, formatTemplate } = await import('../../tokenizer/index.ts');
-    const { ChatSession } = await import('../../train/chat-session.ts');
+    const { ChatSession } = await import('../../generate/chat-session.ts');
     const { resolveDevice } = await import('../../train/setup.ts');
 
     let system = values.system;

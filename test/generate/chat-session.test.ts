@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { loadTokenizer } from '../../src/tokenizer/index.ts';
 import { PROMPT_TEMPLATE } from '../../src/tokenizer/templates.ts';
-import { ChatSession, StopWordStream, type ChatModel } from '../../src/train/chat-session.ts';
+import { ChatSession, StopWordStream, type ChatModel } from '../../src/generate/chat-session.ts';
 import { TINY_ASSISTANT_DIR } from '../../examples/tiny-assistant/build-model.ts';
 
 const tok = await loadTokenizer(TINY_ASSISTANT_DIR);

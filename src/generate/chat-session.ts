@@ -6,7 +6,7 @@
 // Streaming hands out text as it becomes final: never half of a UTF-8 character, never the start
 // of what may turn out to be a stop word. Used by `xtuner chat` and the eval-chat hook.
 
-import type { GenerateOptions } from '../generate/index.ts';
+import type { GenerateOptions } from './decode.ts';
 import { buildPrompt, type PromptTemplate } from '../tokenizer/templates.ts';
 import type { ChatMessage, Tokenizer } from '../tokenizer/tokenizer.ts';
 
