@@ -62,7 +62,7 @@ export interface GemmArgs<S> {
 /**
  * Scaled dot-product attention over q [B,Tq,Hq,D], k/v [B,Tk,Hkv,D] (Hq a multiple of Hkv, query
  * head h reads kv head floor(h / (Hq/Hkv))). Causal masks are aligned bottom-right: query i sees
- * keys j <= i + (Tk - Tq). With cuSeqlens (Tq == Tk), the flattened B*T token axis is cut at those
+ * keys j <= i + (Tk - Tq); causal calls have Tq <= Tk (the op checks), so every row sees a key. With cuSeqlens (Tq == Tk), the flattened B*T token axis is cut at those
  * boundaries (and at row ends) and no token attends across a cut.
  */
 export interface AttentionShape {
