@@ -2,12 +2,11 @@
 // the CUDA driver (libcuda.so.1) and cuBLAS, each found (with its path) or not (with the reason).
 // Probing only loads libraries through koffi inside try/catch; it never throws or crashes.
 
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import koffi, { type LibraryHandle } from 'koffi';
+import type { LibraryHandle } from 'koffi';
 import { blasStatus } from './cpu/blas.ts';
 import { cudaStatus } from './cuda/index.ts';
+import { loadCublasLibrary, loadDriverLibrary } from './cuda/libs.ts';
 
 export interface LibraryProbe {
   found: boolean;
@@ -27,55 +26,13 @@ export interface BackendProbe {
   };
 }
 
-function cudaRoots(): string[] {
-  const roots = [process.env['CUDA_HOME'], process.env['CUDA_PATH'], '/usr/local/cuda'];
-  try {
-    for (const d of fs.readdirSync('/usr/local')) if (d.startsWith('cuda-')) roots.push(path.join('/usr/local', d));
-  } catch {
-    // no /usr/local
-  }
-  return roots.filter((r): r is string => !!r);
-}
-
-/** cuBLAS in the CUDA toolkit folders, the loader path, or Python's nvidia-cublas wheels. */
-function cublasCandidates(): string[] {
-  const names = ['libcublas.so.13', 'libcublas.so.12', 'libcublas.so.11', 'libcublas.so'];
-  const out: string[] = [];
-  for (const root of cudaRoots()) {
-    for (const lib of ['lib64', 'lib', 'targets/x86_64-linux/lib', 'targets/sbsa-linux/lib']) for (const n of names) out.push(path.join(root, lib, n));
-  }
-  // pip's nvidia-cublas wheels: <prefix>/lib/python3.X/{site,dist}-packages/nvidia/cublas/lib
-  const prefixes = ['/usr', '/usr/local', process.env['VIRTUAL_ENV'], process.env['CONDA_PREFIX']].filter((p): p is string => !!p);
-  for (const prefix of prefixes) {
-    let pys: string[] = [];
-    try {
-      pys = fs.readdirSync(path.join(prefix, 'lib')).filter((d) => d.startsWith('python3'));
-    } catch {
-      continue;
-    }
-    for (const py of pys) {
-      for (const sp of ['site-packages', 'dist-packages']) for (const n of names) out.push(path.join(prefix, 'lib', py, sp, 'nvidia', 'cublas', 'lib', n));
-    }
-  }
-  return [...out.filter((p) => fs.existsSync(p)), ...names];
-}
-
-function loadFirst(candidates: string[]): { lib: LibraryHandle | null; path: string | null; error: string | null } {
-  let error: string | null = null;
-  for (const p of candidates) {
-    try {
-      return { lib: koffi.load(p), path: p, error: null };
-    } catch (e) {
-      error = (e as Error).message;
-    }
-  }
-  return { lib: null, path: null, error };
-}
-
 function probeDriver(): BackendProbe['cuda']['driver'] {
-  const { lib, path: p, error } = loadFirst(['libcuda.so.1', 'libcuda.so']);
-  if (!lib) {
-    return { found: false, path: null, reason: `libcuda.so.1 not found (no NVIDIA driver): ${error}`, version: null, devices: [] };
+  let lib: LibraryHandle;
+  let p: string;
+  try {
+    ({ lib, path: p } = loadDriverLibrary());
+  } catch (e) {
+    return { found: false, path: null, reason: (e as Error).message, version: null, devices: [] };
   }
   try {
     const cuInit = lib.func('int cuInit(unsigned int flags)');
@@ -107,10 +64,12 @@ function probeDriver(): BackendProbe['cuda']['driver'] {
 export function probeBackends(): BackendProbe {
   const blas = blasStatus();
   const driver = probeDriver();
-  const cublasLoad = loadFirst(cublasCandidates());
-  const cublas: LibraryProbe = cublasLoad.lib
-    ? { found: true, path: cublasLoad.path, reason: null }
-    : { found: false, path: null, reason: `libcublas not found (install the CUDA toolkit or set CUDA_HOME): ${cublasLoad.error}` };
+  let cublas: LibraryProbe;
+  try {
+    cublas = { found: true, path: loadCublasLibrary().path, reason: null };
+  } catch (e) {
+    cublas = { found: false, path: null, reason: (e as Error).message };
+  }
   const status = cudaStatus(); // starts the backend where it can (it is reused afterwards)
   const backend: LibraryProbe = status.available
     ? { found: true, path: status.device, reason: null }
