@@ -3,11 +3,15 @@
 // one packed row of --seq tokens per step, LoRA r=64 alpha=16 dropout 0.1 on every linear but the
 // head (XTuner's defaults) or full fine-tuning, AdamW lr 2e-4, clipping at 1.0, bf16 weights and
 // activations. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
-// tokens for LoRA without checkpointing, 6 x for full) and peak GPU memory.
+// tokens for LoRA without checkpointing, 6 x for full) and peak GPU memory. Per step it also prints
+// the host time of each phase (forward, backward, loss read, clip, optimizer: on a GPU the phases
+// only queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
+// (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
 //   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|full] [--seq 2048] [--steps 8] [--device cuda|cpu]
 
 import { parseArgs } from 'node:util';
+import { cudaBackend } from '../src/backends/cuda/index.ts';
 import { createModel } from '../src/models/index.ts';
 import { clipGradNorm } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
@@ -49,23 +53,47 @@ const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad)
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
 console.error(`built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, ${trainable.length} trainable tensors) in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
 
+const onCuda = values.device !== 'cpu';
 const rng = new Rng(2);
 const ids = [Array.from({ length: seq }, () => rng.int(Number(shape.vocab_size)))];
 const times: number[] = [];
 resetPeakBytes();
+const ms = (a: number, b: number): string => (b - a).toFixed(0);
 for (let i = 0; i < warmup + steps; i++) {
+  if (onCuda) cudaBackend().takeCounters();
   const t = performance.now();
+  let tf = 0;
+  let tb = 0;
   const loss = tidy(() => {
     const out = model.forward(ids, { labels: ids });
+    tf = performance.now();
     out.loss!.backward();
+    tb = performance.now();
     return out.loss!.item(); // synchronises
   });
+  const ti = performance.now();
   clipGradNorm(trainable.map(([, p]) => p), 1.0);
+  const tc = performance.now();
   opt.step();
   opt.zeroGrad();
-  const dt = (performance.now() - t) / 1e3;
+  const te = performance.now();
+  const dt = (te - t) / 1e3;
   if (i >= warmup) times.push(dt);
-  console.error(`step ${i}: loss ${loss.toFixed(4)} ${dt.toFixed(3)} s`);
+  console.error(
+    `step ${i}: loss ${loss.toFixed(4)} ${dt.toFixed(3)} s (host ms: forward ${ms(t, tf)}, backward ${ms(tf, tb)}, ` +
+      `loss read ${ms(tb, ti)}, clip ${ms(ti, tc)}, optimizer ${ms(tc, te)})`,
+  );
+}
+if (onCuda) {
+  // the traffic of the last step
+  const c = cudaBackend().takeCounters();
+  const top = [...c.byKernel].sort((a, b) => b[1] - a[1]);
+  const mb = (n: number): number => +(n / 2 ** 20).toFixed(2);
+  console.log('XTUNER_TS_TRAFFIC', JSON.stringify({
+    launches: c.launches, gemms: c.gemms, htod: c.htod, htod_mib: mb(c.htodBytes), dtoh: c.dtoh, dtoh_mib: mb(c.dtohBytes),
+    dtod: c.dtod, memsets: c.memsets, memset_mib: mb(c.memsetBytes), syncs: c.syncs, by_kernel: Object.fromEntries(top),
+    ...(c.sites.size > 0 ? { sites: Object.fromEntries([...c.sites].sort((a, b) => b[1][1] - a[1][1]).map(([k, [n, by]]) => [k, `${n} x, ${mb(by)} MiB`])) } : {}),
+  }));
 }
 times.sort((a, b) => a - b);
 const med = times[Math.floor(times.length / 2)]!;

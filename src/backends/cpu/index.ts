@@ -4,6 +4,7 @@
 import type { Backend, GemmArgs } from '../backend.ts';
 import { attention, attentionBackward } from './attention.ts';
 import { crossEntropy } from './cross-entropy.ts';
+import { dropout } from './dropout.ts';
 import { axpy, binary, cast, copyStrided, fill, reduceSum, scale, unary, unaryBackward } from './elementwise.ts';
 import { embedding, embeddingBackward } from './embedding.ts';
 import { sgemm } from './gemm.ts';
@@ -48,6 +49,7 @@ export const cpuBackend: Backend<CpuStorage> = {
   unaryBackward,
   scale,
   axpy,
+  dropout,
   reduceSum,
   gemm,
   swiglu,

@@ -32,6 +32,49 @@ const EXPLAIN: Record<number, string> = {
   804: 'forward compatibility is not supported on this GPU',
 };
 
+/**
+ * Host-side traffic of the backend since the last reset: launches (by kernel name), copies each way
+ * with their bytes, memsets, cuBLAS calls and host waits. Counting is a few integer adds per call;
+ * with XTUNER_CUDA_TRACE=1 each copy and wait also records the JavaScript caller that caused it
+ * (a stack walk per call: for measuring, not for training).
+ */
+export interface DriverCounters {
+  launches: number;
+  byKernel: Map<string, number>;
+  htod: number;
+  htodBytes: number;
+  dtoh: number;
+  dtohBytes: number;
+  dtod: number;
+  dtodBytes: number;
+  memsets: number;
+  memsetBytes: number;
+  gemms: number;
+  syncs: number;
+  /** XTUNER_CUDA_TRACE=1 only: 'htod|dtoh|sync <caller>' -> [count, bytes]. */
+  sites: Map<string, [number, number]>;
+}
+
+export function newCounters(): DriverCounters {
+  return {
+    launches: 0, byKernel: new Map(), htod: 0, htodBytes: 0, dtoh: 0, dtohBytes: 0, dtod: 0, dtodBytes: 0,
+    memsets: 0, memsetBytes: 0, gemms: 0, syncs: 0, sites: new Map(),
+  };
+}
+
+const TRACE = process.env['XTUNER_CUDA_TRACE'] === '1';
+
+/** The first stack frame outside the backends and the tensor core (the op or module that asked). */
+function caller(): string {
+  const lines = (new Error().stack ?? '').split('\n').slice(1);
+  for (const l of lines) {
+    if (/src\/backends\/|src\/tensor\/(tensor|create|engine|inplace|autograd)\.ts|node:/.test(l)) continue;
+    const m = /\(?([^()]*\/(src|bench|test)\/[^():]+):(\d+)/.exec(l);
+    if (m) return `${m[1]!.slice(m[1]!.lastIndexOf(`/${m[2]}/`) + 1)}:${m[3]}`;
+  }
+  return '?';
+}
+
 export interface DeviceInfo {
   ordinal: number;
   name: string;
@@ -50,6 +93,8 @@ export class CudaDriver {
   readonly stream: bigint;
   private readonly f: Record<string, CFn>;
   private readonly dynSmemSet = new Map<bigint, number>();
+  /** Traffic since the last reset (see DriverCounters). */
+  counters: DriverCounters = newCounters();
   // launch parameters: values at 16-byte aligned slots of `argStore`, their addresses in `argPtrs`
   private readonly argStore = Buffer.alloc(4096);
   private readonly argPtrs = Buffer.alloc(64 * 8);
@@ -193,29 +238,53 @@ export class CudaDriver {
 
   /** Host to device. Returns once `src` has been staged, so the caller may reuse it at once. */
   copyToDevice(dst: number, src: ArrayBufferView, bytes: number): void {
+    this.count('htod', bytes);
     if (bytes > 0) this.check('cuMemcpyHtoDAsync', this.f['cuMemcpyHtoDAsync']!(dst, src, bytes, this.stream));
   }
 
   /** Device to host, after all work queued before it; waits for the data. */
   copyToHost(dst: ArrayBufferView, src: number, bytes: number): void {
     if (bytes === 0) return;
+    this.count('dtoh', bytes);
     this.check('cuMemcpyDtoHAsync', this.f['cuMemcpyDtoHAsync']!(dst, src, bytes, this.stream));
     this.synchronize();
   }
 
   copyDeviceToDevice(dst: number, src: number, bytes: number): void {
+    this.counters.dtod++;
+    this.counters.dtodBytes += bytes;
     if (bytes > 0) this.check('cuMemcpyDtoDAsync', this.f['cuMemcpyDtoDAsync']!(dst, src, bytes, this.stream));
   }
 
   /** Fill `count` elements of 1, 2 or 4 bytes at dst with `bits`. */
   memset(dst: number, elemBytes: 1 | 2 | 4, bits: number, count: number): void {
     if (count === 0) return;
+    this.counters.memsets++;
+    this.counters.memsetBytes += count * elemBytes;
     const name = elemBytes === 1 ? 'cuMemsetD8Async' : elemBytes === 2 ? 'cuMemsetD16Async' : 'cuMemsetD32Async';
     this.check(name, this.f[name]!(dst, bits, count, this.stream));
   }
 
   synchronize(): void {
+    this.count('sync', 0);
     this.check('cuStreamSynchronize', this.f['cuStreamSynchronize']!(this.stream));
+  }
+
+  private count(kind: 'htod' | 'dtoh' | 'sync', bytes: number): void {
+    const c = this.counters;
+    if (kind === 'htod') {
+      c.htod++;
+      c.htodBytes += bytes;
+    } else if (kind === 'dtoh') {
+      c.dtoh++;
+      c.dtohBytes += bytes;
+    } else c.syncs++;
+    if (!TRACE) return;
+    const key = `${kind} ${caller()}`;
+    const e = c.sites.get(key) ?? [0, 0];
+    e[0]++;
+    e[1] += bytes;
+    c.sites.set(key, e);
   }
 
   // ---- modules and launches ----
@@ -260,6 +329,9 @@ export class CudaDriver {
     args: readonly (number | bigint | Buffer)[],
   ): void {
     if (args.length !== sig.length) throw new Error(`${name}: ${args.length} arguments for signature '${sig}'`);
+    const c = this.counters;
+    c.launches++;
+    c.byKernel.set(name, (c.byKernel.get(name) ?? 0) + 1);
     const store = this.argStore;
     let off = 0;
     for (let i = 0; i < sig.length; i++) {

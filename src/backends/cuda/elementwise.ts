@@ -1,10 +1,11 @@
 // CUDA memory and elementwise kernels of the contract: alloc/free/write/read, fill, cast, strided
 // copy, broadcasting binary ops, unary activations and their derivatives, scale, axpy, axis sums and
-// SwiGLU (native/cuda/elementwise.cu). Strided walks are merged on the host first (the CPU
+// SwiGLU (native/cuda/elementwise.cu), dropout (native/cuda/dropout.cu). Strided walks are merged on the host first (the CPU
 // backend's `coalesce`), so most become one flat loop on the device.
 
 import type { Backend, BinaryOp, UnaryOp } from '../backend.ts';
 import { allocHost, dtypeBytes, f32ToBf16Bits, f32ToF16Bits, hostArrayMatches, type DType } from '../../tensor/dtype.ts';
+import { dropoutScale, dropoutThreshold } from '../cpu/dropout.ts';
 import { coalesce } from '../cpu/elementwise.ts';
 import { at, dtypeCode, sfx, type CudaRuntime, type CudaStorage } from './runtime.ts';
 
@@ -50,7 +51,7 @@ function fillBits(dtype: DType, value: number): number {
 
 type Kernels = Pick<
   Backend<CudaStorage>,
-  'alloc' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'reduceSum' | 'swiglu' | 'swigluBackward'
+  'alloc' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'dropout' | 'reduceSum' | 'swiglu' | 'swigluBackward'
 >;
 
 export function elementwiseKernels(rt: CudaRuntime): Kernels {
@@ -113,6 +114,14 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       flat(`unary_bwd_${sfx(dtype)}`, 'ipppl', size, [UNARY_OPS[op], x.ptr, dy.ptr, dx.ptr, size]),
     scale: (x, out, size, alpha, dtype) => flat(`scale_${sfx(dtype)}`, 'pplf', size, [x.ptr, out.ptr, size, alpha]),
     axpy: (x, y, size, alpha, dtype) => flat(`axpy_${sfx(dtype)}`, 'pplf', size, [x.ptr, y.ptr, size, alpha]),
+    dropout(x, out, size, p, seed0, seed1, dtype) {
+      const groups = Math.ceil(size / 4);
+      if (groups === 0) return;
+      // uint32 values travel as the int32 of the same bits
+      rt.launch('dropout', `dropout_${sfx(dtype)}`, [rt.blocksFor(groups)], [256], 0, 'pplifii', [
+        x.ptr, out.ptr, size, dropoutThreshold(p) | 0, dropoutScale(p), seed0 | 0, seed1 | 0,
+      ]);
+    },
     reduceSum(x, out, outer, mid, inner, dtype) {
       if (outer * inner === 0) return;
       if (mid === 0) {

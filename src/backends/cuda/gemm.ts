@@ -42,6 +42,10 @@ export function gemm(rt: CudaRuntime, g: GemmArgs<CudaStorage>): void {
 }
 
 function rowMajor(rt: CudaRuntime, g: GemmArgs<CudaStorage>, a: number, b: number, c: number, abDtype: FloatDType, cDtype: FloatDType): void {
+  const counters = rt.driver.counters;
+  const key = `cublas ${abDtype}->${cDtype}${g.aDtype !== abDtype || g.bDtype !== abDtype ? ` (from ${g.aDtype} x ${g.bDtype})` : ''}`;
+  counters.gemms++;
+  counters.byKernel.set(key, (counters.byKernel.get(key) ?? 0) + 1);
   rt.cublas.gemm({
     transA: g.transB, transB: g.transA, m: g.n, n: g.m, k: g.k, alpha: g.alpha, beta: g.beta,
     a: b, lda: g.ldb, strideA: g.strideB,

@@ -6,7 +6,7 @@
 import type { Backend } from '../backend.ts';
 import type { AllocatorStats } from './allocator.ts';
 import { attention, attentionBackward } from './attention.ts';
-import type { DeviceInfo } from './driver.ts';
+import { newCounters, type DeviceInfo, type DriverCounters } from './driver.ts';
 import { elementwiseKernels } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { layerKernels } from './layers.ts';
@@ -15,7 +15,7 @@ import { CudaRuntime, type CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
 export type { AllocatorStats } from './allocator.ts';
-export type { DeviceInfo } from './driver.ts';
+export type { DeviceInfo, DriverCounters } from './driver.ts';
 
 export interface CudaBackend extends Backend<CudaStorage> {
   readonly info: DeviceInfo;
@@ -25,6 +25,8 @@ export interface CudaBackend extends Backend<CudaStorage> {
   emptyCache(): void;
   /** Wait for all queued work. */
   synchronize(): void;
+  /** Host-device traffic since the last call (launches, copies, waits; see DriverCounters), and a fresh count. */
+  takeCounters(): DriverCounters;
   /** Milliseconds of device time of the work `fn` queues (events on the stream). */
   time(fn: () => void): number;
 }
@@ -37,6 +39,11 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     emptyCache: () => rt.allocator.emptyCache(),
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
+    takeCounters() {
+      const c = rt.driver.counters;
+      rt.driver.counters = newCounters();
+      return c;
+    },
     ...elementwiseKernels(rt),
     ...layerKernels(rt),
     ...optimKernels(rt),

@@ -1,22 +1,28 @@
 // dropout(x, p, { rng, training }): zero each element with probability p and scale the rest by
-// 1/(1-p) while training; identity (x itself) otherwise. The mask comes from a seedable Rng, so a
-// resumed run reproduces it.
+// 1/(1-p) while training; identity (x itself) otherwise. Each call draws one 64-bit seed from a
+// seedable Rng (so a resumed run reproduces its masks); the mask is a pure function of that seed
+// and the element index (the backends' counter-based `dropout` kernel), computed on the tensor's
+// device and regenerated in the backward, never stored or sent from the host.
 
 import { XtunerError } from '../../errors.ts';
-import { defaultRng, tensor } from '../create.ts';
+import { recordOp } from '../autograd.ts';
+import { defaultRng } from '../create.ts';
 import type { Rng } from '../rng.ts';
 import type { Tensor } from '../tensor.ts';
-import { mul } from './mul.ts';
+import { checkFloat, empty } from './util.ts';
 
 export function dropout(x: Tensor, p: number, opts: { rng?: Rng; training?: boolean } = {}): Tensor {
   if (!(p >= 0 && p < 1)) throw new XtunerError(`dropout: p must be in [0, 1), got ${p}`);
   if (opts.training === false || p === 0) return x;
+  const dtype = checkFloat('dropout', 'x', x);
   const rng = opts.rng ?? defaultRng;
-  const keep = 1 / (1 - p);
-  const m = new Float32Array(x.size);
-  for (let i = 0; i < m.length; i++) m[i] = rng.uniform() < p ? 0 : keep;
-  const mask = tensor(m, x.shape, { device: x.device, dtype: x.dtype });
-  const out = mul(x, mask);
-  mask.dispose();
-  return out;
+  const seed0 = rng.nextUint32();
+  const seed1 = rng.nextUint32();
+  const out = empty(x.shape, dtype, x.device);
+  x.backend.dropout(x.storage, out.storage, x.size, p, seed0, seed1, dtype);
+  return recordOp('dropout', out, [x], [], (_saved, dy) => {
+    const dx = empty(dy.shape, dy.floatDtype, dy.device);
+    dy.backend.dropout(dy.storage, dx.storage, dy.size, p, seed0, seed1, dy.floatDtype);
+    return [dx];
+  });
 }

@@ -33,6 +33,7 @@ inline float atomicAdd(float* p, float v) {  // fibers never run at the same tim
   *p = old + v;
   return old;
 }
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
 using std::max;
 using std::min;
 

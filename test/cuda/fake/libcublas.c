@@ -1,8 +1,10 @@
 /* A fake cuBLAS for testing the CUDA backend's GEMM mapping without a GPU: with the fake driver's
  * host "device" memory, cublasGemmStridedBatchedEx computes a plain column-major GEMM in float
  * (float32, bfloat16 or float16 operands; float32 or the operands' dtype out).
+ * With FAKE_CUDA_NULL=1 it checks the arguments and computes nothing (host-side timing at real shapes).
  * Build: cc -shared -fPIC -o libcublas.so.13 libcublas.c */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cublasCreate_v2(void **h) { *h = (void *)0x5; return 0; }
@@ -29,6 +31,8 @@ int cublasGemmStridedBatchedEx(void *h, int ta, int tb, int m, int n, int k, con
                                int64_t sa, uint64_t B, int bt, int ldb, int64_t sb, const float *beta, uint64_t C, int ct,
                                int ldc, int64_t sc, int batch, int compute, int algo) {
   if ((at != 0 && at != 2 && at != 14) || at != bt || (ct != 0 && ct != at) || compute != 68) return 15; /* NOT_SUPPORTED */
+  const char *z = getenv("FAKE_CUDA_NULL");
+  if (z && z[0] == '1') return 0;
   for (int q = 0; q < batch; q++) {
     const void *a = (const char *)(uintptr_t)A + q * sa * (at == 0 ? 4 : 2);
     const void *b = (const char *)(uintptr_t)B + q * sb * (bt == 0 ? 4 : 2);

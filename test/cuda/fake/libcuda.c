@@ -3,6 +3,9 @@
  * names, launches check their configuration and are logged. Kernels do not run, unless this is
  * built with -DFAKE_EMULATE and linked with the kernel emulator (build-emu.sh), which runs them on
  * the CPU. A memory budget (FAKE_CUDA_MEM bytes, default 256 MiB) makes out-of-memory testable.
+ * FAKE_CUDA_NULL=1 (without the emulator) makes device-side work free: memsets and device-to-device
+ * copies do nothing (and the fake cuBLAS computes nothing), so "device" pages are never touched and
+ * a step of a real model shape runs in little host memory, leaving only the host side to time.
  * Build: cc -shared -fPIC -o libcuda.so.1 libcuda.c */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@ void emu_launch(const char *name, void (*fn)(void **), unsigned gx, unsigned gy,
 
 #define MAX_FN 4096
 static size_t budget, used;
+static int null_device;
 static char *fn_names[MAX_FN];
 static int fn_smem[MAX_FN];
 static int n_fn;
@@ -29,6 +33,8 @@ static size_t log_len;
 int cuInit(unsigned flags) {
   const char *m = getenv("FAKE_CUDA_MEM");
   budget = m ? strtoull(m, 0, 10) : (256u << 20);
+  const char *z = getenv("FAKE_CUDA_NULL");
+  null_device = z && z[0] == '1';
   return flags == 0 ? 0 : 1;
 }
 int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
@@ -70,14 +76,20 @@ int cuMemFree_v2(uint64_t p) {
 int cuMemGetInfo_v2(size_t *f, size_t *t) { *f = budget - used; *t = budget; return 0; }
 int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) { memcpy((void *)(uintptr_t)dst, src, n); return 0; }
 int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) { memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
-int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s) { memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n); return 0; }
-int cuMemsetD8Async(uint64_t p, unsigned char v, size_t n, void *s) { memset((void *)(uintptr_t)p, v, n); return 0; }
+int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s) {
+  if (null_device) return 0;
+  memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n); return 0; }
+int cuMemsetD8Async(uint64_t p, unsigned char v, size_t n, void *s) {
+  if (null_device) return 0;
+  memset((void *)(uintptr_t)p, v, n); return 0; }
 int cuMemsetD16Async(uint64_t p, unsigned short v, size_t n, void *s) {
+  if (null_device) return 0;
   unsigned short *q = (void *)(uintptr_t)p;
   for (size_t i = 0; i < n; i++) q[i] = v;
   return 0;
 }
 int cuMemsetD32Async(uint64_t p, unsigned v, size_t n, void *s) {
+  if (null_device) return 0;
   unsigned *q = (void *)(uintptr_t)p;
   for (size_t i = 0; i < n; i++) q[i] = v;
   return 0;

@@ -1,0 +1,44 @@
+// Dropout with a counter-based mask (Philox4x32-10, as cuRAND and PyTorch's CUDA dropout use it):
+// element i is dropped when word i % 4 of Philox(counter [i / 4 as 64 bits, 0, 0], key [k0, k1])
+// is below `thresh` (floor(p * 2^32)); kept ones are multiplied by `scale` (1 / (1 - p) in float32).
+// The mask is never stored: the backward is the same launch on dy with the same key. Bit for bit
+// the CPU backend's src/backends/cpu/dropout.ts. One thread per group of 4 elements.
+#include "common.cuh"
+
+__device__ __forceinline__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+    if (r > 0) {
+      k0 += 0x9e3779b9u;
+      k1 += 0xbb67ae85u;
+    }
+    const uint32_t hi0 = __umulhi(0xd2511f53u, c[0]), lo0 = 0xd2511f53u * c[0];
+    const uint32_t hi1 = __umulhi(0xcd9e8d57u, c[2]), lo1 = 0xcd9e8d57u * c[2];
+    const uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+    c[0] = n0;
+    c[1] = lo1;
+    c[2] = n2;
+    c[3] = lo0;
+  }
+}
+
+template <typename T>
+__device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, uint32_t k0, uint32_t k1) {
+  const i64 groups = (n + 3) >> 2;
+  GRID_LOOP(g, groups) {
+    uint32_t c[4] = {(uint32_t)g, (uint32_t)((unsigned long long)g >> 32), 0u, 0u};
+    philox4x32_10(c, k0, k1);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const i64 i = 4 * g + j;
+      if (i < n) st(out, i, ld(x, i) * (c[j] < thresh ? 0.f : scale));
+    }
+  }
+}
+
+#define DROPOUT(T, s)                                                                                           \
+  extern "C" __global__ void dropout_##s(const T* x, T* out, i64 n, unsigned thresh, float scale, unsigned k0, \
+                                         unsigned k1) {                                                        \
+    dropout<T>(x, out, n, thresh, scale, k0, k1);                                                              \
+  }
+FOR_FLOATS(DROPOUT)

@@ -1,0 +1,30 @@
+// The CUDA dropout kernel against the CPU backend's: the same Philox4x32-10 mask bits, so the
+// outputs must be equal exactly (not within a tolerance), in float32, bfloat16 and float16, for
+// sizes that do and do not fill the last group of 4, and for seeds with the top bits set (uint32
+// arguments travel as int32 bits).
+
+import test from 'node:test';
+import type { FloatDType } from '../../src/tensor/dtype.ts';
+import { compareWithCpu, SKIP, uniform } from './helpers.ts';
+
+const FLOATS: FloatDType[] = ['float32', 'bfloat16', 'float16'];
+const EXACT = { abs: 0, rel: 0 };
+
+test('dropout: CUDA draws the CPU mask bit for bit', { skip: SKIP }, () => {
+  const seeds: [number, number][] = [[0, 0], [1, 2], [0xffffffff, 0x80000000], [0x9e3779b9, 0x7fffffff]];
+  for (const dtype of FLOATS) {
+    for (const size of [1, 3, 4, 1001, 65_537]) {
+      for (const p of [0.1, 0.5, 0.9]) {
+        for (const [s0, s1] of seeds) {
+          compareWithCpu(
+            `dropout ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}]`,
+            { x: { dtype, data: uniform(dtype, size) }, out: { dtype, size } },
+            ['out'],
+            EXACT,
+            (b, s) => b.dropout(s['x']!, s['out']!, size, p, s0, s1, dtype),
+          );
+        }
+      }
+    }
+  }
+});
