@@ -11,7 +11,7 @@
 //   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|full] [--seq 2048] [--steps 8] [--device cuda|cpu]
 
 import { parseArgs } from 'node:util';
-import { cudaBackend } from '../src/backends/cuda/index.ts';
+import { cudaBackend, type DriverCounters } from '../src/backends/cuda/index.ts';
 import { createModel } from '../src/models/index.ts';
 import { clipGradNorm } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
@@ -59,6 +59,7 @@ const ids = [Array.from({ length: seq }, () => rng.int(Number(shape.vocab_size))
 const times: number[] = [];
 resetPeakBytes();
 const ms = (a: number, b: number): string => (b - a).toFixed(0);
+let lastTraffic: DriverCounters | null = null;
 for (let i = 0; i < warmup + steps; i++) {
   if (onCuda) cudaBackend().takeCounters();
   const t = performance.now();
@@ -79,14 +80,30 @@ for (let i = 0; i < warmup + steps; i++) {
   const te = performance.now();
   const dt = (te - t) / 1e3;
   if (i >= warmup) times.push(dt);
+  if (onCuda && i === warmup + steps - 1) lastTraffic = cudaBackend().takeCounters();
   console.error(
     `step ${i}: loss ${loss.toFixed(4)} ${dt.toFixed(3)} s (host ms: forward ${ms(t, tf)}, backward ${ms(tf, tb)}, ` +
       `loss read ${ms(tb, ti)}, clip ${ms(ti, tc)}, optimizer ${ms(tc, te)})`,
   );
 }
 if (onCuda) {
-  // the traffic of the last step
-  const c = cudaBackend().takeCounters();
+  // one more step, each phase between two events on the stream: device time per phase (host time
+  // where the host queues slower than the device runs)
+  const be = cudaBackend();
+  const dev: Record<string, number> = {};
+  tidy(() => {
+    let out: ReturnType<typeof model.forward> | null = null;
+    dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids })));
+    dev['backward'] = be.time(() => out!.loss!.backward());
+  });
+  dev['clip'] = be.time(() => void clipGradNorm(trainable.map(([, p]) => p), 1.0));
+  dev['optimizer'] = be.time(() => {
+    opt.step();
+    opt.zeroGrad();
+  });
+  console.log('XTUNER_TS_DEVICE_MS', JSON.stringify(Object.fromEntries(Object.entries(dev).map(([k, v]) => [k, +v.toFixed(2)]))));
+  // the traffic of the last timed step
+  const c = lastTraffic!;
   const top = [...c.byKernel].sort((a, b) => b[1] - a[1]);
   const mb = (n: number): number => +(n / 2 ** 20).toFixed(2);
   console.log('XTUNER_TS_TRAFFIC', JSON.stringify({

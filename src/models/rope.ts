@@ -38,11 +38,24 @@ function llama3Scale(inv: Float32Array, rope: RopeConfig): void {
   }
 }
 
+// The last tables made: training asks for the same positions every step (2 * N * dim cos/sin
+// evaluations saved per forward; comparing the positions is N integer reads).
+let last: { inv: Float32Array; positions: Int32Array; cos: Float32Array; sin: Float32Array } | null = null;
+
+function samePositions(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * cos/sin for each position: rows of `dim` values laid out as HF's cat(freqs, freqs), so the
- * rotate_half convention applies. positions: N ids -> { cos, sin } of N * dim floats.
+ * rotate_half convention applies. positions: N ids -> { cos, sin } of N * dim floats. The arrays
+ * may be the ones returned by the previous call (same `inv`, same positions): read them, do not
+ * modify them.
  */
 export function ropeTables(inv: Float32Array, positions: Int32Array): { cos: Float32Array; sin: Float32Array } {
+  if (last !== null && last.inv === inv && samePositions(last.positions, positions)) return { cos: last.cos, sin: last.sin };
   const half = inv.length;
   const dim = 2 * half;
   const cos = new Float32Array(positions.length * dim);
@@ -59,5 +72,6 @@ export function ropeTables(inv: Float32Array, positions: Int32Array): { cos: Flo
       sin[n * dim + half + i] = s;
     }
   }
+  last = { inv, positions: positions.slice(), cos, sin };
   return { cos, sin };
 }
