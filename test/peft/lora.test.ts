@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { XtunerError } from '../../src/errors.ts';
+import { philox4x32 } from '../../src/backends/cpu/dropout.ts';
 import { loadModel } from '../../src/models/index.ts';
 import { Linear } from '../../src/nn/index.ts';
 import { clipGradNorm } from '../../src/optim/clip.ts';
@@ -125,9 +126,15 @@ test('dropout: active in training only, inverted, drawn from the seeded generato
     }
     return y;
   };
-  // the mask is drawn per element of x: zero when the draw is below p = 0.5, else scaled by 2
+  // the mask: one 64-bit seed drawn per call, element i dropped when word i % 4 of
+  // Philox4x32-10(counter i / 4) under it is below p * 2^32 = 2^31, else scaled by 2
   const twin = Rng.fromState(rng.getState());
-  const mask = new Float32Array(15).map(() => (twin.uniform() < 0.5 ? 0 : 2));
+  const [k0, k1] = [twin.nextUint32(), twin.nextUint32()];
+  const mask = new Float32Array(15).map((_, i) => {
+    const c = Uint32Array.of(Math.floor(i / 4), 0, 0, 0);
+    philox4x32(c, k0, k1);
+    return c[i % 4]! < 2 ** 31 ? 0 : 2;
+  });
   layer.train();
   assertClose(layer.forward(x).toFloat32Array(), expected(mask), 1e-5, 'training forward');
   assert.ok(mask.some((m) => m === 0) && mask.some((m) => m === 2));
