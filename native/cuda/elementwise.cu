@@ -123,14 +123,10 @@ __device__ __forceinline__ float unary_df(int op, float x) {
       return s + QUICK_GELU_C * x * s * (1.f - s);
     }
     case 4: return x > 0.f ? 1.f : 0.f;
-    case 5: {
-      const float s = sigmoidf(x);
-      return s * (1.f - s);
-    }
-    case 6: {
-      const float t = tanhf(x);
-      return 1.f - t * t;
-    }
+    // s (1 - s) and 1 - tanh^2 cancel in float32 where |x| is large; the product of two
+    // sigmoids keeps full relative precision (tanh' x = 4 sigmoid(2x) sigmoid(-2x)).
+    case 5: return sigmoidf(x) * sigmoidf(-x);
+    case 6: return 4.f * sigmoidf(2.f * x) * sigmoidf(-2.f * x);
     case 7: return expf(x);
     case 8: return 1.f / x;
     case 9: return 0.5f / sqrtf(x);
