@@ -1,9 +1,11 @@
 // CausalLM: the decoder plus its LM head, with the HF causal-LM loss, packed rows, KV-cached
 // decoding and HF folder saving. Built by loadModel/createModel (./load.ts) from a config.json
-// object and a source of parameters. `config` is the parsed config.json, kept as is.
+// object and a source of parameters. `config` is the parsed config.json, kept as is. Training
+// memory: per-layer activation checkpointing (setGradientCheckpointing) and, with
+// `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { crossEntropy, noGrad, reshape, slice, tensor, tidy, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultRng, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type Rng, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
@@ -23,10 +25,29 @@ export interface ForwardOptions {
   cuSeqlens?: Int32Array | readonly number[];
 }
 
+/** Tokens per chunk of the loss-only path: logits of 1024 x 152k float32 are ~600 MiB. */
+export const LOSS_CHUNK_ROWS = 1024;
+
+/**
+ * The training path: the loss only. The LM head and the loss run over `lossChunkRows` tokens at a
+ * time, each chunk checkpointed (its logits are freed after its loss and recomputed in the backward).
+ */
+export interface LossOnlyOptions extends ForwardOptions {
+  labels: IdsInput;
+  logits: false;
+  /** Tokens per chunk; default LOSS_CHUNK_ROWS. */
+  lossChunkRows?: number;
+}
+
 export interface ForwardOutput {
   logits: Tensor; // [B, T, V]
   /** Mean cross-entropy over supervised targets (0 when none); present when labels were given. */
   loss?: Tensor;
+}
+
+export interface LossOutput {
+  /** Mean cross-entropy over the supervised targets of the whole batch (0 when none), as HF's. */
+  loss: Tensor;
 }
 
 export class CausalLM extends Module implements DecodingModel {
@@ -37,6 +58,8 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #dtype: DType;
   readonly #device: Device;
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
+  #checkpointLayers = false;
+  #replayRngs: readonly Rng[] = [defaultRng];
 
   constructor(config: Record<string, unknown>, cfg: DecoderConfig, arch: Architecture, p: ParamSource, opts: { dtype: DType; device: Device }) {
     super();
@@ -77,7 +100,27 @@ export class CausalLM extends Module implements DecodingModel {
     return this.#cfg.vocabSize;
   }
 
-  forward(inputIds: IdsInput, opts: ForwardOptions = {}): ForwardOutput {
+  /**
+   * Activation checkpointing per decoder layer (HF's gradient_checkpointing_enable): while grads
+   * are recorded each layer keeps only its output and runs again in the backward pass. `rngs`:
+   * every generator the layers draw from while training (LoRA dropout's), replayed so the
+   * recomputation draws the same masks; also replayed by the chunked loss. Default: the engine's.
+   */
+  setGradientCheckpointing(on: boolean, rngs?: readonly Rng[]): void {
+    this.#checkpointLayers = on;
+    if (rngs) this.#replayRngs = [...rngs];
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.#checkpointLayers;
+  }
+
+  forward(inputIds: IdsInput, opts: LossOnlyOptions): LossOutput;
+  forward(inputIds: IdsInput, opts?: ForwardOptions & { logits?: true }): ForwardOutput;
+  forward(inputIds: IdsInput, opts: ForwardOptions & { logits?: boolean; lossChunkRows?: number } = {}): ForwardOutput | LossOutput {
+    if (opts.logits === false && opts.labels === undefined) {
+      throw new XtunerError('forward: { logits: false } needs labels (the loss is then the only output)');
+    }
     const ids = toIdBatch(inputIds, 'inputIds');
     checkVocab(ids, this.#cfg.vocabSize, 'inputIds');
     let positions: Int32Array;
@@ -90,18 +133,55 @@ export class CausalLM extends Module implements DecodingModel {
     const cu = opts.cuSeqlens === undefined ? undefined : checkCuSeqlens(opts.cuSeqlens, ids.b * ids.t);
     this.#checkWindow(ids, cu);
 
-    const ctx: StepContext = { ...this.#rope(positions, ids.b, ids.t), ...(cu ? { cuSeqlens: cu } : {}) };
-    const logits = this.#logits(this.#inner().forward(this.#ids(ids), ctx)); // [B, T, V]
-    if (opts.labels === undefined) return { logits };
-    const labels = toIdBatch(opts.labels, 'labels');
+    const ctx: StepContext = {
+      ...this.#rope(positions, ids.b, ids.t),
+      ...(cu ? { cuSeqlens: cu } : {}),
+      ...(this.#checkpointLayers ? { checkpointRngs: this.#replayRngs } : {}),
+    };
+    const labels = opts.labels === undefined ? null : toIdBatch(opts.labels, 'labels');
+    if (labels) this.#checkLabels(labels, ids);
+    const hidden = this.#inner().forward(this.#ids(ids), ctx); // [B, T, H]
+    if (opts.logits === false) return { loss: this.#chunkedLoss(hidden, shiftLabels(labels!), opts.lossChunkRows ?? LOSS_CHUNK_ROWS) };
+    const logits = this.#logits(hidden); // [B, T, V]
+    if (!labels) return { logits };
+    const flat = reshape(logits, [ids.b * ids.t, this.#cfg.vocabSize]); // [B*T, V]
+    return { logits, loss: crossEntropy(flat, shiftLabels(labels), { ignoreIndex: -100 }) };
+  }
+
+  #checkLabels(labels: IdBatch, ids: IdBatch): void {
     checkSameShape(labels, ids, 'labels');
     labels.data.forEach((v, i) => {
       if (v !== -100 && (v < 0 || v >= this.#cfg.vocabSize)) {
         throw new XtunerError(`labels[${Math.floor(i / ids.t)}][${i % ids.t}] = ${v} is neither -100 nor in the vocabulary [0, ${this.#cfg.vocabSize})`);
       }
     });
-    const flat = reshape(logits, [ids.b * ids.t, this.#cfg.vocabSize]); // [B*T, V]
-    return { logits, loss: crossEntropy(flat, shiftLabels(labels), { ignoreIndex: -100 }) };
+  }
+
+  /**
+   * HF's loss (the mean over every supervised target of the batch) from hidden [B, T, H] and the
+   * shifted targets, `rows` tokens at a time: each chunk's mean is weighted by its share of the
+   * supervised targets, so the sum is the batch mean, not a mean of chunk means.
+   */
+  #chunkedLoss(hidden: Tensor, targets: Int32Array, rows: number): Tensor {
+    if (!(Number.isInteger(rows) && rows > 0)) throw new XtunerError(`forward: lossChunkRows must be a positive integer, got ${rows}`);
+    const n = targets.length;
+    const flat = reshape(hidden, [n, hidden.shape[2]!]); // [B*T, H]
+    const supervised = (a: Int32Array): number => a.reduce((c, y) => c + (y === -100 ? 0 : 1), 0);
+    const total = supervised(targets);
+    let loss: Tensor | null = null;
+    for (let s = 0; s < n; s += rows) {
+      const e = Math.min(n, s + rows);
+      const chunk = targets.slice(s, e);
+      const count = supervised(chunk);
+      // Chunks without targets add nothing; with none at all, one chunk still gives the 0 loss (and its zero grads).
+      if (count === 0 && !(total === 0 && s === 0)) continue;
+      const weight = total === 0 ? 1 : count / total;
+      const part = checkpoint((x) => scale(crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100 }), weight), [slice(flat, 0, s, e)], {
+        rngs: this.#replayRngs,
+      });
+      loss = loss ? add(loss, part) : part;
+    }
+    return loss!;
   }
 
   /** Writes config.json + safetensors to `dir` (see ./save.ts). */

@@ -1,9 +1,10 @@
 // The one decoder of the Llama family: pre-norm blocks of GQA attention with rotary positions and
 // a SwiGLU MLP, RMSNorm, an LM head (optionally tied to the embedding). Module names come from
-// the architecture's layout, so parameter names are the checkpoint's. Not here: loading, saving,
-// the causal-LM loss and generation (./causal-lm.ts).
+// the architecture's layout, so parameter names are the checkpoint's. With `checkpointRngs` in the
+// step context each layer runs under activation checkpointing (its activations are recomputed in
+// the backward pass). Not here: loading, saving, the causal-LM loss and generation (./causal-lm.ts).
 
-import { attention, reshape, rope, slice, swiglu, add, type Tensor } from '../tensor/index.ts';
+import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type Rng, type Tensor } from '../tensor/index.ts';
 import { Embedding, Linear, Module, RMSNorm, type LinearLike } from '../nn/index.ts';
 import type { Layout } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
@@ -27,6 +28,11 @@ export interface StepContext {
   sin: Tensor; // [B, T, D]
   cuSeqlens?: Int32Array;
   cache?: KvCache;
+  /**
+   * Set: each layer's forward runs under checkpoint(), keeping only its output; the generators
+   * listed here (every one a layer draws from, e.g. LoRA dropout's) are replayed in the recomputation.
+   */
+  checkpointRngs?: readonly Rng[];
 }
 
 function linearOf(p: ParamSource, name: string, out: number, inp: number, bias: boolean): Linear {
@@ -153,7 +159,11 @@ export class DecoderModel extends Module {
   /** ids int32 [B, T] -> hidden states [B, T, H] after the final norm. */
   forward(ids: Tensor, ctx: StepContext): Tensor {
     let x = this.embeddingModule().forward(ids);
-    for (const layer of this.layerModules()) x = layer.forward(x, ctx);
+    // A KV cache is appended to as a side effect, and without grad there is nothing to save.
+    const rngs = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointRngs;
+    for (const layer of this.layerModules()) {
+      x = rngs ? checkpoint((h) => layer.forward(h, ctx), [x], { rngs }) : layer.forward(x, ctx);
+    }
     return this.child<RMSNorm>(this.#layout.norm).forward(x);
   }
 }
