@@ -3,12 +3,14 @@
 // one packed row of --seq tokens per step, LoRA r=64 alpha=16 dropout 0.1 on every linear but the
 // head (XTuner's defaults) or full fine-tuning, AdamW lr 2e-4, clipping at 1.0, bf16 weights and
 // activations. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
-// tokens for LoRA without checkpointing, 6 x for full) and peak GPU memory. Per step it also prints
+// tokens for LoRA without checkpointing, 6 x for full, 2 x more with checkpointing) and peak GPU
+// memory. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
+// every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). Per step it also prints
 // the host time of each phase (forward, backward, loss read, clip, optimizer: on a GPU the phases
 // only queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
 // (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
-//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|full] [--seq 2048] [--steps 8] [--device cuda|cpu]
+//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|full] [--seq 2048] [--steps 8] [--device cuda|cpu] [--ckpt]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, type DriverCounters } from '../src/backends/cuda/index.ts';
@@ -16,7 +18,7 @@ import { createModel } from '../src/models/index.ts';
 import { clipGradNorm } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
-import { Rng, memoryStats, resetPeakBytes, tidy } from '../src/tensor/index.ts';
+import { Rng, memoryStats, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
 
 // The peer's shapes (shared/peer/peer_bench.py), as HF config.json fields.
 const SHAPES: Record<string, Record<string, unknown>> = {
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '2' },
     device: { type: 'string', default: 'cuda' },
+    ckpt: { type: 'boolean', default: false },
   },
 });
 const shape = SHAPES[values.shape!];
@@ -47,7 +50,9 @@ const warmup = Number(values.warmup);
 const t0 = performance.now();
 const model = createModel(shape, { device: values.device === 'cpu' ? 'cpu' : 'cuda', dtype: 'bfloat16', seed: 0 });
 const nParams = [...model.namedParameters()].reduce((n, [, p]) => n + p.size, 0);
-if (values.method === 'lora') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, new Rng(1));
+const loraRng = new Rng(1);
+if (values.method === 'lora') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, loraRng);
+model.setGradientCheckpointing(values.ckpt === true, [loraRng]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
@@ -66,11 +71,11 @@ for (let i = 0; i < warmup + steps; i++) {
   let tf = 0;
   let tb = 0;
   const loss = tidy(() => {
-    const out = model.forward(ids, { labels: ids });
+    const out = model.forward(ids, { labels: ids, logits: false });
     tf = performance.now();
-    out.loss!.backward();
+    out.loss.backward();
     tb = performance.now();
-    return out.loss!.item(); // synchronises
+    return out.loss.item(); // synchronises
   });
   const ti = performance.now();
   clipGradNorm(trainable.map(([, p]) => p), 1.0);
@@ -92,9 +97,9 @@ if (onCuda) {
   const be = cudaBackend();
   const dev: Record<string, number> = {};
   tidy(() => {
-    let out: ReturnType<typeof model.forward> | null = null;
-    dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids })));
-    dev['backward'] = be.time(() => out!.loss!.backward());
+    let out: { loss: Tensor } | null = null;
+    dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids, logits: false })));
+    dev['backward'] = be.time(() => out!.loss.backward());
   });
   dev['clip'] = be.time(() => void clipGradNorm(trainable.map(([, p]) => p), 1.0));
   dev['optimizer'] = be.time(() => {
@@ -114,10 +119,11 @@ if (onCuda) {
 }
 times.sort((a, b) => a - b);
 const med = times[Math.floor(times.length / 2)]!;
-const flopsPerToken = (values.method === 'lora' ? 4 : 6) * nParams;
+const flopsPerToken = ((values.method === 'lora' ? 4 : 6) + (values.ckpt ? 2 : 0)) * nParams;
 const result = {
   model: values.shape,
   method: values.method,
+  grad_ckpt: values.ckpt === true,
   seq,
   params_b: +(nParams / 1e9).toFixed(3),
   step_s_median: +med.toFixed(4),

@@ -50,6 +50,8 @@ export const configSchema = z
     // --- Model ---
     /** A local model folder or a Hugging Face model id (looked up in the HF cache, else downloaded). */
     pretrained_model_name_or_path: z.string().min(1),
+    /** Activation checkpointing per decoder layer (XTuner's `SupervisedFinetune(use_activation_checkpointing=True)`): less memory, one more forward per step. */
+    use_activation_checkpointing: z.boolean().default(true),
 
     // --- Data ---
     /** JSON/JSONL data file(s) (XTuner: `alpaca_en_path` / `data_files`). */

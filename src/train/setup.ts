@@ -68,6 +68,8 @@ export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: numb
   } else {
     for (const p of model.parameters()) p.requiresGrad = true;
   }
+  // LoRA dropout draws from loraRng: the checkpointed recomputation replays it.
+  model.setGradientCheckpointing(cfg.use_activation_checkpointing, loraRng ? [loraRng] : undefined);
   const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
   if (trainable.length === 0) throw new XtunerError('nothing to train: the model has no trainable parameter');
   return { model, method, trainable, loraRng, lora, quant, ...countParams(model) };

@@ -183,9 +183,10 @@ async function loop(
         labels: { data: batch.labels, shape: batch.shape },
         positionIds: { data: batch.positionIds, shape: batch.shape },
         cuSeqlens: batch.cuSeqlens,
+        logits: false, // the loss over row chunks: the [rows, vocab] logits never exist whole
       });
-      const value = out.loss!.item();
-      if (Number.isFinite(value)) scale(out.loss!, 1 / factor).backward();
+      const value = out.loss.item();
+      if (Number.isFinite(value)) scale(out.loss, 1 / factor).backward();
       return value;
     });
     if (!Number.isFinite(loss)) {
