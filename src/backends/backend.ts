@@ -222,6 +222,27 @@ export interface Backend<S> {
   attention(args: AttentionArgs<S>): void;
   attentionBackward(args: AttentionBackwardArgs<S>): void;
 
+  // ---- quantised weights ----
+  /**
+   * NF4 dequantisation (layout of src/quant/nf4.ts): out[i] = NF4_CODE[code i] * scale_b rounded
+   * to float32, then to `dtype`, for i < n, b = floor(i / blockSize); code i is the high nibble of
+   * packed[i >> 1] for even i, the low one for odd i (uint8 packed [ceil(n / 2)]). With absCodes
+   * (uint8 [nBlocks], double quantisation), scale_b = fround(fround(DYNAMIC_CODE[absCodes[b]] *
+   * absScales[floor(b / absBlockSize)]) + offset); without, absScales is float32 [nBlocks] and
+   * scale_b = absScales[b]. Tables in cpu/nf4.ts. Every backend gives the same bits.
+   */
+  nf4Dequantize(
+    packed: S,
+    absCodes: S | null,
+    absScales: S,
+    offset: number,
+    out: S,
+    n: number,
+    blockSize: number,
+    absBlockSize: number,
+    dtype: FloatDType,
+  ): void;
+
   // ---- optimizer support (in place, no autograd) ----
   /** One AdamW step on param, expAvg, expAvgSq (each its own dtype) from grad. */
   adamwUpdate(

@@ -11,27 +11,10 @@
 //   DYNAMIC_CODE[c] * scale2[j] + offset.
 // Not here: FP4, other block sizes than the caller asks for, the matmul (see nf4-linear.ts).
 
+import { DYNAMIC_CODE, NF4_CODE } from '../backends/cpu/nf4.ts';
 import { XtunerError } from '../errors.ts';
 
-/** The 16 NF4 values, exactly as bitsandbytes defines them (backends/utils.py, csrc/kernels.cu). */
-export const NF4_CODE: Float32Array = Float32Array.of(
-  -1.0,
-  -0.6961928009986877,
-  -0.5250730514526367,
-  -0.39491748809814453,
-  -0.28444138169288635,
-  -0.18477343022823334,
-  -0.09105003625154495,
-  0.0,
-  0.07958029955625534,
-  0.16093020141124725,
-  0.24611230194568634,
-  0.33791524171829224,
-  0.44070982933044434,
-  0.5626170039176941,
-  0.7229568362236023,
-  1.0,
-);
+export { NF4_CODE, DYNAMIC_CODE };
 
 /** Weights per absmax block (QLoRA and bitsandbytes' default). */
 export const NF4_BLOCK_SIZE = 64;
@@ -39,46 +22,6 @@ export const NF4_BLOCK_SIZE = 64;
 export const ABSMAX_BLOCK_SIZE = 256;
 
 const fr = Math.fround;
-
-/** torch.linspace(start, end, steps) in float32 (both halves, as ATen computes them). */
-function linspaceF32(startValue: number, endValue: number, steps: number): Float32Array {
-  const start = fr(startValue);
-  const end = fr(endValue);
-  const out = new Float32Array(steps);
-  if (steps === 1) {
-    out[0] = start;
-    return out;
-  }
-  const step = fr(fr(end - start) / (steps - 1));
-  const half = Math.floor(steps / 2);
-  for (let i = 0; i < steps; i++) {
-    out[i] = i < half ? fr(start + fr(step * i)) : fr(end - fr(step * (steps - 1 - i)));
-  }
-  return out;
-}
-
-/**
- * bitsandbytes' `create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)`: 256 sorted
- * values in [-0.99296875, 1], dense near 0 (7 decades), used for the 8-bit absmax codes.
- */
-function makeDynamicCode(): Float32Array {
-  const maxExponentBits = 7;
-  const nonSignBits = 7;
-  const data: number[] = [];
-  for (let i = 0; i < maxExponentBits; i++) {
-    const boundaries = linspaceF32(0.1, 1, 2 ** (i + nonSignBits - maxExponentBits) + 1);
-    const decade = fr(10 ** (-(maxExponentBits - 1) + i));
-    for (let k = 0; k + 1 < boundaries.length; k++) {
-      const mean = fr(fr(boundaries[k]! + boundaries[k + 1]!) / 2);
-      data.push(fr(decade * mean), -fr(decade * mean));
-    }
-  }
-  data.push(0, 1);
-  data.sort((a, b) => a - b);
-  return Float32Array.from(data);
-}
-
-export const DYNAMIC_CODE: Float32Array = makeDynamicCode();
 
 /** Index of the value of the sorted `code` nearest to x; ties go to the lower value (torch argmin). */
 function nearest(code: Float32Array, mids: Float32Array, x: number): number {

@@ -5,7 +5,7 @@ import { Linear } from '../../src/nn/index.ts';
 import { injectLora, loraLayers, mergeLora } from '../../src/peft/lora.ts';
 import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
 import { dequantizeNf4, quantizeNf4 } from '../../src/quant/nf4.ts';
-import { Rng, tensor } from '../../src/tensor/index.ts';
+import { memoryStats, Rng, tensor, tidy } from '../../src/tensor/index.ts';
 import { assertClose, assertCloseRel, BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, readExpected } from '../peft/helpers.ts';
 
 const batch = readExpected('lora');
@@ -98,4 +98,42 @@ test('quantising a bfloat16 model: the same codes as quantising its bf16 values,
   const y = model.forward(batch.ids).logits;
   assert.equal(y.dtype, 'bfloat16');
   assert.ok(y.toFloat32Array().every(Number.isFinite));
+});
+
+test('a quantised model keeps ~0.52 byte per quantised weight resident (memoryStats); no dequantised weight outlives its GEMM', async () => {
+  const model = await loadModel(BASE_MODEL);
+  const before = memoryStats().liveBytes;
+  const report = quantizeLinears(model);
+  const after = memoryStats().liveBytes;
+  // per tensor of n weights: n/2 packed bytes, one absmax code per 64, one float32 scale per 256 codes
+  let expected = 0;
+  let weights = 0;
+  for (const path of report.modules) {
+    const m = model.getSubmodule(path) as NF4Linear;
+    const n = m.inFeatures * m.outFeatures;
+    const blocks = Math.ceil(n / 64);
+    expected += Math.ceil(n / 2) + blocks + 4 * Math.ceil(blocks / 256);
+    weights += n;
+  }
+  assert.equal(before - after, report.bytesBefore - expected, 'resident bytes: full weights out, packed form in');
+  const perWeight = expected / weights;
+  assert.ok(perWeight > 0.515 && perWeight < 0.53, `${perWeight} bytes per weight`);
+  // one layer's forward keeps only its output alive (no weight saved for the backward)
+  const layer = model.getSubmodule(report.modules[0]!) as NF4Linear;
+  const x = tensor(new Float32Array(3 * layer.inFeatures).fill(0.5), [3, layer.inFeatures], { requiresGrad: true });
+  const live = memoryStats().liveBytes;
+  const y = layer.forward(x);
+  assert.equal(memoryStats().liveBytes - live, 4 * y.size);
+  y.dispose();
+  x.dispose();
+  // a step leaves nothing behind (the dequantised weights are temporaries): after a first step
+  // (which fills caches such as the rope tables) a second one ends at the same live bytes
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: LLAMA_TARGETS }, new Rng(3));
+  const step = (): number => {
+    tidy(() => model.forward(batch.ids, { labels: batch.labels }).loss!.backward());
+    for (const p of model.parameters()) p.grad = null;
+    return memoryStats().liveBytes;
+  };
+  const first = step();
+  assert.equal(step(), first);
 });

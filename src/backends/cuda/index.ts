@@ -11,6 +11,7 @@ import { elementwiseKernels } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { layerKernels } from './layers.ts';
 import { optimKernels } from './optim.ts';
+import { quantKernels } from './quant.ts';
 import { CudaRuntime, type CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
@@ -47,6 +48,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     ...elementwiseKernels(rt),
     ...layerKernels(rt),
     ...optimKernels(rt),
+    ...quantKernels(rt),
     gemm: (g) => gemm(rt, g),
     attention: (a) => attention(rt, a),
     attentionBackward: (a) => attentionBackward(rt, a),

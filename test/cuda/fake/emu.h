@@ -33,6 +33,9 @@ inline float atomicAdd(float* p, float v) {  // fibers never run at the same tim
   *p = old + v;
   return old;
 }
+// round-to-nearest float arithmetic, never contracted into a fused multiply-add (built without FMA)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
 using std::max;
 using std::min;
