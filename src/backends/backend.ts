@@ -9,7 +9,8 @@
 // Conventions. Float kernels take the dtype of their float operands; all operands of one kernel
 // share it unless the argument list names several dtypes. Arithmetic is at least float32.
 // Integer ids and labels are int32 storage. Outputs are contiguous and written whole unless the
-// kernel says it accumulates. `alloc` returns zero-filled storage. The pointwise kernels (fill,
+// kernel says it accumulates, so ops give them `allocUninit` storage (no zero-fill, which cost an
+// H200 step 26 GB of memset); `alloc` returns zero-filled storage. The pointwise kernels (fill,
 // cast between equal dtypes, scale, unary, axpy) may be given the same storage as input and output
 // (the in-place helpers rely on it); other kernels get distinct outputs.
 
@@ -118,6 +119,12 @@ export interface Backend<S> {
   // ---- memory ----
   /** Zero-filled storage for `size` elements of `dtype`. */
   alloc(dtype: DType, size: number): S;
+  /**
+   * Storage for `size` elements of `dtype` with unspecified contents (stale values of a recycled
+   * block), for outputs a kernel writes whole. With XTUNER_POISON_UNINIT=1 it is filled with all-ones
+   * bytes (NaN for floats), so a kernel that leaves part of such an output unwritten shows in tests.
+   */
+  allocUninit(dtype: DType, size: number): S;
   /** The storage is never used again by the caller; the backend may recycle it. */
   free(s: S): void;
   /** Copy host elements into dst[offset, offset + src.length). `src` matches `dtype`'s host type. */
@@ -183,11 +190,11 @@ export interface Backend<S> {
   softmaxBackward(y: S, dy: S, dx: S, rows: number, cols: number, dtype: FloatDType): void;
   /** out = x * rstd * w over rows of x [rows, cols]; rstd float32 [rows] saved for the backward. */
   rmsNorm(x: S, w: S, out: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
-  /** dx written; dw (float32 [cols]) accumulated, or skipped when null. */
+  /** dx and dw (float32 [cols], the sum over rows) written, dw skipped when null. */
   rmsNormBackward(x: S, w: S, rstd: S, dy: S, dx: S, dw: S | null, rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType): void;
   /** out = (x - mean) * rstd * w + b; mean and rstd float32 [rows] saved. b may be null. */
   layerNorm(x: S, w: S, b: S | null, out: S, mean: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
-  /** dx written; dw, db (float32 [cols]) accumulated, or skipped when null. */
+  /** dx, dw and db (float32 [cols], sums over rows) written, dw/db skipped when null. */
   layerNormBackward(
     x: S,
     w: S,
@@ -210,7 +217,7 @@ export interface Backend<S> {
   rope(x: S, cos: S, sin: S, out: S, B: number, T: number, H: number, D: number, csBatchStride: number, inverse: boolean, dtype: FloatDType): void;
   /** out[i, :] = w[ids[i], :] for w [V, H]; ids int32 [n], already checked to lie in [0, V). */
   embedding(w: S, ids: S, out: S, n: number, H: number, dtype: FloatDType): void;
-  /** dw[ids[i], :] += dy[i, :]; dw float32 [V, H]. */
+  /** dw = 0, then dw[ids[i], :] += dy[i, :] (repeated ids add up); dw float32 [V, H] written whole. */
   embeddingBackward(dy: S, ids: S, dw: S, n: number, H: number, dtype: FloatDType): void;
   /**
    * Per-row cross-entropy of logits [N, V] against int32 labels [N] (labels already checked):

@@ -22,10 +22,11 @@ const stats = { liveTensors: 0, liveBytes: 0, peakBytes: 0 };
 const scopes: Set<Disposable>[] = [];
 let noGradDepth = 0;
 
-export function allocStorage(device: Device, dtype: DType, size: number): StorageRef {
+/** Zero-filled storage, or with `uninit` storage whose contents are unspecified (Backend.allocUninit). */
+export function allocStorage(device: Device, dtype: DType, size: number, uninit = false): StorageRef {
   const backend = getBackend(device);
   const bytes = size * dtypeBytes(dtype);
-  const ref = { storage: backend.alloc(dtype, size), backend, bytes, refs: 1 };
+  const ref = { storage: uninit ? backend.allocUninit(dtype, size) : backend.alloc(dtype, size), backend, bytes, refs: 1 };
   stats.liveBytes += bytes;
   if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
   return ref;

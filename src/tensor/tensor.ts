@@ -39,6 +39,11 @@ export class Tensor implements Disposable {
     return new Tensor(allocStorage(device, dtype, sizeOf(shape)), shape, dtype, device, tracked);
   }
 
+  /** @internal a fresh tensor with unspecified contents, for an output a kernel writes whole */
+  static _allocUninit(shape: readonly number[], dtype: DType, device: Device): Tensor {
+    return new Tensor(allocStorage(device, dtype, sizeOf(shape), true), shape, dtype, device);
+  }
+
   /** @internal another handle on the same storage (reshape, detach, saved-for-backward) */
   _share(shape: readonly number[] = this.shape, tracked = true): Tensor {
     const ref = this._live();

@@ -50,7 +50,7 @@ test('rmsNorm and layerNorm forward and backward', { skip: SKIP }, () => {
           rstd: { dtype: 'float32' as const, size: rows },
           dy: { dtype, data: uniform(dtype, n) },
           dx: { dtype, size: n },
-          dw: { dtype: 'float32' as const, data: uniform('float32', cols) }, // accumulated into
+          dw: { dtype: 'float32' as const, data: uniform('float32', cols) }, // stale values: written whole
           db: { dtype: 'float32' as const, data: uniform('float32', cols) },
         };
         const what = `${dtype}/${wDtype} [${rows},${cols}]`;
@@ -120,6 +120,7 @@ test('embedding gather and scatter-add backward (repeated ids add up)', { skip: 
   for (const [V, H, n] of [[10, 1, 1], [50, 64, 300], [7, 1000, 513]] as const) {
     compareWithCpu(
       `embedding' V=${V} H=${H} n=${n}`,
+      // dw starts with stale values: the kernel zeroes it, then adds rows
       { dy: { dtype: 'float32', data: uniform('float32', n * H) }, ids: { dtype: 'int32', data: ints(n, V) }, dw: { dtype: 'float32', data: uniform('float32', V * H) } },
       ['dw'],
       F32_REDUCE_TOL,

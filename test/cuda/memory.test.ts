@@ -32,6 +32,17 @@ test('alloc is zeroed; write and read at offsets round-trip every dtype', { skip
   }
 });
 
+test('allocUninit queues no memset (alloc queues one)', { skip: SKIP }, () => {
+  const b = cudaBackend();
+  b.takeCounters();
+  const u = b.allocUninit('bfloat16', 4096);
+  assert.equal(b.takeCounters().memsets, 0);
+  const z = b.alloc('bfloat16', 4096);
+  assert.equal(b.takeCounters().memsets, 1);
+  b.free(u);
+  b.free(z);
+});
+
 test('fill writes the value into the range only', { skip: SKIP }, () => {
   for (const dtype of ALL) {
     for (const value of [0, 1, -3, 2.75, 1e5]) {

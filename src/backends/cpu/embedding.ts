@@ -19,6 +19,7 @@ export function embeddingBackward(dyS: CpuStorage, idsS: CpuStorage, dwS: CpuSto
   const ids = idsS as Int32Array;
   const dw = dwS as Float32Array; // [V, H] float32
   if (dy === null) throw new Error(`embeddingBackward: dy must be float32 on the CPU, got ${dtype}`);
+  dw.fill(0);
   for (let i = 0; i < n; i++) {
     const dst = ids[i]! * H;
     const src = i * H;

@@ -13,7 +13,7 @@ import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.t
 import { adamwUpdate, sumOfSquares } from './optim.ts';
 import { rope } from './rope.ts';
 import { softmax, softmaxBackward } from './softmax.ts';
-import { commit, cpuAlloc, cpuFree, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
+import { commit, cpuAlloc, cpuAllocUninit, cpuFree, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
 import { swiglu, swigluBackward } from './swiglu.ts';
 
 export type { CpuStorage } from './storage.ts';
@@ -38,6 +38,7 @@ function gemm(g: GemmArgs<CpuStorage>): void {
 export const cpuBackend: Backend<CpuStorage> = {
   device: 'cpu',
   alloc: cpuAlloc,
+  allocUninit: cpuAllocUninit,
   free: cpuFree, // into the cache of reusable arrays, or to the garbage collector
   write: cpuWrite,
   read: cpuRead,

@@ -46,7 +46,7 @@ export function rmsNormBackward(
   commit(dxS, dtype, dx);
   if (dw && dwS) {
     const acc = dwS as Float32Array;
-    for (let c = 0; c < cols; c++) acc[c]! += dw[c]!;
+    for (let c = 0; c < cols; c++) acc[c] = dw[c]!;
   }
 }
 
@@ -109,6 +109,6 @@ export function layerNormBackward(
     }
   }
   commit(dxS, dtype, dx);
-  if (dw && dwS) for (let c = 0; c < cols; c++) (dwS as Float32Array)[c]! += dw[c]!;
-  if (db && dbS) for (let c = 0; c < cols; c++) (dbS as Float32Array)[c]! += db[c]!;
+  if (dw && dwS) for (let c = 0; c < cols; c++) (dwS as Float32Array)[c] = dw[c]!;
+  if (db && dbS) for (let c = 0; c < cols; c++) (dbS as Float32Array)[c] = db[c]!;
 }

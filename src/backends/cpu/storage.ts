@@ -19,18 +19,30 @@ function poolKey(arr: HostArray): string {
   return `${arr.constructor.name}:${arr.length}`;
 }
 
+/** XTUNER_POISON_UNINIT=1: uninitialised storage reads as NaN (see Backend.allocUninit). */
+const POISON_UNINIT = process.env['XTUNER_POISON_UNINIT'] === '1';
+
 export function cpuAlloc(dtype: DType, size: number): CpuStorage {
-  if (size >= MIN_POOLED) {
-    const probe = allocKeyOf(dtype, size);
-    const hit = pool.get(probe)?.pop();
-    if (hit) {
-      pooledBytes -= hit.byteLength;
-      if (hit instanceof BigInt64Array) hit.fill(0n);
-      else hit.fill(0);
-      return hit;
-    }
-  }
-  return allocHost(dtype, size);
+  const hit = size >= MIN_POOLED ? popPooled(dtype, size) : null;
+  if (!hit) return allocHost(dtype, size);
+  if (hit instanceof BigInt64Array) hit.fill(0n);
+  else hit.fill(0);
+  return hit;
+}
+
+/** A pooled array as it was left (a fresh one is zeroed by JavaScript anyway). */
+export function cpuAllocUninit(dtype: DType, size: number): CpuStorage {
+  const s = size >= MIN_POOLED ? popPooled(dtype, size) : null;
+  const out = s ?? allocHost(dtype, size);
+  if (POISON_UNINIT) new Uint8Array(out.buffer, out.byteOffset, out.byteLength).fill(0xff);
+  return out;
+}
+
+function popPooled(dtype: DType, size: number): CpuStorage | null {
+  const hit = pool.get(allocKeyOf(dtype, size))?.pop();
+  if (!hit) return null;
+  pooledBytes -= hit.byteLength;
+  return hit;
 }
 
 export function cpuFree(s: CpuStorage): void {

@@ -9,6 +9,8 @@ import { dropoutScale, dropoutThreshold } from '../cpu/dropout.ts';
 import { coalesce } from '../cpu/elementwise.ts';
 import { at, dtypeCode, sfx, type CudaRuntime, type CudaStorage } from './runtime.ts';
 
+/** XTUNER_POISON_UNINIT=1: uninitialised storage reads as NaN (see Backend.allocUninit). */
+const POISON_UNINIT = process.env['XTUNER_POISON_UNINIT'] === '1';
 const BINARY_OPS: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_OPS: Record<UnaryOp, number> = {
   silu: 0, gelu: 1, geluTanh: 2, quickGelu: 3, relu: 4, sigmoid: 5, tanh: 6, exp: 7, log: 8, sqrt: 9, neg: 10,
@@ -51,7 +53,7 @@ function fillBits(dtype: DType, value: number): number {
 
 type Kernels = Pick<
   Backend<CudaStorage>,
-  'alloc' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'dropout' | 'reduceSum' | 'swiglu' | 'swigluBackward'
+  'alloc' | 'allocUninit' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'dropout' | 'reduceSum' | 'swiglu' | 'swigluBackward'
 >;
 
 export function elementwiseKernels(rt: CudaRuntime): Kernels {
@@ -64,6 +66,12 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       const bytes = size * dtypeBytes(dtype);
       const s = rt.allocRaw(bytes, () => `a ${dtype} tensor of ${size} elements`);
       d.memset(s.ptr, 1, 0, bytes);
+      return s;
+    },
+    allocUninit(dtype, size) {
+      const bytes = size * dtypeBytes(dtype);
+      const s = rt.allocRaw(bytes, () => `a ${dtype} tensor of ${size} elements`);
+      if (POISON_UNINIT) d.memset(s.ptr, 1, 0xff, bytes);
       return s;
     },
     free: (s) => rt.free(s),

@@ -36,6 +36,7 @@ export function layerKernels(rt: CudaRuntime): Kernels {
       rt.launch('norm', `rms_norm_fwd_${sfx(dtype)}_${sfx(wDtype)}`, [rows], [rowThreads(cols)], 0, 'ppppif', [x.ptr, w.ptr, out.ptr, rstd.ptr, cols, eps]);
     },
     rmsNormBackward(x, w, rstd, dy, dx, dw, rows, cols, dtype, wDtype) {
+      if (dw) rt.driver.memset(dw.ptr, 4, 0, cols); // the kernel adds its blocks' partial sums
       if (rows === 0) return;
       const smem = dw !== null && 4 * cols <= SMEM_DEFAULT ? 4 * cols : 0;
       rt.launch('norm', `rms_norm_bwd_${sfx(dtype)}_${sfx(wDtype)}`, [bwdBlocks(rows)], [rowThreads(cols)], smem, 'ppppppiii', [
@@ -49,6 +50,8 @@ export function layerKernels(rt: CudaRuntime): Kernels {
       ]);
     },
     layerNormBackward(x, w, mean, rstd, dy, dx, dw, db, rows, cols, dtype, wDtype) {
+      if (dw) rt.driver.memset(dw.ptr, 4, 0, cols); // the kernel adds its blocks' partial sums
+      if (db) rt.driver.memset(db.ptr, 4, 0, cols);
       if (rows === 0) return;
       const smem = (dw !== null || db !== null) && 8 * cols <= SMEM_DEFAULT ? 8 * cols : 0;
       rt.launch('norm', `layer_norm_bwd_${sfx(dtype)}_${sfx(wDtype)}`, [bwdBlocks(rows)], [rowThreads(cols)], smem, 'ppppppppiii', [
@@ -68,6 +71,7 @@ export function layerKernels(rt: CudaRuntime): Kernels {
       rt.launch('embedding', name, [rt.blocksFor(n * H)], [256], 0, 'pppli', [w.ptr, ids.ptr, out.ptr, n, H]);
     },
     embeddingBackward(dy, ids, dw, n, H, dtype) {
+      rt.driver.memset(dw.ptr, 4, 0, dw.bytes / 4); // [V, H]: the kernel adds rows with atomics
       if (n * H === 0) return;
       rt.launch('embedding', `embedding_bwd_${sfx(dtype)}`, [rt.blocksFor(n * H)], [256], 0, 'pppli', [dy.ptr, ids.ptr, dw.ptr, n, H]);
     },

@@ -4,7 +4,7 @@
 import { recordOp } from '../autograd.ts';
 import { normDim, stridesOf } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
-import { empty } from './util.ts';
+import { empty, zeroed } from './util.ts';
 
 function clampIndex(i: number, n: number): number {
   const j = i < 0 ? i + n : i;
@@ -23,7 +23,7 @@ export function slice(x: Tensor, dim: number, start: number, end: number = x.sha
   const outStrides = stridesOf(outShape);
   x.backend.copyStrided(x.storage, s * strides[d]!, strides, out.storage, 0, outStrides, outShape, x.dtype);
   return recordOp('slice', out, [x], [], (_s, dy) => {
-    const dx = empty(x.shape, dy.dtype, dy.device);
+    const dx = zeroed(x.shape, dy.dtype, dy.device); // only the slice's part is written
     dy.backend.copyStrided(dy.storage, 0, outStrides, dx.storage, s * strides[d]!, strides, outShape, dy.dtype);
     return [dx];
   });

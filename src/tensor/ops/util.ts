@@ -5,8 +5,17 @@ import { isFloatDType, type DType, type FloatDType } from '../dtype.ts';
 import { fmt } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 
-/** A zero-filled tensor owned by the current scope. */
+/**
+ * An output tensor owned by the current scope, contents unspecified: for kernels that write their
+ * outputs whole (every kernel of backends/backend.ts unless its doc says it accumulates). An op
+ * that writes only part of its output (a slice's gradient) takes `zeroed`.
+ */
 export function empty(shape: readonly number[], dtype: DType, device: Tensor['device']): Tensor {
+  return Tensor._allocUninit(shape, dtype, device);
+}
+
+/** A zero-filled tensor owned by the current scope. */
+export function zeroed(shape: readonly number[], dtype: DType, device: Tensor['device']): Tensor {
   return Tensor._alloc(shape, dtype, device);
 }
 
