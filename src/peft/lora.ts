@@ -232,6 +232,8 @@ export function mergeLora(model: Module): string[] {
     model.setSubmodule(path, merged);
     layer.lora_A.weight.dispose();
     layer.lora_B.weight.dispose();
+    // a quantised base was dequantised into `merged`: its packed tensors are no longer used
+    if (layer.base_layer instanceof NF4Linear) layer.base_layer.dispose();
   }
   return layers.map(([p]) => p);
 }
