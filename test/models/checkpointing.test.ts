@@ -6,8 +6,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createModel, loadModel, type CausalLM } from '../../src/models/index.ts';
 import { injectLora } from '../../src/peft/lora.ts';
-import { Rng, memoryStats, resetPeakBytes, tensor, tidy, type Tensor } from '../../src/tensor/index.ts';
-import { LOSS_ATOL, MODELS, assertClose, assertGradClose, floats, get, readExpected, rows } from './fixtures.ts';
+import { Rng, memoryStats, resetPeakBytes, tensor, type Tensor } from '../../src/tensor/index.ts';
+import { LOSS_ATOL, MODELS, assertClose, assertGradClose, floats, get, lossAndGrads, readExpected, rows } from './fixtures.ts';
 
 /** With and without checkpointing: the same float32 computation run twice. */
 const SAME_LOSS_ATOL = 1e-6;
@@ -41,18 +41,7 @@ function ids(b: number, t: number, seed: number): number[][] {
 /** Loss and every gradient by name after one forward/backward from the rng state `state`; grads cleared after. */
 function run(m: CausalLM, rng: Rng, state: ReturnType<Rng['getState']>, x: number[][]): { loss: number; grads: Map<string, Float32Array> } {
   rng.setState(state);
-  const loss = tidy(() => {
-    const { loss } = m.forward(x, { labels: x }) as { loss?: Tensor };
-    loss!.backward();
-    return loss!.item();
-  });
-  const grads = new Map<string, Float32Array>();
-  for (const [n, p] of m.namedParameters()) {
-    grads.set(n, p.grad!.toFloat32Array());
-    p.grad!.dispose();
-    p.grad = null;
-  }
-  return { loss, grads };
+  return lossAndGrads(m, () => m.forward(x, { labels: x }) as { loss?: Tensor });
 }
 
 /** Largest gradient difference relative to the reference's max |value|, over every parameter. */

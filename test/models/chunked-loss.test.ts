@@ -6,8 +6,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createModel, loadModel, type CausalLM } from '../../src/models/index.ts';
-import { Rng, memoryStats, resetPeakBytes, tidy, type Tensor } from '../../src/tensor/index.ts';
-import { LOSS_ATOL, MODELS, assertClose, assertGradClose, floats, get, readExpected, rows } from './fixtures.ts';
+import { Rng, memoryStats, resetPeakBytes, type Tensor } from '../../src/tensor/index.ts';
+import { LOSS_ATOL, MODELS, assertClose, assertGradClose, floats, get, lossAndGrads, readExpected, rows } from './fixtures.ts';
 
 /** Chunked vs whole: the same float32 sums in another grouping. */
 const SAME_LOSS_ATOL = 1e-6;
@@ -34,21 +34,7 @@ function batch(b: number, t: number, vocab: number, seed: number): { ids: number
   return { ids, labels };
 }
 
-/** Loss and every gradient by name, grads cleared after. */
-function run(m: CausalLM, f: () => { loss?: Tensor }): { loss: number; grads: Map<string, Float32Array> } {
-  const loss = tidy(() => {
-    const { loss } = f();
-    loss!.backward();
-    return loss!.item();
-  });
-  const grads = new Map<string, Float32Array>();
-  for (const [n, p] of m.namedParameters()) {
-    grads.set(n, p.grad!.toFloat32Array());
-    p.grad!.dispose();
-    p.grad = null;
-  }
-  return { loss, grads };
-}
+const run = lossAndGrads; // the loss and every gradient of one forward + backward
 
 function assertSame(a: ReturnType<typeof run>, b: ReturnType<typeof run>): void {
   assert.ok(Math.abs(a.loss - b.loss) <= SAME_LOSS_ATOL, `loss ${a.loss} vs ${b.loss}`);

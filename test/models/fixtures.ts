@@ -3,6 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { SafetensorsReader, hostToFloat32, type HostTensor } from '../../src/io/safetensors.ts';
+import type { Module } from '../../src/nn/index.ts';
+import { tidy, type Tensor } from '../../src/tensor/index.ts';
 
 export const MODELS = 'test/fixtures/models';
 /** float32 tolerances from the fixtures README. */
@@ -56,4 +58,20 @@ export function assertGradClose(actual: ArrayLike<number>, expected: ArrayLike<n
   assert.ok(scale > 0, `${what}: expected gradient is all zeros (fixture cannot discriminate)`);
   const d = maxAbsDiff(actual, expected);
   assert.ok(d <= GRAD_RTOL * scale, `${what}: max |diff| ${d} > ${GRAD_RTOL} x ${scale}`);
+}
+
+/** Runs `forward` (which returns a loss), backward, and returns the loss and every parameter's gradient by name; grads are cleared after. */
+export function lossAndGrads(m: Module, forward: () => { loss?: Tensor }): { loss: number; grads: Map<string, Float32Array> } {
+  const loss = tidy(() => {
+    const { loss } = forward();
+    loss!.backward();
+    return loss!.item();
+  });
+  const grads = new Map<string, Float32Array>();
+  for (const [n, p] of m.namedParameters()) {
+    grads.set(n, p.grad!.toFloat32Array());
+    p.grad!.dispose();
+    p.grad = null;
+  }
+  return { loss, grads };
 }

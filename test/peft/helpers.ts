@@ -7,12 +7,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SafetensorsReader, hostToFloat32 } from '../../src/io/safetensors.ts';
 
-export const FIX = 'test/fixtures/models';
+import { GRAD_RTOL, LOGITS_ATOL, MODELS, assertClose, maxAbsDiff } from '../models/fixtures.ts';
+
+export { assertClose, maxAbsDiff };
+export const FIX = MODELS;
 export const BASE_MODEL = `${FIX}/llama_forward/model`;
 export const LORA_ADAPTER = `${FIX}/lora/adapter`;
-/** Float32 tolerances of the brief: logits and loss absolute, gradients relative to the tensor's max |value|. */
-export const LOGITS_TOL = 1e-4;
-export const GRAD_REL_TOL = 1e-3;
+/** Float32 tolerances of the fixtures README (test/models/fixtures.ts): logits and loss absolute, gradients relative to the tensor's max |value|. */
+export const LOGITS_TOL = LOGITS_ATOL;
+export const GRAD_REL_TOL = GRAD_RTOL;
 /** The seven linear kinds of the fixture's LoRA (PEFT target_modules). */
 export const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
@@ -55,19 +58,6 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
   return m;
-}
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'lengths differ');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
-/** |a - b| <= tol everywhere. */
-export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string): void {
-  const d = maxAbsDiff(a, b);
-  assert.ok(d <= tol, `${what}: max abs diff ${d} > ${tol}`);
 }
 
 /** |a - b| <= rel * max |b| everywhere (the brief's gradient tolerance). */
