@@ -1,12 +1,16 @@
-// Model resolution: a local folder, or a Hugging Face model id found in the standard HF cache
+// Hub repositories (models and datasets): a Hugging Face repo id found in the standard HF cache
 // (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; layout
-// `models--org--name/refs/<revision>` -> `snapshots/<commit>/`), else downloaded from the hub
-// (`$HF_ENDPOINT`, default https://huggingface.co) into that same layout, one file at a time
+// `models--org--name/` or `datasets--org--name/`, `refs/<revision>` -> `snapshots/<commit>/`),
+// else downloaded from the hub (`$HF_ENDPOINT`, default https://huggingface.co; API
+// `/api/{models|datasets}/{id}/revision/{rev}`, files at `[/datasets]/{id}/resolve/{sha}/{file}`)
+// into that same layout, one file at a time
 // through `<file>.tmp-<pid>` and a rename, `refs/<revision>` written last, so an interrupted
 // download is never mistaken for a complete one and resumes where it stopped.
 // Files are stored in the snapshot folder itself (the cache's no-symlink form, which Python's
-// huggingface_hub reads too). Only what a model needs is fetched: top-level config and tokenizer
-// files and safetensors weights, not PyTorch/TF/ONNX duplicates.
+// huggingface_hub reads too). Only what is needed is fetched: for a model the top-level config and
+// tokenizer files and safetensors weights, not PyTorch/TF/ONNX duplicates; for a dataset the files
+// the caller picks (src/data/sources.ts: the train split's data files).
+// resolveModelPath also takes a local model folder; local data files are src/data's business.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -44,6 +48,19 @@ export interface HubOptions {
   stallTimeoutMs?: number;
 }
 
+export type RepoType = 'model' | 'dataset';
+
+export interface SnapshotOptions extends HubOptions {
+  /** Default 'model'. */
+  repoType?: RepoType;
+  /**
+   * Which of the repo's files (paths relative to its root) to fetch; may throw an XtunerError
+   * saying what was expected. Default: a model's config, tokenizer and safetensors files; all
+   * non-hidden files of a dataset.
+   */
+  pickFiles?: (files: string[]) => string[];
+}
+
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
 const API_TIMEOUT_MS = 30_000;
 const DEFAULT_STALL_MS = 60_000;
@@ -63,8 +80,10 @@ export function hfEndpoint(env: NodeJS.ProcessEnv = process.env): string {
   return (env.HF_ENDPOINT || DEFAULT_ENDPOINT).replace(/\/+$/, '');
 }
 
-function offlineFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase());
+/** HF_HUB_OFFLINE, and for datasets also HF_DATASETS_OFFLINE (as the `datasets` library reads it). */
+function offlineFromEnv(repoType: RepoType, env: NodeJS.ProcessEnv = process.env): boolean {
+  const on = (v: string | undefined) => ['1', 'true', 'yes', 'on'].includes((v ?? '').toLowerCase());
+  return on(env.HF_HUB_OFFLINE) || (repoType === 'dataset' && on(env.HF_DATASETS_OFFLINE));
 }
 
 /** `name` or `org/name` in the hub's alphabet. */
@@ -72,9 +91,9 @@ export function isRepoId(value: string): boolean {
   return /^(?:[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/.test(value) && !value.includes('..') && !value.endsWith('.');
 }
 
-/** `models--org--name`: the repo's folder in the cache. */
-export function repoCacheFolder(repoId: string): string {
-  return `models--${repoId.replaceAll('/', '--')}`;
+/** `models--org--name` or `datasets--org--name`: the repo's folder in the cache. */
+export function repoCacheFolder(repoId: string, repoType: RepoType = 'model'): string {
+  return `${repoType}s--${repoId.replaceAll('/', '--')}`;
 }
 
 function isCommit(revision: string): boolean {
@@ -82,9 +101,12 @@ function isCommit(revision: string): boolean {
 }
 
 /** The cached snapshot folder of `repoId` at `revision`, or null when it is not (fully) cached. */
-export function findCachedSnapshot(repoId: string, options: Pick<HubOptions, 'revision' | 'cacheDir'> = {}): string | null {
+export function findCachedSnapshot(
+  repoId: string,
+  options: Pick<SnapshotOptions, 'revision' | 'cacheDir' | 'repoType'> = {},
+): string | null {
   const revision = options.revision ?? 'main';
-  const repoDir = path.join(options.cacheDir ?? hfHubCacheDir(), repoCacheFolder(repoId));
+  const repoDir = path.join(options.cacheDir ?? hfHubCacheDir(), repoCacheFolder(repoId, options.repoType));
   let commit = revision;
   if (!isCommit(revision)) {
     try {
@@ -119,16 +141,33 @@ export async function resolveModelPath(nameOrPath: string, options: HubOptions =
       hint: 'pass an existing model folder, or a Hugging Face model id such as internlm/internlm2-chat-1_8b',
     });
   }
+  return resolveSnapshot(nameOrPath, { ...options, repoType: 'model' });
+}
+
+/** What to tell a user who has neither the repo cached nor a connection, per repo type. */
+const WAY_OUT: Record<RepoType, (repoId: string, repoDir: string) => string> = {
+  model: (repoId) => `pass a local model folder, or unset HF_HUB_OFFLINE; no folder ./${repoId} exists either`,
+  dataset: (repoId, repoDir) =>
+    `download it on a machine with internet into the Hugging Face cache and copy ${repoDir} here, ` +
+    `or point data_path at a local .json, .jsonl or .parquet file (no ./${repoId} exists either)`,
+};
+
+/**
+ * The cached snapshot folder of hub repo `repoId` (a model or a dataset), downloading the picked
+ * files first where it is not cached and downloads are allowed.
+ */
+export async function resolveSnapshot(repoId: string, options: SnapshotOptions = {}): Promise<string> {
+  const repoType = options.repoType ?? 'model';
   const cacheDir = options.cacheDir ?? hfHubCacheDir();
-  const cached = findCachedSnapshot(nameOrPath, { revision: options.revision, cacheDir });
+  const cached = findCachedSnapshot(repoId, { revision: options.revision, cacheDir, repoType });
   if (cached !== null) return cached;
-  if (options.offline ?? offlineFromEnv()) {
-    throw new XtunerError(
-      `model ${nameOrPath} is not in the Hugging Face cache (${path.join(cacheDir, repoCacheFolder(nameOrPath))}) and downloads are off (HF_HUB_OFFLINE)`,
-      { hint: `pass a local model folder, or unset HF_HUB_OFFLINE; no folder ./${nameOrPath} exists either` },
-    );
+  if (options.offline ?? offlineFromEnv(repoType)) {
+    const repoDir = path.join(cacheDir, repoCacheFolder(repoId, repoType));
+    throw new XtunerError(`${repoType} ${repoId} is not in the Hugging Face cache (${repoDir}) and downloads are off (HF_HUB_OFFLINE)`, {
+      hint: WAY_OUT[repoType](repoId, repoDir),
+    });
   }
-  return downloadSnapshot(nameOrPath, { ...options, cacheDir });
+  return downloadSnapshot(repoId, { ...options, cacheDir });
 }
 
 interface RepoInfo {
@@ -136,28 +175,32 @@ interface RepoInfo {
   files: string[];
 }
 
-/** Downloads the files a model needs into the cache; returns the snapshot folder. */
-export async function downloadSnapshot(repoId: string, options: HubOptions = {}): Promise<string> {
+/** Downloads the picked files of a repo into the cache; returns the snapshot folder. */
+export async function downloadSnapshot(repoId: string, options: SnapshotOptions = {}): Promise<string> {
+  const repoType = options.repoType ?? 'model';
   const revision = options.revision ?? 'main';
   const cacheDir = options.cacheDir ?? hfHubCacheDir();
   const endpoint = (options.endpoint ?? hfEndpoint()).replace(/\/+$/, '');
   const token = options.token ?? process.env.HF_TOKEN;
   const headers: Record<string, string> = { 'user-agent': 'xtuner-ts' };
   if (token) headers.authorization = `Bearer ${token}`;
-  const context = { repoId, endpoint, cacheDir };
+  const context = { repoId, repoType, endpoint, cacheDir };
 
-  const info = await fetchRepoInfo(repoId, revision, endpoint, headers, context);
-  const repoDir = path.join(cacheDir, repoCacheFolder(repoId));
+  const info = await fetchRepoInfo(revision, headers, context);
+  const files = (options.pickFiles ?? DEFAULT_PICK[repoType])(info.files);
+  const repoDir = path.join(cacheDir, repoCacheFolder(repoId, repoType));
   const snapshot = path.join(repoDir, 'snapshots', info.sha);
   fs.mkdirSync(snapshot, { recursive: true });
 
   const report = options.onProgress ?? stderrProgress();
-  for (const [i, file] of info.files.entries()) {
+  const urlPrefix = repoType === 'dataset' ? `${endpoint}/datasets` : endpoint;
+  for (const [i, file] of files.entries()) {
     const dest = path.join(snapshot, file);
     if (fs.existsSync(dest)) continue; // fetched by an earlier, interrupted run
-    const url = `${endpoint}/${repoId}/resolve/${info.sha}/${encodeURIComponent(file)}`;
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const url = `${urlPrefix}/${repoId}/resolve/${info.sha}/${file.split('/').map(encodeURIComponent).join('/')}`;
     await downloadFile(url, dest, headers, options.stallTimeoutMs ?? DEFAULT_STALL_MS, context, (bytes, total, done) =>
-      report({ repoId, file, index: i + 1, count: info.files.length, bytes, total, done }),
+      report({ repoId, file, index: i + 1, count: files.length, bytes, total, done }),
     );
   }
   if (!isCommit(revision)) {
@@ -169,18 +212,28 @@ export async function downloadSnapshot(repoId: string, options: HubOptions = {})
 
 interface Context {
   repoId: string;
+  repoType: RepoType;
   endpoint: string;
   cacheDir: string;
 }
 
-async function fetchRepoInfo(
-  repoId: string,
-  revision: string,
-  endpoint: string,
-  headers: Record<string, string>,
-  context: Context,
-): Promise<RepoInfo> {
-  const url = `${endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`;
+function pickModelFiles(files: string[]): string[] {
+  return files.filter((f) => WANTED_FILE.test(f) && !f.startsWith('.'));
+}
+
+const DEFAULT_PICK: Record<RepoType, (files: string[]) => string[]> = {
+  model: pickModelFiles,
+  dataset: (files) => files.filter((f) => !f.split('/').some((part) => part.startsWith('.'))),
+};
+
+/** A repo file path that stays inside the snapshot folder. */
+function isSafeRepoPath(file: string): boolean {
+  return file !== '' && !file.startsWith('/') && !file.includes('\\') && file.split('/').every((p) => p !== '' && p !== '.' && p !== '..');
+}
+
+async function fetchRepoInfo(revision: string, headers: Record<string, string>, context: Context): Promise<RepoInfo> {
+  const { repoId, repoType, endpoint } = context;
+  const url = `${endpoint}/api/${repoType}s/${repoId}/revision/${encodeURIComponent(revision)}`;
   let response: Response;
   try {
     response = await fetch(url, { headers, signal: AbortSignal.timeout(API_TIMEOUT_MS) });
@@ -189,7 +242,7 @@ async function fetchRepoInfo(
   }
   if (!response.ok) {
     await response.body?.cancel();
-    throw httpError(response.status, `model ${repoId} (revision ${revision})`, context);
+    throw httpError(response.status, `${repoType} ${repoId} (revision ${revision})`, context);
   }
   let body: unknown;
   try {
@@ -203,8 +256,8 @@ async function fetchRepoInfo(
   }
   const files = siblings
     .map((s) => (s as { rfilename?: unknown })?.rfilename)
-    .filter((f): f is string => typeof f === 'string' && WANTED_FILE.test(f) && !f.startsWith('.'));
-  if (!files.includes('config.json') && !files.includes('adapter_config.json')) {
+    .filter((f): f is string => typeof f === 'string' && isSafeRepoPath(f));
+  if (repoType === 'model' && !files.includes('config.json') && !files.includes('adapter_config.json')) {
     throw new XtunerError(`${repoId} on ${endpoint} has no config.json: it is not a model repository`);
   }
   return { sha, files };
@@ -268,8 +321,13 @@ function brokenOff(url: string, bytes: number, total: number | null, reason: str
 
 function networkError(err: unknown, context: Context): XtunerError {
   const reason = reasonOf(err);
-  return new XtunerError(`cannot download ${context.repoId} from ${context.endpoint}: ${reason} (is this machine offline?)`, {
-    hint: `no folder ${path.resolve(context.repoId)} exists either: pass a local model folder, or put the model into the Hugging Face cache (${path.join(context.cacheDir, repoCacheFolder(context.repoId))}); HF_ENDPOINT sets a mirror`,
+  const repoDir = path.join(context.cacheDir, repoCacheFolder(context.repoId, context.repoType));
+  const wayOut =
+    context.repoType === 'model'
+      ? `no folder ${path.resolve(context.repoId)} exists either: pass a local model folder, or put the model into the Hugging Face cache (${repoDir})`
+      : WAY_OUT.dataset(context.repoId, repoDir);
+  return new XtunerError(`cannot download ${context.repoType === 'dataset' ? 'dataset ' : ''}${context.repoId} from ${context.endpoint}: ${reason} (is this machine offline?)`, {
+    hint: `${wayOut}; HF_ENDPOINT sets a mirror`,
     cause: err,
   });
 }
@@ -282,7 +340,7 @@ function httpError(status: number, what: string, context: Context): XtunerError 
   }
   if (status === 404) {
     return new XtunerError(`${context.endpoint} has no ${what} (HTTP 404)`, {
-      hint: `check the id; if it is a local folder, no folder ./${context.repoId} exists`,
+      hint: `check the id; no local ${context.repoType === 'model' ? 'folder' : 'file or folder'} ./${context.repoId} exists either`,
     });
   }
   return new XtunerError(`${context.endpoint} answered HTTP ${status} for ${what}`, { hint: 'try again later' });
