@@ -1,4 +1,5 @@
-// The data part of a config turned into training items: read every record of data_path, encode it
+// The data part of a config turned into training items: read every record of data_path (local
+// files, or a Hugging Face dataset id: see sources.ts), encode it
 // (format -> template -> ids and labels -> cut to max_length), drop what XTuner drops, count all
 // of it, then pack (shuffled by the seed) or keep samples for padded batches.
 
@@ -12,7 +13,8 @@ import { packSamples, type PackedRow } from './pack.ts';
 import { defaultEncodeWorkers, encodeInProcess, encodeInWorkers } from './parallel-encode.ts';
 import { permutation } from './rng.ts';
 import { SampleEncoder } from './sample-encoder.ts';
-import { formatProblem, listDataFiles, readRecords, type DataProblem } from './sources.ts';
+import type { HubOptions } from '../io/hf-hub.ts';
+import { formatProblem, readRecords, resolveDataFiles, type DataProblem } from './sources.ts';
 
 /** The config keys the data pipeline reads (XTuner's names; Contract 3 fills the defaults). */
 export interface DataConfig {
@@ -67,6 +69,8 @@ export interface EncodeDatasetOptions {
   collectProblems?: boolean;
   /** Worker threads for tokenizing (0: in this thread). Default: several for large datasets. */
   workers?: number;
+  /** Where a data_path that is a Hugging Face dataset id is looked up and fetched; default: the HF_* variables. */
+  hub?: HubOptions;
 }
 
 /**
@@ -85,7 +89,7 @@ export async function encodeDataset(
     withImageToken: cfg.dataset_format === 'llava',
   };
   const encoder = new SampleEncoder(tokenizer, encoderOptions); // also checks the template name
-  const files = listDataFiles(cfg.data_path);
+  const files = await resolveDataFiles(cfg.data_path, options.hub);
   const bytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
   const workers = options.workers ?? (bytes > PARALLEL_BYTES ? defaultEncodeWorkers() : 0);
   const items =

@@ -67,9 +67,9 @@ test('folders: .json/.jsonl found recursively in name order, other files ignored
   assert.deepEqual(listDataFiles(root), [b, a]);
   assert.deepEqual(listDataFiles([a, b]), [a, b]);
   assert.throws(() => listDataFiles(path.join(dir, 'nope.json')), /data_path: .*nope\.json does not exist/);
-  assert.throws(() => listDataFiles(write('x.csv', 'a,b')), /x\.csv is not a \.json or \.jsonl file/);
+  assert.throws(() => listDataFiles(write('x.csv', 'a,b')), /x\.csv is not a \.json, \.jsonl or \.parquet file/);
   fs.mkdirSync(path.join(dir, 'emptyfolder'));
-  assert.throws(() => listDataFiles(path.join(dir, 'emptyfolder')), /holds no \.json or \.jsonl file/);
+  assert.throws(() => listDataFiles(path.join(dir, 'emptyfolder')), /holds no \.json, \.jsonl or \.parquet file/);
 });
 
 test('jsonl is streamed: the first record arrives while the writer has not finished the file', async () => {
@@ -88,4 +88,27 @@ test('jsonl is streamed: the first record arrives while the writer has not finis
   const rest: SourceItem[] = [];
   for await (const item of it) rest.push(item);
   assert.deepEqual(rest, [{ kind: 'record', record: { n: 2 }, at: { file: fifo, line: 2 } }]);
+});
+
+test('parquet: rows of every row group as objects keyed by column; an unreadable file is a problem naming it', async () => {
+  const { parquetWriteBuffer } = await import('hyparquet-writer');
+  const text = ['a', 'b', 'c'];
+  const bytes = parquetWriteBuffer({
+    columnData: [
+      { name: 'text', data: text, type: 'STRING' },
+      { name: 'n', data: [1n, 2n, 3n], type: 'INT64' },
+    ],
+    rowGroupSize: 2,
+  });
+  const f = path.join(dir, 'rows.parquet');
+  fs.writeFileSync(f, new Uint8Array(bytes));
+  const items = await collect([f]);
+  assert.deepEqual(
+    items.map((i) => (i.kind === 'record' ? [i.record, i.at.record] : i.problem.message)),
+    [[{ text: 'a', n: 1 }, 0], [{ text: 'b', n: 2 }, 1], [{ text: 'c', n: 3 }, 2]],
+  );
+  assert.deepEqual(listDataFiles(f), [f]);
+  const bad = write('bad.parquet', 'not parquet at all');
+  const [problem] = await collect([bad]);
+  assert.ok(problem!.kind === 'problem' && formatProblem(problem!.problem).startsWith(`${bad}: not a readable Parquet file`));
 });

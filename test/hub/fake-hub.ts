@@ -1,7 +1,8 @@
 // A stand-in Hugging Face hub on 127.0.0.1 for tests (these machines have no internet). It serves
 // the two routes xtuner uses, in the hub's shape: `GET /api/models/{id}/revision/{rev}` ->
 // `{ sha, siblings: [{ rfilename }] }` and `GET /{id}/resolve/{sha}/{file}` (through a 302 to a
-// CDN-like path, as the real hub does for large files). Bounded: it answers at most
+// CDN-like path, as the real hub does for large files); for datasets the same under
+// `/api/datasets/{id}/...` and `/datasets/{id}/resolve/...` (repos keyed `datasets/org/name`). Bounded: it answers at most
 // `maxRequests` requests and closes itself after `lifetimeMs`, so no test can hang on it.
 
 import http from 'node:http';
@@ -39,9 +40,9 @@ export async function startFakeHub(
     const send = (status: number, body: string | Uint8Array, type = 'application/octet-stream') => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) }).end(body);
     };
-    const api = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url);
+    const api = /^\/api\/(models|datasets)\/(.+)\/revision\/([^/]+)$/.exec(url);
     const resolve = /^\/(?:cdn\/)?(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url);
-    const repoId = api?.[1] ?? resolve?.[1];
+    const repoId = api ? (api[1] === 'datasets' ? `datasets/${api[2]}` : api[2]) : resolve?.[1];
     const repo = repoId === undefined ? undefined : repos[repoId];
     if (repo === undefined) return send(404, '{"error":"Repository not found"}', 'application/json');
     if (repo.token !== undefined && req.headers.authorization !== `Bearer ${repo.token}`) {
