@@ -97,24 +97,60 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
 export interface CreateOptions extends LoadOptions {
   /** Seed of the random initialisation; default 0. */
   seed?: number;
+  /**
+   * 'normal' (default): every weight value drawn ~ N(0, initializer_range), as transformers does.
+   * 'tiled': one seeded block of TILE_VALUES such values, repeated over each weight from a seeded
+   * start; for benchmarks, where speed does not depend on the values: a 7B shape builds at memory
+   * speed instead of 7G random draws in JavaScript.
+   */
+  init?: 'normal' | 'tiled';
+}
+
+/** Values in the block that 'tiled' repeats (a multiple of the NF4 and absmax block sizes). */
+export const TILE_VALUES = 65536;
+
+/** Fills `out` with `block` repeated, starting at block[start]: one copy, then doubling copies. */
+function fillTiled<A extends Float32Array | Uint16Array>(out: A, block: A, start: number): A {
+  const head = Math.min(out.length, block.length - start);
+  out.set(block.subarray(start, start + head));
+  if (head < out.length) out.set(block.subarray(0, Math.min(start, out.length - head)), head);
+  for (let filled = Math.min(out.length, block.length); filled < out.length; filled *= 2) {
+    out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+  }
+  return out;
 }
 
 /**
  * A model with fresh weights from a config.json-style object (`model_type`, `hidden_size`, ...),
  * initialised as transformers does: linear and embedding weights ~ N(0, initializer_range),
- * biases 0, norm weights 1.
+ * biases 0, norm weights 1 (or tiled normal values: `init`).
  */
 export function createModel(config: Record<string, unknown>, opts: CreateOptions = {}): CausalLM {
   const { device, dtype } = checkOptions(opts);
+  const init = opts.init ?? 'normal';
+  if (init !== 'normal' && init !== 'tiled') throw new XtunerError(`init ${JSON.stringify(init)} is not one of normal, tiled`);
   const source = 'model config';
   const arch = architectureOf(config, source);
   const cfg = arch.readConfig(new ConfigFields(config, source));
   const std = new ConfigFields(config, source).num('initializer_range', 0.02);
   const rng = new Rng(opts.seed ?? 0);
-  const p: ParamSource = (_name, shape, init) => {
-    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (init === 'normal') for (let i = 0; i < v.length; i++) v[i] = std * rng.normal();
-    else if (init === 'ones') v.fill(1);
+  const normal = (n: number): Float32Array => {
+    const v = new Float32Array(n);
+    for (let i = 0; i < n; i++) v[i] = std * rng.normal();
+    return v;
+  };
+  // 'tiled': the block in the model's dtype, converted once (no per-value work per weight)
+  const block32 = init === 'tiled' ? normal(TILE_VALUES) : null;
+  const blockHalf = block32 && dtype !== 'float32' ? f32ToHalf(block32, dtype) : null;
+  const p: ParamSource = (_name, shape, kind) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (kind === 'normal' && block32) {
+      const start = rng.int(TILE_VALUES);
+      if (blockHalf) return toParam({ dtype: dtype === 'bfloat16' ? 'BF16' : 'F16', shape, data: fillTiled(new Uint16Array(n), blockHalf, start) }, dtype, device);
+      return toParam({ dtype: 'F32', shape, data: fillTiled(new Float32Array(n), block32, start) }, dtype, device);
+    }
+    const v = kind === 'normal' ? normal(n) : new Float32Array(n);
+    if (kind === 'ones') v.fill(1);
     return toParam({ dtype: 'F32', shape, data: v }, dtype, device);
   };
   return new CausalLM({ ...config }, cfg, arch, p, { dtype, device }).eval();
