@@ -1,16 +1,20 @@
 // Benchmark (not a test): training throughput on the GPU, for comparison with the PyTorch peer
 // (shared/peer/peer_bench.py) run in the same device call. Random weights of a real model shape,
 // one packed row of --seq tokens per step, LoRA r=64 alpha=16 dropout 0.1 on every linear but the
-// head (XTuner's defaults) or full fine-tuning, AdamW lr 2e-4, clipping at 1.0, bf16 weights and
-// activations. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
-// tokens for LoRA without checkpointing, 6 x for full, 2 x more with checkpointing) and peak GPU
-// memory. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
+// head (XTuner's defaults), QLoRA (the same on NF4 base linears with double quantisation, as
+// XTuner's QLoRA configs) or full fine-tuning, AdamW lr 2e-4, clipping at 1.0, bf16 weights and
+// activations. Weights are tiled random normal values by default (createModel's init 'tiled':
+// speed does not depend on them, and a 7B shape builds in seconds); --init normal draws each one. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
+// tokens for (Q)LoRA without checkpointing, 6 x for full, 2 x more with checkpointing), the peak
+// GPU memory of training (peak_mem_gib, the peak reset after building) and of building
+// (build_peak_gib: bf16 model, then NF4 quantisation for QLoRA), and for QLoRA the NF4 bytes
+// against the bf16 bytes of the quantised weights. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
 // every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). Per step it also prints
 // the host time of each phase (forward, backward, loss read, clip, optimizer: on a GPU the phases
 // only queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
 // (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
-//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|full] [--seq 2048] [--steps 8] [--device cuda|cpu] [--ckpt]
+//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, type DriverCounters } from '../src/backends/cuda/index.ts';
@@ -18,6 +22,7 @@ import { createModel } from '../src/models/index.ts';
 import { clipGradNorm } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
+import { quantizeLinears, type QuantizeReport } from '../src/quant/nf4-linear.ts';
 import { Rng, memoryStats, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
 
 // The peer's shapes (shared/peer/peer_bench.py), as HF config.json fields.
@@ -39,26 +44,49 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     device: { type: 'string', default: 'cuda' },
     ckpt: { type: 'boolean', default: false },
+    init: { type: 'string', default: 'tiled' },
   },
 });
 const shape = SHAPES[values.shape!];
 if (!shape) throw new Error(`--shape: expected one of ${Object.keys(SHAPES).join(', ')}`);
+const method = values.method!;
+if (!['lora', 'qlora', 'full'].includes(method)) throw new Error(`--method: expected lora, qlora or full, got ${method}`);
+const init = values.init!;
+if (init !== 'tiled' && init !== 'normal') throw new Error(`--init: expected tiled or normal, got ${init}`);
 const seq = Number(values.seq);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
 
+const onCuda = values.device !== 'cpu';
+const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
+const mib = (bytes: number): number => +(bytes / 2 ** 20).toFixed(1);
 const t0 = performance.now();
-const model = createModel(shape, { device: values.device === 'cpu' ? 'cpu' : 'cuda', dtype: 'bfloat16', seed: 0 });
+const model = createModel(shape, { device: onCuda ? 'cuda' : 'cpu', dtype: 'bfloat16', seed: 0, init });
 const nParams = [...model.namedParameters()].reduce((n, [, p]) => n + p.size, 0);
+const tBuilt = performance.now();
+let quant: QuantizeReport | null = null;
+if (method === 'qlora') {
+  quant = quantizeLinears(model, { doubleQuant: true });
+  // the freed bf16 weights stay cached by the allocator otherwise: training should find the card as
+  // a QLoRA user's would
+  if (onCuda) cudaBackend().emptyCache();
+  console.error(
+    `quantised ${quant.modules.length} linears to NF4 in ${((performance.now() - tBuilt) / 1e3).toFixed(1)} s: ` +
+      `${mib(quant.bytesAfter)} MiB NF4 (double quant) for ${mib(quant.bytesBefore)} MiB bf16 (${(quant.bytesAfter / quant.bytesBefore).toFixed(3)}x)`,
+  );
+}
 const loraRng = new Rng(1);
-if (values.method === 'lora') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, loraRng);
+if (method !== 'full') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, loraRng);
 model.setGradientCheckpointing(values.ckpt === true, [loraRng]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
-console.error(`built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, ${trainable.length} trainable tensors) in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
+const buildPeak = memoryStats().peakBytes;
+console.error(
+  `built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, init ${init}, ${trainable.length} trainable tensors) in ` +
+    `${((performance.now() - t0) / 1e3).toFixed(1)} s (weights ${((tBuilt - t0) / 1e3).toFixed(1)} s), build peak ${gib(buildPeak)} GiB`,
+);
 
-const onCuda = values.device !== 'cpu';
 const rng = new Rng(2);
 const ids = [Array.from({ length: seq }, () => rng.int(Number(shape.vocab_size)))];
 const times: number[] = [];
@@ -119,16 +147,21 @@ if (onCuda) {
 }
 times.sort((a, b) => a - b);
 const med = times[Math.floor(times.length / 2)]!;
-const flopsPerToken = ((values.method === 'lora' ? 4 : 6) + (values.ckpt ? 2 : 0)) * nParams;
+const flopsPerToken = ((method === 'full' ? 6 : 4) + (values.ckpt ? 2 : 0)) * nParams;
 const result = {
   model: values.shape,
-  method: values.method,
+  method,
   grad_ckpt: values.ckpt === true,
   seq,
   params_b: +(nParams / 1e9).toFixed(3),
   step_s_median: +med.toFixed(4),
   tokens_per_s: Math.round(seq / med),
   approx_tflops: +((flopsPerToken * seq) / med / 1e12).toFixed(1),
-  peak_mem_gib: +(memoryStats().peakBytes / 2 ** 30).toFixed(2),
+  peak_mem_gib: gib(memoryStats().peakBytes),
+  build_peak_gib: gib(buildPeak),
+  ...(quant ? { nf4_mib: mib(quant.bytesAfter), nf4_bf16_mib: mib(quant.bytesBefore), nf4_modules: quant.modules.length } : {}),
+  // what the caching allocator holds from the driver at the end (live + cached)
+  ...(onCuda ? { reserved_gib: gib(cudaBackend().memoryStats().reservedBytes) } : {}),
+  init,
 };
 console.log('XTUNER_TS', JSON.stringify(result));
