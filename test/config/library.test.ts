@@ -1,7 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { XtunerError } from '../../src/errors.ts';
 import {
@@ -12,6 +11,7 @@ import {
   resolveConfigPath,
   type XtunerConfig,
 } from '../../src/config/index.ts';
+import { tmpDir } from '../tmp-dir.ts';
 
 const ALPACA_SYSTEM = 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n';
 
@@ -33,16 +33,6 @@ const XTUNER_VALUES: Record<string, Partial<XtunerConfig> & { method: 'qlora' | 
   internlm2_chat_1_8b_qlora_custom_sft_e1: { method: 'qlora', pretrained_model_name_or_path: 'internlm/internlm2-chat-1_8b', prompt_template: 'internlm2_chat', dataset_format: 'openai', max_epochs: 1, SYSTEM: '' },
   internlm2_1_8b_full_custom_pretrain_e1: { method: 'full', pretrained_model_name_or_path: 'internlm/internlm2-1_8b', prompt_template: null, dataset_format: 'pretrain', shuffle_before_pack: false, lr: 2e-5, max_epochs: 1, evaluation_inputs: ['上海是', 'Shanghai is'] },
 };
-
-const dirs: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-library-'));
-  dirs.push(dir);
-  return dir;
-}
-test.after(() => {
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
-});
 
 test('every shipped config loads and validates, and is named as XTuner names configs', async () => {
   const all = listBuiltinConfigs();

@@ -15,6 +15,7 @@ import { encodeDataset, type DataConfig } from '../../src/data/dataset.ts';
 import { isDatasetId, readRecords, resolveDataFiles, trainSplitFiles } from '../../src/data/sources.ts';
 import { fixtureTokenizer } from '../tokenizer/fixture-tokenizers.ts';
 import { deadEndpoint, startFakeHub, type FakeRepo } from './fake-hub.ts';
+import { tmpDir } from '../tmp-dir.ts';
 
 const SHA = 'fedcba9876543210fedcba9876543210fedcba98';
 const quiet = () => {};
@@ -59,16 +60,6 @@ const REPOS: Record<string, FakeRepo> = {
   },
   'datasets/org/scripted': { sha: SHA, files: { 'scripted.py': 'import datasets', 'README.md': '# card' } },
 };
-
-const made: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-hubdata-'));
-  made.push(dir);
-  return dir;
-}
-test.after(() => {
-  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
-});
 
 async function recordsOf(files: string[]): Promise<unknown[]> {
   const out: unknown[] = [];

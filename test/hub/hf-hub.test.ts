@@ -12,6 +12,7 @@ import {
   type DownloadProgress,
 } from '../../src/io/hf-hub.ts';
 import { deadEndpoint, startFakeHub, type FakeRepo } from './fake-hub.ts';
+import { tmpDir } from '../tmp-dir.ts';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 const WEIGHTS = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
@@ -31,16 +32,6 @@ function tinyRepo(extra: Partial<FakeRepo> = {}): FakeRepo {
     ...extra,
   };
 }
-
-const made: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-hub-'));
-  made.push(dir);
-  return dir;
-}
-test.after(() => {
-  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
-});
 
 const quiet = () => {};
 

@@ -1,21 +1,13 @@
 // The atomic writer: a target is the old file or the complete new one, never a part; a failed
 // write leaves no temporary behind and says which file it could not write.
 
-import test, { after } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { XtunerError } from '../../src/errors.ts';
 import { writeDirAtomic, writeFileAtomic, writeJsonAtomic, writeStreamAtomic, writeStreamAtomicAsync } from '../../src/io/atomic.ts';
-
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'xt-atomic-'));
-  dirs.push(d);
-  return d;
-}
+import { tmpDir } from '../tmp-dir.ts';
 
 function diskFull(): Error {
   return Object.assign(new Error('no space left on device, write'), { code: 'ENOSPC' });

@@ -1,21 +1,13 @@
-import test, { after } from 'node:test';
+import test from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { XtunerError } from '../../src/errors.ts';
 import { SafetensorsReader, hostToFloat32, writeSafetensors, type HostTensor, type WriteTensor } from '../../src/io/safetensors.ts';
 import { CheckpointReader, writeCheckpoint, SAFETENSORS_INDEX } from '../../src/io/checkpoint.ts';
+import { tmpDir } from '../tmp-dir.ts';
 
 const FIXTURE = 'test/fixtures/models/llama_forward/model/model.safetensors';
-
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'xt-st-'));
-  dirs.push(d);
-  return d;
-}
 
 /** Builds a safetensors file by hand (independently of the writer): header JSON + raw data. */
 function handMade(header: unknown, data: Uint8Array, lenOverride?: bigint): Buffer {

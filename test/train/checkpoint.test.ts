@@ -1,15 +1,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadCheckpoint, saveCheckpoint, type CheckpointData } from '../../src/train/checkpoint.ts';
 import { listCheckpoints, readLastCheckpoint } from '../../src/train/work-dir.ts';
 import { XtunerError } from '../../src/errors.ts';
-
-function tmpDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-ckpt-'));
-}
+import { tmpDir } from '../tmp-dir.ts';
 
 function data(iter: number): CheckpointData {
   return {

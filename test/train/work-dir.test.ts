@@ -5,10 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireWorkDirLock, defaultWorkDir, LOCK_FILE } from '../../src/train/work-dir.ts';
-
-function tmpDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-wd-'));
-}
+import { tmpDir } from '../tmp-dir.ts';
 
 /** The pid of a process that has exited (so it is certainly not alive). */
 function deadPid(): number {
