@@ -4,7 +4,8 @@
 // tiles (segment, first row): no work item ever crosses a segment and no T x T matrix exists.
 // Causal masks are aligned bottom-right: query i sees keys j <= i + kLen - qLen.
 //
-// Mapping (first version: CUDA cores, float32 arithmetic; a tensor-core version is later work):
+// These CUDA-core kernels serve float32 and the head dimensions attention-mma.cu (tensor cores,
+// bf16/f16) is not built for; attn_bwd_delta serves both. Mapping (float32 arithmetic):
 // a tile of KT = 32 keys sits in shared memory, one key per lane; a warp owns one query row,
 // computes its 32 scores at once (lane = key), merges them into an online softmax, and
 // accumulates the output with lane = head dimension (D/32 values per lane).
@@ -14,7 +15,7 @@
 //             attn_bwd_dkdv: grid (key tiles, Hq), one warp per tile walks the query rows that see
 //                            it, accumulating dK, dV in shared memory, then adds them atomically
 //                            into float32 [B,Tk,Hkv,D] (heads of a GQA group add up there).
-#include "common.cuh"
+#include "attention.cuh"
 
 #define KT 32
 #define MAX_DT 8  // D / 32 values per lane
@@ -41,14 +42,6 @@ __device__ __forceinline__ float dot_row(const float* a, const float* b, int D) 
   float acc = 0.f;
   for (int d = 0; d < D; d++) acc += a[d] * b[d];
   return acc;
-}
-
-struct Seg {
-  int b, start, qLen, kLen;
-};
-
-__device__ __forceinline__ Seg seg_of(const int* segs, int si) {
-  return Seg{segs[4 * si], segs[4 * si + 1], segs[4 * si + 2], segs[4 * si + 3]};
 }
 
 // shared: Ks, Vs [KT][D+1]; Qs [W][D]

@@ -20,6 +20,10 @@ const CASES: Case[] = [
   { name: 'packed, tokens outside samples', B: 1, Tq: 96, Tk: 96, Hq: 2, Hkv: 1, D: 48, causal: true, cuSeqlens: Int32Array.from([0, 30, 61]) },
   { name: 'head dim 256', B: 1, Tq: 40, Tk: 40, Hq: 2, Hkv: 1, D: 256, causal: true, cuSeqlens: null },
   { name: 'tiny (one query, three keys)', B: 1, Tq: 1, Tk: 3, Hq: 1, Hkv: 1, D: 8, causal: false, cuSeqlens: null },
+  // several query and key tiles of the tensor-core kernels (64 rows, 64 or 32 keys), partial last tiles
+  { name: 'several tiles, not causal, D=96', B: 1, Tq: 130, Tk: 150, Hq: 2, Hkv: 1, D: 96, causal: false, cuSeqlens: null },
+  { name: 'KV cache, several key tiles', B: 1, Tq: 20, Tk: 150, Hq: 4, Hkv: 1, D: 64, causal: true, cuSeqlens: null },
+  { name: 'packed, several tiles per sample, GQA 2:1', B: 1, Tq: 200, Tk: 200, Hq: 4, Hkv: 2, D: 32, causal: true, cuSeqlens: Int32Array.from([0, 7, 140, 200]) },
 ];
 
 function run(c: Case, dtype: FloatDType): void {

@@ -188,6 +188,11 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   be.attention({ ...shape, q: x, k: y, v: z, out: x, lse: f32a });
   be.attentionBackward({ ...shape, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });
   be.attention({ ...shape, D: 256, Tq: 2, Tk: 2, cuSeqlens: null, q: x, k: y, v: z, out: x, lse: f32a }); // opts in to > 48 KiB of shared memory
+  for (const D of [32, 64, 96, 128]) { // the tensor-core kernels (16-bit floats), with and without packing
+    const mma = { ...shape, B: 1, Hq: 2, Hkv: 1, D, cuSeqlens: D === 64 ? Int32Array.from([0, 3, 8]) : null };
+    be.attention({ ...mma, q: x, k: y, v: z, out: x, lse: f32a });
+    be.attentionBackward({ ...mma, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });
+  }
   for (const to of ['float32', 'bfloat16', 'int64', 'uint8'] as DType[]) if (to !== dtype) be.cast(x, dtype, f(4096, to), to, 4096);
   be.fill(f(10, 'int64'), 'int64', 0, 10, 3);
   for (const dt of ['uint8', 'float16', 'float32', 'int64'] as DType[]) be.copyStrided(f(64, dt), 0, [1, 8], f(64, dt), 0, [8, 1], [8, 8], dt);

@@ -93,17 +93,21 @@ for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, nu
   for (const s of [logits, d, loss, labels]) b.free(s);
 }
 
-for (const [Hq, Hkv] of [[16, 16], [16, 2]]) { // attention, causal, 2048 tokens
-  const B = 1, T = 2048, D = 128, dt: FloatDType = 'bfloat16';
+// attention, causal, 2048 tokens, on both kernel sets (attention-mma.cu, then attention.cu)
+for (const [Hq, Hkv, D, set] of [[16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14, 2, 64, 'mma'], [16, 16, 128, 'simt'], [14, 2, 64, 'simt']] as const) {
+  if (set === 'simt') process.env['XTUNER_CUDA_ATTENTION'] = 'simt';
+  else delete process.env['XTUNER_CUDA_ATTENTION'];
+  const B = 1, T = 2048, dt: FloatDType = 'bfloat16';
   const q = random(dt, B * T * Hq * D), k = random(dt, B * T * Hkv * D), v = random(dt, B * T * Hkv * D);
   const out = b.alloc(dt, B * T * Hq * D), lse = b.alloc('float32', B * Hq * T), dout = random(dt, B * T * Hq * D);
   const dq = b.alloc(dt, B * T * Hq * D), dk = b.alloc(dt, B * T * Hkv * D), dv = b.alloc(dt, B * T * Hkv * D);
   const shape = { B, Tq: T, Tk: T, Hq, Hkv, D, scale: 1 / Math.sqrt(D), causal: true, cuSeqlens: null, dtype: dt };
   const flops = 2 * 2 * B * Hq * T * T * D / 2; // QK^T and PV, causal half
-  record('attention fwd', `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, q, k, v, out, lse }), 5), { flops });
-  record('attention bwd', `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attentionBackward({ ...shape, q, k, v, out, lse, dout, dq, dk, dv }), 3), { flops: 2.5 * flops });
+  record(`attention fwd ${set}`, `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, q, k, v, out, lse }), 5), { flops });
+  record(`attention bwd ${set}`, `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attentionBackward({ ...shape, q, k, v, out, lse, dout, dq, dk, dv }), 3), { flops: 2.5 * flops });
   for (const s of [q, k, v, out, lse, dout, dq, dk, dv]) b.free(s);
 }
+delete process.env['XTUNER_CUDA_ATTENTION'];
 
 { // AdamW over 100M float32 parameters
   const n = 100_000_000;

@@ -1,6 +1,8 @@
-// CUDA launchers of flash-style attention (native/cuda/attention.cu). The host cuts the token
-// axis into segments (b, start, qLen, kLen) (whole rows, or the cuSeqlens pieces, cut again at row
-// ends) and lists tiles of query rows and of keys per segment; kernels never cross a segment.
+// CUDA launchers of flash-style attention. The host cuts the token axis into segments (b, start,
+// qLen, kLen) (whole rows, or the cuSeqlens pieces, cut again at row ends) and lists tiles of query
+// rows and of keys per segment; kernels never cross a segment. Two kernel sets share that
+// contract: native/cuda/attention-mma.cu (tensor cores: bf16/f16, head dims MMA_HEAD_DIMS, 16-byte
+// aligned tensors) and native/cuda/attention.cu (CUDA cores: everything else).
 
 import type { AttentionArgs, AttentionBackwardArgs, AttentionShape } from '../backend.ts';
 import { dtypeBytes } from '../../tensor/dtype.ts';
@@ -10,6 +12,14 @@ import { dtypeCode, sfx, type CudaRuntime, type CudaStorage } from './runtime.ts
 const WARPS = 8; // query rows per block in the forward and dQ kernels
 const KEY_TILE = 32; // keys per tile (one per lane)
 const MAX_HEAD_DIM = 256;
+// tensor-core kernels (attention-mma.cu): block shapes and the head dims they are built for
+const MMA_HEAD_DIMS: readonly number[] = [32, 64, 96, 128];
+const MMA_ROWS = 64; // query rows per block (forward, dQ)
+const MMA_KEYS = 64; // keys per tile in the forward, per block in dK/dV
+const MMA_DQ_KEYS = 32; // keys per tile in dQ
+const MMA_DKDV_ROWS = 32; // query rows per step in dK/dV
+const MMA_THREADS = 128;
+const MMA_PAD = 8; // elements added to each shared row
 
 /** Segments as flat [b, start, qLen, kLen] quadruples; start is within the row. */
 function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null): number[] {
@@ -43,10 +53,30 @@ function checkShape(a: AttentionShape): void {
   if (a.Hq % a.Hkv !== 0) throw new Error(`attention: ${a.Hq} query heads are not a multiple of ${a.Hkv} kv heads`);
 }
 
+/**
+ * Whether the tensor-core kernels take this call: 16-bit floats, a head dim they are built for, and
+ * every tensor 16-byte aligned (they move 16-byte chunks). XTUNER_CUDA_ATTENTION=simt forces the
+ * CUDA-core kernels, for comparing the two on one card.
+ */
+function useMma(a: AttentionShape, tensors: readonly CudaStorage[]): boolean {
+  return (
+    (a.dtype === 'bfloat16' || a.dtype === 'float16') &&
+    MMA_HEAD_DIMS.includes(a.D) &&
+    tensors.every((t) => t.ptr % 16 === 0) &&
+    process.env['XTUNER_CUDA_ATTENTION'] !== 'simt'
+  );
+}
+
+/** Dynamic shared memory of the tensor-core kernels: `rows` rows of D + PAD 16-bit values, plus `extra` bytes. */
+function mmaSmem(D: number, rows: number, extra = 0): number {
+  return 2 * rows * (D + MMA_PAD) + extra;
+}
+
 export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void {
   checkShape(a);
+  const mma = useMma(a, [a.q, a.k, a.v, a.out]);
   const segs = segments(a.B, a.Tq, a.Tk, a.cuSeqlens);
-  const qt = tiles(segs, 2, WARPS);
+  const qt = tiles(segs, 2, mma ? MMA_ROWS : WARPS);
   if (a.cuSeqlens !== null) {
     // rows outside every segment are written too (zeros), as the CPU backend leaves them
     rt.driver.memset(a.out.ptr, 1, 0, a.B * a.Tq * a.Hq * a.D * dtypeBytes(a.dtype));
@@ -54,16 +84,24 @@ export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void 
   }
   if (qt.length === 0) return;
   const meta = rt.uploadI32(Int32Array.from([...segs, ...qt]), 'attention tiles');
-  const smem = 4 * (2 * KEY_TILE * (a.D + 1) + WARPS * a.D);
-  rt.launch('attention', `attn_fwd_${sfx(a.dtype)}`, [qt.length / 2, a.Hq], [32 * WARPS], smem, 'pppppppiiiiifi', [
-    a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, meta.ptr, meta.ptr + 4 * segs.length,
-    a.Tq, a.Tk, a.Hq, a.Hkv, a.D, a.scale, a.causal ? 1 : 0,
-  ]);
+  const io = [a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, meta.ptr, meta.ptr + 4 * segs.length, a.Tq, a.Tk, a.Hq, a.Hkv];
+  if (mma) {
+    rt.launch('attention-mma', `attn_mma_fwd_${sfx(a.dtype)}_d${a.D}`, [qt.length / 2, a.Hq], [MMA_THREADS], mmaSmem(a.D, MMA_ROWS + 2 * MMA_KEYS), 'pppppppiiiifi', [
+      ...io, a.scale, a.causal ? 1 : 0,
+    ]);
+  } else {
+    const smem = 4 * (2 * KEY_TILE * (a.D + 1) + WARPS * a.D);
+    rt.launch('attention', `attn_fwd_${sfx(a.dtype)}`, [qt.length / 2, a.Hq], [32 * WARPS], smem, 'pppppppiiiiifi', [...io, a.D, a.scale, a.causal ? 1 : 0]);
+  }
   rt.free(meta);
 }
 
 export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
   checkShape(a);
+  if (useMma(a, [a.q, a.k, a.v, a.out, a.dout, a.dq, a.dk, a.dv])) {
+    attentionBackwardMma(rt, a);
+    return;
+  }
   const { B, Tq, Tk, Hq, Hkv, D } = a;
   const s = sfx(a.dtype);
   const segs = segments(B, Tq, Tk, a.cuSeqlens);
@@ -82,9 +120,7 @@ export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<Cuda
   const meta = rt.uploadI32(Int32Array.from([...segs, ...qt, ...kt]), 'attention tiles');
   const qTiles = meta.ptr + 4 * segs.length;
   const kTiles = qTiles + 4 * qt.length;
-  if (rows > 0) {
-    rt.launch('attention', `attn_bwd_delta_${s}`, [Math.ceil(rows / WARPS)], [32 * WARPS], 0, 'pppliii', [a.out.ptr, a.dout.ptr, delta.ptr, rows, Tq, Hq, D]);
-  }
+  launchDelta(rt, a, delta);
   const tail = [Tq, Tk, Hq, Hkv, D, a.scale, a.causal ? 1 : 0];
   if (qt.length > 0) {
     rt.launch('attention', `attn_bwd_dq_${s}`, [qt.length / 2, Hq], [32 * WARPS], 4 * (2 * KEY_TILE * (D + 1) + 2 * WARPS * D), 'pppppppppiiiiifi', [
@@ -101,6 +137,52 @@ export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<Cuda
       rt.launch('elementwise', 'cast_any', [rt.blocksFor(kvSize)], [256], 0, 'pipil', [src.ptr, 0, dst.ptr, dtypeCode(a.dtype), kvSize]);
       rt.free(src);
     }
+  }
+  rt.free(delta);
+  rt.free(meta);
+}
+
+/** delta = rowsum(dO * O) [B,Hq,Tq], which both backward kernel sets read. */
+function launchDelta(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>, delta: CudaStorage): void {
+  const rows = a.B * a.Tq * a.Hq;
+  if (rows === 0) return;
+  rt.launch('attention', `attn_bwd_delta_${sfx(a.dtype)}`, [Math.ceil(rows / WARPS)], [32 * WARPS], 0, 'pppliii', [
+    a.out.ptr, a.dout.ptr, delta.ptr, rows, a.Tq, a.Hq, a.D,
+  ]);
+}
+
+/** The tensor-core backward: dQ over query tiles, dK and dV over key tiles of each kv head (no atomics). */
+function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
+  const { B, Tq, Tk, Hq, Hkv, D } = a;
+  const name = `${sfx(a.dtype)}_d${D}`;
+  const segs = segments(B, Tq, Tk, a.cuSeqlens);
+  const qt = tiles(segs, 2, MMA_ROWS);
+  const kt = tiles(segs, 3, MMA_KEYS);
+  if (a.cuSeqlens !== null) {
+    // rows outside every segment get zero gradients; the kernels write every row inside one
+    const bytes = dtypeBytes(a.dtype);
+    rt.driver.memset(a.dq.ptr, 1, 0, B * Tq * Hq * D * bytes);
+    rt.driver.memset(a.dk.ptr, 1, 0, B * Tk * Hkv * D * bytes);
+    rt.driver.memset(a.dv.ptr, 1, 0, B * Tk * Hkv * D * bytes);
+  }
+  const rows = B * Tq * Hq;
+  const delta = rt.scratchF32(rows, `attention backward delta (${rows} floats)`);
+  launchDelta(rt, a, delta);
+  const meta = rt.uploadI32(Int32Array.from([...segs, ...qt, ...kt]), 'attention tiles');
+  const qTiles = meta.ptr + 4 * segs.length;
+  const kTiles = qTiles + 4 * qt.length;
+  const inputs = [a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr];
+  const tail = [Tq, Tk, Hq, Hkv, a.scale, a.causal ? 1 : 0];
+  if (qt.length > 0) {
+    rt.launch('attention-mma', `attn_mma_bwd_dq_${name}`, [qt.length / 2, Hq], [MMA_THREADS], mmaSmem(D, 2 * MMA_ROWS + 2 * MMA_DQ_KEYS), 'pppppppppiiiifi', [
+      ...inputs, a.dq.ptr, meta.ptr, qTiles, ...tail,
+    ]);
+  }
+  if (kt.length > 0) {
+    const smem = mmaSmem(D, 2 * MMA_KEYS + 2 * MMA_DKDV_ROWS, 2 * 4 * MMA_DKDV_ROWS); // + lse and delta of a step
+    rt.launch('attention-mma', `attn_mma_bwd_dkdv_${name}`, [kt.length / 2, Hkv], [MMA_THREADS], smem, 'ppppppppppiiiifi', [
+      ...inputs, a.dk.ptr, a.dv.ptr, meta.ptr, kTiles, ...tail,
+    ]);
   }
   rt.free(delta);
   rt.free(meta);

@@ -11,7 +11,7 @@ import { XtunerError } from '../../errors.ts';
 import type { CudaDriver } from './driver.ts';
 
 /** The kernel source files (native/cuda/<module>.cu). */
-export type KernelModule = 'elementwise' | 'dropout' | 'norm' | 'softmax' | 'rope' | 'embedding' | 'cross-entropy' | 'attention' | 'optim' | 'nf4';
+export type KernelModule = 'elementwise' | 'dropout' | 'norm' | 'softmax' | 'rope' | 'embedding' | 'cross-entropy' | 'attention' | 'attention-mma' | 'optim' | 'nf4';
 
 export type KernelArg = number | bigint | Buffer;
 

@@ -11,7 +11,7 @@ OUT=${1:?usage: build-emu.sh OUTDIR}
 FAKE=test/cuda/fake
 mkdir -p "$OUT/src"
 ls native/cuda/build/*.params >/dev/null || { echo "build-emu: run scripts/build-cuda.sh first" >&2; exit 1; }
-cp native/cuda/common.cuh "$OUT/src/"
+cp native/cuda/*.cuh "$OUT/src/"
 {
   for f in native/cuda/*.cu; do
     n=$(basename "$f" .cu)

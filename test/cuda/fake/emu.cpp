@@ -112,12 +112,55 @@ float __shfl_sync(unsigned, float v, int src) {
 }
 void* emu_dynamic_smem() { return smem.data(); }
 
+// mma.sync.m16n8k16 (see native/cuda/mma.cuh for the fragment layouts): every lane posts its A and B
+// registers, then computes its own four accumulators from the whole warp's fragments, in float32
+// (the products of two 16-bit floats are exact in float32; the order of the sum may differ from the
+// tensor core's by rounding).
+namespace {
+struct MmaFrags {
+  uint32_t a[4], b[2];
+};
+std::vector<MmaFrags> mmaSlots;
+float half16(bool bf, uint32_t h) {
+  if (bf) {
+    const uint32_t bits = h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+  }
+  _Float16 v;
+  const uint16_t b16 = (uint16_t)h;
+  memcpy(&v, &b16, 2);
+  return (float)v;
+}
+float part(bool bf, uint32_t reg, int k) { return half16(bf, k % 2 ? reg >> 16 : reg & 0xffffu); }
+}  // namespace
+
+void emu_mma_16816(bool bf, float* d, const uint32_t* a, const uint32_t* b) {
+  const int lane = cur->linear & 31, base = cur->linear - lane;
+  mmaSlots[cur->linear] = {{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
+  __syncwarp();
+  const int g = lane >> 2, t = lane & 3;
+  for (int e = 0; e < 4; e++) {
+    const int r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
+    float acc = d[e];
+    for (int k = 0; k < 16; k++) {
+      const MmaFrags& fa = mmaSlots[base + (r % 8) * 4 + (k % 8) / 2];  // A[r][k]
+      const MmaFrags& fb = mmaSlots[base + c * 4 + (k % 8) / 2];        // B[k][c]
+      acc += part(bf, fa.a[(r >= 8) + 2 * (k >= 8)], k) * part(bf, fb.b[k >= 8], k);
+    }
+    d[e] = acc;
+  }
+  __syncwarp();  // the slots are rewritten by the next product
+}
+
 extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                            unsigned by, unsigned bz, unsigned smemBytes, void** p) {
   const int n = (int)(bx * by * bz);
   while ((int)stacks.size() < n) stacks.push_back((char*)malloc(STACK));
   fibers.resize(std::max<size_t>(fibers.size(), n));
   slots.assign(std::max<size_t>(slots.size(), n), 0.f);
+  mmaSlots.resize(std::max<size_t>(mmaSlots.size(), n));
   smem.assign(smemBytes + 16, (char)0x7f);  // garbage, as on the device
   kernelName = name;
   entry = fn;

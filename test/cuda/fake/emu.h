@@ -15,6 +15,12 @@
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
+#define XTUNER_EMU 1  // mma.cuh: tensor-core products through emu_mma_16816
+
+struct uint4 {
+  unsigned x, y, z, w;
+};
 
 struct EmuDim {
   unsigned x, y, z;

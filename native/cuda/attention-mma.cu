@@ -1,0 +1,362 @@
+// Flash attention on tensor cores (FlashAttention-2's scheme) for bfloat16 and float16 q, k, v and
+// head dimensions D in {32, 64, 96, 128}; the same contract as attention.cu, which serves float32
+// and other head dimensions: q [B,Tq,Hq,D], k/v [B,Tk,Hkv,D] (GQA: query head h reads kv head
+// h / (Hq/Hkv)), segments and tiles from the host, causal masks aligned bottom-right (query i sees
+// keys j <= i + kLen - qLen), lse [B,Hq,Tq] in natural log, delta = rowsum(dO * O) from
+// attn_bwd_delta.
+//
+// Every product is mma.m16n8k16 (mma.cuh) with float32 accumulators; a warp owns 16 rows of each
+// product. Softmax runs in registers on the accumulator fragments, in log2 units (exp2 is one
+// instruction). P and dS are rounded to the input dtype before they multiply V, K or Q, as
+// FlashAttention does. Shared tiles are row-major with PAD extra elements per row, which makes
+// the fragment loads free of bank conflicts.
+//   forward  grid (query tiles of BM rows, Hq), 4 warps: S = Q K^T, online softmax, O += P V.
+//   dQ       grid (query tiles of BM rows, Hq): recomputes S and dP = dO V^T per key tile,
+//            dS = P * (dP - delta), dQ += dS K.
+//   dK, dV   grid (key tiles of BN keys, Hkv), a warp per 16 keys: walks every query head of the
+//            GQA group and the query rows that see its keys, with S^T = K Q^T and dP^T = V dO^T,
+//            dV += P^T dO, dK += dS^T Q, and writes each key row once (no atomics, deterministic).
+// dQ is a pass of its own rather than atomics from the dK/dV pass: two more products per tile,
+// no float32 scratch, and the same result on every run.
+#include "attention.cuh"
+#include "mma.cuh"
+
+namespace flash {
+
+constexpr int BM = 64;   // query rows per block (4 warps x 16) in the forward and dQ kernels
+constexpr int BN = 64;   // keys per tile in the forward, per block in dK/dV
+constexpr int BKQ = 32;  // keys per tile in dQ (fewer live registers: it holds dP too)
+constexpr int BQ = 32;   // query rows per step of dK/dV
+constexpr int PAD = 8;   // elements added to each shared row
+constexpr int THREADS = 128;
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+// Rows [r0, r0 + n) of head h of x [..., H, D], counted from token row tok0, into a shared tile
+// [n][D + PAD]; rows at or past `valid` become zeros (so 0 * tile stays 0). Whole block, 16-byte
+// chunks (the host checks the alignment).
+template <typename T, int D>
+__device__ __forceinline__ void load_tile(T* tile, const T* x, i64 tok0, int r0, int n, int valid, int H, int h) {
+  constexpr int C = D / 8;  // 16-byte chunks per row
+  for (int e = threadIdx.x; e < n * C; e += blockDim.x) {
+    const int r = e / C, c = (e % C) * 8;
+    uint4 val = {0u, 0u, 0u, 0u};
+    if (r0 + r < valid) val = *reinterpret_cast<const uint4*>(x + ((tok0 + r0 + r) * H + h) * D + c);
+    *reinterpret_cast<uint4*>(tile + r * (D + PAD) + c) = val;
+  }
+}
+
+// x[idx] and x[idx + 1] in one 4-byte store (idx even).
+template <typename T>
+__device__ __forceinline__ void store2(T* x, i64 idx, float a, float b) {
+  *reinterpret_cast<u32*>(x + idx) = pack2<T>(a, b);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// shared: Qs [BM][LD], Ks, Vs [BN][LD]
+template <typename T, int D>
+__device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
+                    int Tk, int Hq, int Hkv, float scale, int causal) {
+  extern __shared__ float sm[];
+  constexpr int LD = D + PAD;
+  T* Qs = reinterpret_cast<T*>(sm);
+  T* Ks = Qs + BM * LD;
+  T* Vs = Ks + BN * LD;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
+  const int w0 = i0 + 16 * warp;                           // this warp's first row in the segment
+  const int row[2] = {w0 + (lane >> 2), w0 + (lane >> 2) + 8};  // the rows of c0,c1 and c2,c3
+  const int kEnd = causal ? min(sg.kLen, min(sg.qLen, i0 + BM) + off) : sg.kLen;  // keys any row here sees
+  const int wEnd = w0 >= sg.qLen ? 0 : causal ? min(sg.kLen, w0 + 16 + off) : sg.kLen;  // keys this warp sees
+  const float sl2 = scale * LOG2E;
+
+  load_tile<T, D>(Qs, q, qTok0, i0, BM, sg.qLen, Hq, h);
+  __syncthreads();
+  u32 qa[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) frag_a(qa[kk], Qs, LD, 16 * warp, 16 * kk);
+
+  float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int j0 = 0; j0 < kEnd; j0 += BN) {
+    __syncthreads();  // the previous tile is no longer read
+    load_tile<T, D>(Ks, k, kTok0, j0, BN, sg.kLen, Hkv, hk);
+    load_tile<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
+    __syncthreads();
+    if (j0 >= wEnd) continue;  // uniform per warp
+    float s[BN / 8][4] = {};   // S [16 rows][BN keys], 8 keys per fragment
+#pragma unroll
+    for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        u32 b[2];
+        frag_b_rows(b, Ks, LD, 8 * n, 16 * kk);
+        mma16816<T>(s[n], qa[kk], b);
+      }
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int j = j0 + 8 * n + 2 * t + (e & 1), i = row[e >> 1];
+        const bool seen = j < sg.kLen && i < sg.qLen && (!causal || j <= i + off);
+        s[n][e] = seen ? s[n][e] * sl2 : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+      }
+    float corr[2], ls[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = quad_max(mx[r]);
+      corr[r] = mx[r] == -INFINITY ? 1.f : exp2f(m[r] - mx[r]);  // no key seen yet: nothing to rescale
+      m[r] = mx[r];
+    }
+#pragma unroll
+    for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float mr = m[e >> 1];
+        s[n][e] = mr == -INFINITY ? 0.f : exp2f(s[n][e] - mr);  // now P (unnormalised)
+        ls[e >> 1] += s[n][e];
+      }
+#pragma unroll
+    for (int r = 0; r < 2; r++) l[r] = l[r] * corr[r] + ls[r];  // per lane; summed over the quad at the end
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      o[n][0] *= corr[0];
+      o[n][1] *= corr[0];
+      o[n][2] *= corr[1];
+      o[n][3] *= corr[1];
+    }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      u32 pa[4];
+      frag_a_from_c<T>(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        u32 b[2];
+        frag_b_cols(b, Vs, LD, 16 * kk, 8 * n);
+        mma16816<T>(o[n], pa, b);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] = quad_sum(l[r]);
+    const int i = row[r];
+    if (i >= sg.qLen) continue;
+    const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+    const i64 base = ((qTok0 + i) * Hq + h) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) store2(out, base + 8 * n, o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    if (t == 0) lse[((i64)sg.b * Hq + h) * Tq + sg.start + i] = l[r] > 0.f ? (m[r] + log2f(l[r])) * LN2 : -INFINITY;
+  }
+}
+
+// shared: Qs, dOs [BM][LD], Ks, Vs [BKQ][LD]. Rows outside every segment are zeroed by the host.
+template <typename T, int D>
+__device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dq,
+                       const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {
+  extern __shared__ float sm[];
+  constexpr int LD = D + PAD;
+  T* Qs = reinterpret_cast<T*>(sm);
+  T* dOs = Qs + BM * LD;
+  T* Ks = dOs + BM * LD;
+  T* Vs = Ks + BKQ * LD;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
+  const int w0 = i0 + 16 * warp;
+  const int row[2] = {w0 + (lane >> 2), w0 + (lane >> 2) + 8};
+  const int kEnd = causal ? min(sg.kLen, min(sg.qLen, i0 + BM) + off) : sg.kLen;
+  const int wEnd = w0 >= sg.qLen ? 0 : causal ? min(sg.kLen, w0 + 16 + off) : sg.kLen;
+  const float sl2 = scale * LOG2E;
+  float L2[2], dl[2];  // lse in log2 units and delta of this lane's rows
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const i64 stat = ((i64)sg.b * Hq + h) * Tq + sg.start + row[r];
+    L2[r] = row[r] < sg.qLen ? lse[stat] * LOG2E : -INFINITY;
+    dl[r] = row[r] < sg.qLen ? delta[stat] : 0.f;
+  }
+
+  load_tile<T, D>(Qs, q, qTok0, i0, BM, sg.qLen, Hq, h);
+  load_tile<T, D>(dOs, dout, qTok0, i0, BM, sg.qLen, Hq, h);
+  __syncthreads();
+  u32 qa[D / 16][4], da[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    frag_a(qa[kk], Qs, LD, 16 * warp, 16 * kk);
+    frag_a(da[kk], dOs, LD, 16 * warp, 16 * kk);
+  }
+
+  float acc[D / 8][4] = {};
+  for (int j0 = 0; j0 < kEnd; j0 += BKQ) {
+    __syncthreads();
+    load_tile<T, D>(Ks, k, kTok0, j0, BKQ, sg.kLen, Hkv, hk);
+    load_tile<T, D>(Vs, v, kTok0, j0, BKQ, sg.kLen, Hkv, hk);
+    __syncthreads();
+    if (j0 >= wEnd) continue;
+    float s[BKQ / 8][4] = {}, dp[BKQ / 8][4] = {};  // S and dP [16 rows][BKQ keys]
+#pragma unroll
+    for (int n = 0; n < BKQ / 8; n++)
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        u32 b[2];
+        frag_b_rows(b, Ks, LD, 8 * n, 16 * kk);
+        mma16816<T>(s[n], qa[kk], b);
+        frag_b_rows(b, Vs, LD, 8 * n, 16 * kk);
+        mma16816<T>(dp[n], da[kk], b);
+      }
+#pragma unroll
+    for (int n = 0; n < BKQ / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int j = j0 + 8 * n + 2 * t + (e & 1), r = e >> 1, i = row[r];
+        const bool seen = j < sg.kLen && L2[r] != -INFINITY && (!causal || j <= i + off);
+        const float p = seen ? exp2f(s[n][e] * sl2 - L2[r]) : 0.f;
+        s[n][e] = p * (dp[n][e] - dl[r]);  // dS
+      }
+#pragma unroll
+    for (int kk = 0; kk < BKQ / 16; kk++) {
+      u32 a[4];
+      frag_a_from_c<T>(a, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        u32 b[2];
+        frag_b_cols(b, Ks, LD, 16 * kk, 8 * n);
+        mma16816<T>(acc[n], a, b);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (row[r] >= sg.qLen) continue;
+    const i64 base = ((qTok0 + row[r]) * Hq + h) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) store2(dq, base + 8 * n, acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
+  }
+}
+
+// shared: Ks, Vs [BN][LD], Qs, dOs [BQ][LD], then lse (log2 units) and delta [BQ] as float32.
+// Keys outside every segment are zeroed by the host.
+template <typename T, int D>
+__device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dk,
+                         T* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {
+  extern __shared__ float sm[];
+  constexpr int LD = D + PAD;
+  T* Ks = reinterpret_cast<T*>(sm);
+  T* Vs = Ks + BN * LD;
+  T* Qs = Vs + BN * LD;
+  T* dOs = Qs + BQ * LD;
+  float* Ls = reinterpret_cast<float*>(dOs + BQ * LD);
+  float* Ds = Ls + BQ;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
+  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const int j0 = tiles[2 * blockIdx.x + 1], hk = blockIdx.y, group = Hq / Hkv, off = sg.kLen - sg.qLen;
+  const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
+  const int wj0 = j0 + 16 * warp;                               // this warp's first key
+  const int key[2] = {wj0 + (lane >> 2), wj0 + (lane >> 2) + 8};  // the keys of c0,c1 and c2,c3
+  const float sl2 = scale * LOG2E;
+
+  load_tile<T, D>(Ks, k, kTok0, j0, BN, sg.kLen, Hkv, hk);
+  load_tile<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
+  float dK[D / 8][4] = {}, dV[D / 8][4] = {};  // [16 keys][D]
+  const int iFirst = causal ? max(0, j0 - off) : 0;  // the first query row that sees key j0
+  for (int h = hk * group; h < (hk + 1) * group; h++) {
+    for (int i0 = iFirst; i0 < sg.qLen; i0 += BQ) {
+      __syncthreads();  // the previous step's tiles are no longer read
+      load_tile<T, D>(Qs, q, qTok0, i0, BQ, sg.qLen, Hq, h);
+      load_tile<T, D>(dOs, dout, qTok0, i0, BQ, sg.qLen, Hq, h);
+      for (int e = threadIdx.x; e < BQ; e += blockDim.x) {
+        const i64 stat = ((i64)sg.b * Hq + h) * Tq + sg.start + i0 + e;
+        const bool in = i0 + e < sg.qLen;
+        Ls[e] = in ? lse[stat] * LOG2E : -INFINITY;
+        Ds[e] = in ? delta[stat] : 0.f;
+      }
+      __syncthreads();
+      if (wj0 >= sg.kLen || (causal && wj0 > i0 + BQ - 1 + off)) continue;  // no row here sees these keys
+      float s[BQ / 8][4] = {}, dp[BQ / 8][4] = {};  // S^T and dP^T [16 keys][BQ rows]
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        u32 ka[4], va[4];
+        frag_a(ka, Ks, LD, 16 * warp, 16 * kk);
+        frag_a(va, Vs, LD, 16 * warp, 16 * kk);
+#pragma unroll
+        for (int n = 0; n < BQ / 8; n++) {
+          u32 b[2];
+          frag_b_rows(b, Qs, LD, 8 * n, 16 * kk);
+          mma16816<T>(s[n], ka, b);
+          frag_b_rows(b, dOs, LD, 8 * n, 16 * kk);
+          mma16816<T>(dp[n], va, b);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < BQ / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int c = 8 * n + 2 * t + (e & 1), j = key[e >> 1];
+          const bool seen = j < sg.kLen && Ls[c] != -INFINITY && (!causal || j <= i0 + c + off);
+          const float p = seen ? exp2f(s[n][e] * sl2 - Ls[c]) : 0.f;
+          s[n][e] = p;                       // P^T
+          dp[n][e] = p * (dp[n][e] - Ds[c]);  // dS^T
+        }
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; kk++) {
+        u32 pa[4], sa[4];
+        frag_a_from_c<T>(pa, s[2 * kk], s[2 * kk + 1]);
+        frag_a_from_c<T>(sa, dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+          u32 b[2];
+          frag_b_cols(b, dOs, LD, 16 * kk, 8 * n);
+          mma16816<T>(dV[n], pa, b);
+          frag_b_cols(b, Qs, LD, 16 * kk, 8 * n);
+          mma16816<T>(dK[n], sa, b);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (key[r] >= sg.kLen) continue;
+    const i64 base = ((kTok0 + key[r]) * Hkv + hk) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      store2(dk, base + 8 * n, dK[n][2 * r] * scale, dK[n][2 * r + 1] * scale);
+      store2(dv, base + 8 * n, dV[n][2 * r], dV[n][2 * r + 1]);
+    }
+  }
+}
+
+}  // namespace flash
+
+#define FLASH(T, s, D)                                                                                                    \
+  extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
+      attn_mma_fwd_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, \
+                              int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {                                \
+    flash::fwd<T, D>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                                    \
+  }                                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
+      attn_mma_bwd_dq_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, \
+                                 T* dq, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale,  \
+                                 int causal) {                                                                            \
+    flash::bwd_dq<T, D>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                     \
+  }                                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
+      attn_mma_bwd_dkdv_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse,                  \
+                                   const float* delta, T* dk, T* dv, const int* segs, const int* tiles, int Tq, int Tk,  \
+                                   int Hq, int Hkv, float scale, int causal) {                                           \
+    flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);               \
+  }
+#define FLASH_DIMS(T, s) FLASH(T, s, 32) FLASH(T, s, 64) FLASH(T, s, 96) FLASH(T, s, 128)
+FLASH_DIMS(bf16, bf16)
+FLASH_DIMS(f16, f16)
