@@ -23,20 +23,11 @@ LOG=$OUT_DIR/gpu-check.log
 say() { echo "$@" | tee -a "$LOG"; }
 T0=$(date +%s)
 
-if ! command -v node >/dev/null; then
-  xz=$(ls .device/node-v20*.xz 2>/dev/null | head -n 1)
-  if [ -n "$xz" ]; then
-    mkdir -p /tmp/nb && xz -dc "$xz" > /tmp/nb/node && chmod +x /tmp/nb/node && export PATH=/tmp/nb:$PATH
-  fi
-fi
-command -v node >/dev/null || { say "gpu-check: node not found (put node >= 20 on PATH)"; exit 2; }
-[ -d node_modules/koffi ] || { say "gpu-check: node_modules/koffi is missing"; exit 2; }
-if [ -d node_modules/tsx ]; then
-  RUN=(node --import tsx); TESTS=(test/cuda/*.test.ts); TIMER=test/cuda/kernel-times.ts
+source scripts/device-node.sh
+if [ $BUNDLED = 0 ]; then
+  TESTS=(test/cuda/*.test.ts); TIMER=test/cuda/kernel-times.ts
 elif [ -d .device/cuda-tests ]; then
-  # bundles live elsewhere than the sources: tell the backend where the kernels are
-  RUN=(node); TESTS=(.device/cuda-tests/*.test.mjs); TIMER=.device/cuda-tests/kernel-times.mjs
-  export XTUNER_CUDA_KERNELS=$PWD/native/cuda/build
+  TESTS=(.device/cuda-tests/*.test.mjs); TIMER=.device/cuda-tests/kernel-times.mjs
   say "gpu-check: running the test bundles of $(date -r .device/cuda-tests/memory.test.mjs '+%F %T')"
 else
   say "gpu-check: neither node_modules/tsx nor .device/cuda-tests (scripts/gpu-check.sh --bundle)"; exit 2

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU benchmark beside the peer, for one device call (after scripts/gpu-check.sh, or alone):
+# each workload of bench/gpu-train.ts, then the peer's run of the same workload
+# (shared/peer/peer_bench.py, carried as .device/peer_bench.py), so every ratio comes from one card
+# in one call. The XTUNER_TS* and PEER lines go to $OUT/bench.txt, everything to $OUT/bench.log.
+#   scripts/gpu-bench.sh           the issue's table: 0.5B and 1.8B LoRA with and without
+#                                  checkpointing, 0.5B full, 8B LoRA, then 7B QLoRA (memory)
+#   scripts/gpu-bench.sh quick     0.5B LoRA with and without checkpointing only
+# Before the call, on a machine with the dev tools (so the device needs no tsx):
+#   node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external \
+#     --outfile=.device/bench/gpu-train.mjs --log-level=warning bench/gpu-train.ts
+#   cp ../shared/peer/peer_bench.py .device/
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT_DIR"
+LOG=$OUT_DIR/bench.log
+: > "$LOG"
+source scripts/device-node.sh
+if [ $BUNDLED = 0 ]; then BENCH=(node --import tsx bench/gpu-train.ts); else BENCH=(node .device/bench/gpu-train.mjs); fi
+PEER=.device/peer_bench.py
+[ -f "$PEER" ] || echo "gpu-bench: $PEER is missing: the peer runs are skipped" | tee -a "$LOG"
+
+ours() { # SHAPE METHOD CKPT(0|1) TIMEOUT
+  local ck=(); [ "$3" = 1 ] && ck=(--ckpt)
+  echo "== xtuner-ts $1 $2 ckpt=$3" | tee -a "$LOG"
+  timeout "$4" "${BENCH[@]}" --shape "$1" --method "$2" --seq 2048 --steps 4 --warmup 1 "${ck[@]}" 2>&1 | tee -a "$LOG" | grep -E "^XTUNER_TS|Error|error"
+}
+peer() { # SHAPE METHOD CKPT(0|1): the peer's bench() of peer_bench.py, without its own plan
+  [ -f "$PEER" ] || return 0
+  local ck=False; [ "$3" = 1 ] && ck=True
+  echo "== peer $1 $2 ckpt=$3" | tee -a "$LOG"
+  timeout 150 python3 -c "exec(open('$PEER').read().split('\nimport os\nplan')[0]); bench('$1-shape', $ck, steps=4, warm=1, method='$2')" 2>&1 | tee -a "$LOG" | grep -E "^PEER|Error"
+}
+
+ours qwen2.5-0.5b lora 0 150; peer qwen2.5-0.5b lora 0
+ours qwen2.5-0.5b lora 1 150; peer qwen2.5-0.5b lora 1
+if [ "${1:-}" != quick ]; then
+  ours internlm2-1.8b lora 0 180; peer internlm2-1.8b lora 0
+  ours internlm2-1.8b lora 1 180; peer internlm2-1.8b lora 1
+  ours qwen2.5-0.5b full 1 150; peer qwen2.5-0.5b full 1
+  ours llama3-8b lora 0 240; peer llama3-8b lora 0
+  ours llama2-7b qlora 1 300 # no peer (no bitsandbytes there); target: peak_mem_gib <= 8
+fi
+grep -E "^(XTUNER_TS|PEER)" "$LOG" > "$OUT_DIR/bench.txt"
+echo "== bench.txt"; cat "$OUT_DIR/bench.txt"
