@@ -11,8 +11,9 @@
 // Integer ids and labels are int32 storage. Outputs are contiguous and written whole unless the
 // kernel says it accumulates, so ops give them `allocUninit` storage (no zero-fill, which cost an
 // H200 step 26 GB of memset); `alloc` returns zero-filled storage. The pointwise kernels (fill,
-// cast between equal dtypes, scale, unary, axpy) may be given the same storage as input and output
-// (the in-place helpers rely on it); other kernels get distinct outputs.
+// cast between equal dtypes, scale, unary, axpy, dropout) may be given the same storage as input
+// and output (the in-place helpers and the LoRA branch's backward rely on it); other kernels get
+// distinct outputs.
 
 import type { DType, FloatDType, HostArray } from '../tensor/dtype.ts';
 
@@ -33,7 +34,12 @@ export type UnaryOp =
   | 'sqrt'
   | 'neg';
 
-/** Row-major C = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; `batch` copies at the strides. */
+/**
+ * Row-major C = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; `batch` copies at the strides.
+ * Any float dtypes, float32 accumulation. A and B of one dtype with C of that dtype or float32
+ * (bf16 x bf16 -> float32 for the gradients of float32 weights) run natively on every backend;
+ * other mixes may go through float32 copies (CUDA).
+ */
 export interface GemmArgs<S> {
   transA: boolean;
   transB: boolean;

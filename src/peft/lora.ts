@@ -3,14 +3,17 @@
 // alpha / r (alpha / sqrt(r) with rsLoRA). LoRALinear wraps any LinearLike (a Linear, or an
 // NF4Linear for QLoRA) and keeps PEFT's parameter names (`<module>.base_layer.weight`,
 // `<module>.lora_A.weight`, `<module>.lora_B.weight`), so adapters map to PEFT keys by a prefix.
+// The adapters stay float32 (AdamW's master weights, PEFT's adapter files); over a bf16/f16 model
+// the branch computes in the model's dtype, as autocast runs PEFT (one fused op: lora-branch.ts).
 // injectLora() wraps the target modules of a model and freezes everything else; mergeLora()
 // folds the adapters back. Not here: adapter files (adapter.ts), whole-folder merge (merge.ts).
 
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { NF4Linear } from '../quant/nf4-linear.ts';
-import { add, addInPlace, cast, defaultRng, dropout, keep, matmul, noGrad, scale, tensor, tidy, zeros, type Rng, type Tensor } from '../tensor/index.ts';
+import { add, addInPlace, defaultRng, dropout, keep, matmul, noGrad, scale, tensor, tidy, zeros, type Rng, type Tensor } from '../tensor/index.ts';
 import type { LoraPair } from './adapter-files.ts';
+import { loraBranch } from './lora-branch.ts';
 import { addLoraDelta } from './merge.ts';
 import { isTargetModule, moduleLoraParams, validateLoraConfig, type LoraConfig } from './config.ts';
 
@@ -89,13 +92,12 @@ export class LoRALinear extends Module implements LinearLike {
 
   forward(x: Tensor): Tensor {
     const y = this.base_layer.forward(x);
-    // the LoRA branch runs in its weights' dtype (float32 adapters over a bf16 model), as PEFT casts
-    const loraDtype = this.lora_A.weight.dtype;
-    let h = x.dtype === loraDtype ? x : cast(x, loraDtype);
-    if (this.training && this.dropout > 0) h = dropout(h, this.dropout, { rng: this.#rng });
-    let z = this.lora_B.forward(this.lora_A.forward(h)); // [..., r] -> [..., out]
-    z = scale(z, this.scaling);
-    return add(y, z.dtype === y.dtype ? z : cast(z, y.dtype));
+    const p = this.training ? this.dropout : 0;
+    // bf16/f16 model: the branch in y's dtype, added into y by its GEMM, as autocast runs PEFT
+    if (y.dtype !== 'float32') return loraBranch(y, x, this.lora_A.weight, this.lora_B.weight, { scaling: this.scaling, p, rng: this.#rng });
+    // float32 model: generic ops, keeping the numbers the PEFT fixtures were matched with
+    const h = dropout(x, p, { rng: this.#rng });
+    return add(y, scale(this.lora_B.forward(this.lora_A.forward(h)), this.scaling)); // [..., r] -> [..., out]
   }
 
   /** A and B on the host, with the scaling (for merging on the host). */

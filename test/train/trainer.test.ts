@@ -1,8 +1,8 @@
 // The trainer on a fixture-sized model (1-layer Llama, the tiny-assistant tokenizer, 40 samples):
 // XTuner's iterations (one batch each: the run, the schedule, the hooks count them; the optimizer
 // steps every accumulative_counts, averaging its batches), exact resume (LoRA with dropout,
-// mid-accumulation, across epochs; full fine-tuning), an interrupt that saves, NaN/inf loss, a
-// locked work folder, a corrupt checkpoint.
+// mid-accumulation, across epochs, float32 and bf16; full fine-tuning), an interrupt that saves,
+// NaN/inf loss, a locked work folder, a corrupt checkpoint.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -90,6 +90,8 @@ function stepIters(maxIters: number, acc: number): number[] {
 for (const [method, overrides, stopAt] of [
   // 8 iterations, a step after 3, 6 and 8 (a short last group); stopped at 4, between two steps.
   ['LoRA with dropout, mid-accumulation, across epochs', { accumulative_counts: 3 }, 4],
+  // the bf16 model's LoRA branch is one fused op that redraws its dropout mask in the backward
+  ['LoRA with dropout on a bfloat16 model', { accumulative_counts: 3, dtype: 'bfloat16' }, 4],
   ['full fine-tuning', { lora: null, max_iters: 4, accumulative_counts: 1, lr: 1e-4 }, 1],
 ] as const) {
   test(`resume is exact: ${method}`, async () => {
@@ -109,7 +111,7 @@ for (const [method, overrides, stopAt] of [
 
     const second = await run(cfg, dir, { resume: 'auto' });
     assert.equal(second.result.status, 'completed');
-    // Same float32 computations in the same order: the losses are equal, not merely close.
+    // Same computations in the same order: the losses are equal, not merely close.
     assert.deepEqual([...first.losses, ...second.losses], whole.losses);
 
     // logs.jsonl holds one line per iteration across both processes' runs, with a grad norm

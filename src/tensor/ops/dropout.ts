@@ -11,13 +11,17 @@ import type { Rng } from '../rng.ts';
 import type { Tensor } from '../tensor.ts';
 import { checkFloat, empty } from './util.ts';
 
+/** One call's 64-bit mask seed, two words from `rng` (so a saved Rng state replays every mask). */
+export function drawDropoutSeed(rng: Rng): [number, number] {
+  const seed0 = rng.nextUint32();
+  return [seed0, rng.nextUint32()];
+}
+
 export function dropout(x: Tensor, p: number, opts: { rng?: Rng; training?: boolean } = {}): Tensor {
   if (!(p >= 0 && p < 1)) throw new XtunerError(`dropout: p must be in [0, 1), got ${p}`);
   if (opts.training === false || p === 0) return x;
   const dtype = checkFloat('dropout', 'x', x);
-  const rng = opts.rng ?? defaultRng;
-  const seed0 = rng.nextUint32();
-  const seed1 = rng.nextUint32();
+  const [seed0, seed1] = drawDropoutSeed(opts.rng ?? defaultRng);
   const out = empty(x.shape, dtype, x.device);
   x.backend.dropout(x.storage, out.storage, x.size, p, seed0, seed1, dtype);
   return recordOp('dropout', out, [x], [], (_saved, dy) => {

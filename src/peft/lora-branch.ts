@@ -1,0 +1,122 @@
+// The LoRA branch over a half-precision (bf16/f16) model as one autograd op, computed as PyTorch
+// autocast runs PEFT's LoRA (transformers + peft under torch.autocast(dtype=bfloat16)): the float32
+// adapters are cast to the compute dtype for the matmuls (float32 accumulation), dropout acts on
+// the compute-dtype input, and the adapters' gradients come out of the GEMMs as float32, for
+// float32 master weights. Instead of a chain of generic ops (cast x to float32, dropout, two
+// float32 GEMMs, scale, cast back, add: 7 launches forward, ~8 backward, and a float32 copy of x
+// kept per layer), the branch is added straight into the base layer's output:
+//
+//   out = y + scaling * dropout(x) A^T B^T      x [..., in] (rows = x.size / in), y and out [..., out],
+//                                               A float32 [r, in], B float32 [out, r]
+//
+// Forward, 3 kernels + 2 GEMMs: Ac, Bc = A, B cast to x's dtype (tiny: r x in, out x r);
+// h = dropout(x) (Philox, one seed drawn per call); z [rows, r] = h Ac^T; y += scaling * z Bc^T
+// (GEMM alpha = scaling, beta = 1, in y's own storage, which becomes `out`).
+// Saved for the backward: x (the base layer keeps the same storage anyway), z, Ac, Bc and the
+// dropout seed; neither h nor its mask: the backward redraws the mask from the seed.
+// Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
+//   dz [rows, r] = scaling * dy Bc;  dB [out, r] = scaling * dy^T z (float32 out);
+//   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out);  dx = dropout'(dz Ac) (mask in place);
+//   dy passes through to y (the base layer's own backward).
+// Not here: float32 models, where LoRALinear composes the generic ops (their numbers, bit for bit).
+
+import { XtunerError } from '../errors.ts';
+import { recordOp } from '../tensor/autograd.ts';
+import { drawDropoutSeed } from '../tensor/ops/dropout.ts';
+import { castRaw, checkDevice, checkFloat, empty } from '../tensor/ops/util.ts';
+import type { Rng } from '../tensor/rng.ts';
+import { fmt, sameShape } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+
+export interface LoraBranchOptions {
+  scaling: number;
+  /** Dropout probability of the branch's input, 0 for none (eval). */
+  p: number;
+  /** Draws the dropout seed (one 64-bit seed per call when p > 0). */
+  rng: Rng;
+}
+
+/**
+ * y + scaling * dropout(x) A^T B^T, in x's dtype, written into y's storage: `y` (the base layer's
+ * output, held by nothing else) is consumed, disposed, and its storage returned as the result.
+ */
+export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: LoraBranchOptions): Tensor {
+  const device = checkDevice('loraBranch', y, x, a, b);
+  const dtype = checkFloat('loraBranch', 'x', x);
+  const aDtype = checkFloat('loraBranch', 'A', a);
+  const bDtype = checkFloat('loraBranch', 'B', b);
+  const inF = x.shape[x.shape.length - 1]!;
+  const [r, aIn] = a.shape as [number, number];
+  const outF = b.shape[0]!;
+  const rows = x.size / inF;
+  if (a.shape.length !== 2 || aIn !== inF || b.shape.length !== 2 || b.shape[1] !== r) {
+    throw new XtunerError(`loraBranch: x ${fmt(x.shape)} needs A [r, ${inF}] and B [out, r], got A ${fmt(a.shape)} and B ${fmt(b.shape)}`);
+  }
+  if (y.dtype !== dtype || !sameShape(y.shape, [...x.shape.slice(0, -1), outF])) {
+    throw new XtunerError(`loraBranch: y must be ${dtype} ${fmt([...x.shape.slice(0, -1), outF])}, got ${y.dtype} ${fmt(y.shape)}`);
+  }
+  // y is overwritten: a second handle on its storage (a view, or a tensor saved for a backward) would see it change
+  if (y._live().refs !== 1) throw new Error('loraBranch: the base output is shared; it must be owned by this call alone');
+  const be = x.backend;
+  const { scaling, p } = opts;
+  const seed = p > 0 ? drawDropoutSeed(opts.rng) : null;
+  /** out = t with this call's dropout mask (the kernel may run in place: out = t). */
+  const mask = (t: Tensor, out: Tensor, [seed0, seed1]: [number, number]): void => be.dropout(t.storage, out.storage, t.size, p, seed0, seed1, dtype);
+  /** t after this call's dropout: a new tensor, or t itself without dropout. */
+  const dropped = (t: Tensor): Tensor => {
+    if (!seed) return t;
+    const out = empty(t.shape, dtype, device);
+    mask(t, out, seed);
+    return out;
+  };
+  /** gc (float32 or `dtype`) = alpha * op(ga) op(gb) + beta * gc; ga, gb row-major in `dtype`. */
+  const gemm = (transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, beta: number, ga: Tensor, gb: Tensor, gc: Tensor): void =>
+    be.gemm({
+      transA, transB, m, n, k, alpha, beta,
+      a: ga.storage, aOffset: 0, lda: transA ? m : k, aDtype: dtype,
+      b: gb.storage, bOffset: 0, ldb: transB ? k : n, bDtype: dtype,
+      c: gc.storage, cOffset: 0, ldc: n, cDtype: gc.floatDtype,
+      batch: 1, strideA: 0, strideB: 0, strideC: 0,
+    });
+
+  const ac = castRaw(a, dtype); // [r, in]
+  const bc = castRaw(b, dtype); // [out, r]
+  const h = dropped(x); // [rows, in]
+  const z = empty([rows, r], dtype, device);
+  gemm(false, true, rows, r, inF, 1, 0, h, ac, z); // z = h Ac^T
+  if (h !== x) h.dispose();
+  const out = y._share();
+  gemm(false, true, rows, outF, r, scaling, 1, z, bc, out); // out = y + scaling * z Bc^T
+  recordOp('loraBranch', out, [y, x, a, b], [x, z, ac, bc], ([sx, sz, sac, sbc], dy, needs) => {
+    let dz: Tensor | null = null;
+    let dx: Tensor | null = null;
+    let dA: Tensor | null = null;
+    let dB: Tensor | null = null;
+    if (needs[1] || needs[2]) {
+      dz = empty([rows, r], dtype, device);
+      gemm(false, false, rows, r, outF, scaling, 0, dy, sbc!, dz); // dz = scaling * dy Bc
+    }
+    if (needs[3]) {
+      dB = empty(b.shape, 'float32', device);
+      gemm(true, false, outF, r, rows, scaling, 0, dy, sz!, dB); // dB = scaling * dy^T z
+    }
+    if (needs[2]) {
+      const hb = dropped(sx!); // h again, from the seed
+      dA = empty(a.shape, 'float32', device);
+      gemm(true, false, r, inF, rows, 1, 0, dz!, hb, dA); // dA = dz^T h
+      if (hb !== sx) hb.dispose();
+    }
+    if (needs[1]) {
+      dx = empty(x.shape, dtype, device);
+      gemm(false, false, rows, inF, r, 1, 0, dz!, sac!, dx); // dh = dz Ac
+      if (seed) mask(dx, dx, seed); // dx = dropout'(dh): the same mask and factor, in place
+    }
+    return [needs[0] ? dy : null, dx, dA && castRaw(dA, aDtype), dB && castRaw(dB, bDtype)];
+  });
+  // the node holds its own handles: y's storage lives on as `out`, the saved tensors as saved
+  y.dispose();
+  if (ac !== a) ac.dispose();
+  if (bc !== b) bc.dispose();
+  z.dispose();
+  return out;
+}
