@@ -1,7 +1,7 @@
 // The CUDA dropout kernel against the CPU backend's: the same Philox4x32-10 mask bits, so the
 // outputs must be equal exactly (not within a tolerance), in float32, bfloat16 and float16, for
 // sizes that do and do not fill the last group of 4, and for seeds with the top bits set (uint32
-// arguments travel as int32 bits).
+// arguments travel as int32 bits); out of place and in place.
 
 import test from 'node:test';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
@@ -22,6 +22,14 @@ test('dropout: CUDA draws the CPU mask bit for bit', { skip: SKIP }, () => {
             ['out'],
             EXACT,
             (b, s) => b.dropout(s['x']!, s['out']!, size, p, s0, s1, dtype),
+          );
+          // in place (the LoRA branch's backward masks dx where it lies)
+          compareWithCpu(
+            `dropout in place ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}]`,
+            { x: { dtype, data: uniform(dtype, size) } },
+            ['x'],
+            EXACT,
+            (b, s) => b.dropout(s['x']!, s['x']!, size, p, s0, s1, dtype),
           );
         }
       }

@@ -1,5 +1,6 @@
 // QLoRA on CUDA: the NF4 weights stay packed on the device (nothing weight-sized crosses from the
-// host per step) and the forward and LoRA gradients equal the same model on the CPU backend.
+// host per step) and the forward and LoRA gradients equal the same model on the CPU backend; over
+// a bf16 model, with the fused LoRA branch and dropout too.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -7,16 +8,16 @@ import { cudaBackend } from '../../src/backends/cuda/index.ts';
 import { loadModel } from '../../src/models/index.ts';
 import { injectLora, loraLayers } from '../../src/peft/lora.ts';
 import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
-import { Rng, tidy, type Device } from '../../src/tensor/index.ts';
+import { Rng, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
 import { BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, assertClose, assertCloseRel, readExpected } from '../peft/helpers.ts';
 import { SKIP } from './helpers.ts';
 
 const batch = readExpected('lora');
 
-async function qlora(device: Device) {
-  const model = await loadModel(BASE_MODEL, { device });
+async function qlora(device: Device, dtype: FloatDType = 'float32', loraDropout = 0) {
+  const model = await loadModel(BASE_MODEL, { device, dtype });
   quantizeLinears(model);
-  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: LLAMA_TARGETS }, new Rng(9));
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout, targetModules: LLAMA_TARGETS }, new Rng(9));
   for (const [, l] of loraLayers(model)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
   return model;
 }
@@ -45,6 +46,44 @@ test('QLoRA on CUDA: packed weights stay on the device, logits and LoRA grads eq
   for (const [name, p] of gpu.namedParameters()) {
     if (!p.requiresGrad) continue;
     assertCloseRel(p.grad!.toFloat32Array(), ref.get(name)!.grad!.toFloat32Array(), GRAD_REL_TOL, name);
+    n++;
+  }
+  assert.equal(n, 28);
+});
+
+/**
+ * A bf16 model on two backends: each layer's bf16 roundings agree to 1 ulp (layers.test.ts,
+ * lora.test.ts), but a rounding flipped early in the 2-layer model moves what follows by about
+ * 2^-8 of the values' scale. Relative to each tensor's max (emulator: logits 9e-5, LoRA grads up to
+ * 3.5e-3); 2^-5 leaves room for a GPU's other summation orders.
+ */
+const BF16_MODEL_TOL = 2 ** -5;
+
+test('QLoRA on a bf16 model on CUDA: the fused LoRA branch with dropout, no float32 GEMM, logits and LoRA grads as the CPU', { skip: SKIP }, async () => {
+  const cpu = await qlora('cpu', 'bfloat16', 0.1);
+  const gpu = await qlora('cuda', 'bfloat16', 0.1);
+  cpu.train();
+  gpu.train();
+  const run = (model: typeof cpu) =>
+    tidy(() => {
+      const { logits, loss } = model.forward(batch.ids, { labels: batch.labels });
+      loss!.backward();
+      return logits.toFloat32Array();
+    });
+  const want = run(cpu);
+  cudaBackend().takeCounters();
+  const got = run(gpu);
+  const c = cudaBackend().takeCounters();
+  assert.equal(c.byKernel.get('cublas float32->float32'), undefined, 'no float32 GEMM');
+  assert.equal(c.byKernel.get('cublas bfloat16->float32'), 2 * 14, 'dA and dB of 14 LoRA layers, float32 out');
+  assert.equal(c.byKernel.get('nf4_dequantize_bf16'), 14 + 11);
+  assertCloseRel(got, want, BF16_MODEL_TOL, 'logits');
+  const ref = new Map(cpu.namedParameters());
+  let n = 0;
+  for (const [name, p] of gpu.namedParameters()) {
+    if (!p.requiresGrad) continue;
+    assert.equal(p.grad!.dtype, 'float32', name);
+    assertCloseRel(p.grad!.toFloat32Array(), ref.get(name)!.grad!.toFloat32Array(), BF16_MODEL_TOL, name);
     n++;
   }
   assert.equal(n, 28);
