@@ -1,5 +1,6 @@
-# Sourced by the GPU scripts (gpu-check.sh, gpu-bench.sh): puts node on PATH (from the carried
-# .device/node-v20*.xz when the machine has none) and picks how to run TypeScript: `node --import
+# Sourced by the GPU scripts (gpu-check.sh, gpu-bench.sh, gpu-cli.sh): puts node on PATH (from the
+# carried .device/node-v20*.xz when the machine has none), unpacks the runtime modules that
+# scripts/device-pack.sh packed, and picks how to run TypeScript: `node --import
 # tsx` where node_modules/tsx exists, else the plain-JavaScript bundles under .device/ (then the
 # backend is told where the kernels are, since the bundles live elsewhere than the sources).
 # Sets RUN (the node command, an array) and BUNDLED (1 or 0).
@@ -10,6 +11,9 @@ if ! command -v node >/dev/null; then
   fi
 fi
 command -v node >/dev/null || { echo "$(basename "$0"): node not found (put node >= 20 on PATH)" >&2; exit 2; }
+if [ ! -d node_modules/koffi ] && [ -f .device/runtime-modules.tar.xz ]; then  # packed by scripts/device-pack.sh
+  mkdir -p node_modules && tar -C node_modules -xJf .device/runtime-modules.tar.xz
+fi
 [ -d node_modules/koffi ] || { echo "$(basename "$0"): node_modules/koffi is missing" >&2; exit 2; }
 if [ -d node_modules/tsx ]; then
   RUN=(node --import tsx); BUNDLED=0

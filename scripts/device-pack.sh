@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Packs what a GPU machine without Node tools needs into .device/ (git-ignored), so one device call
+# can run scripts/gpu-check.sh, gpu-bench.sh and gpu-cli.sh on plain JavaScript:
+#   .device/node-v20*.xz               the device's Node binary (from ../shared/device)
+#   .device/runtime-modules.tar.xz     the runtime dependencies (koffi, zod, yaml, tokenizers, ...)
+#   .device/cuda-tests/, bench/        test and benchmark bundles (esbuild)
+#   .device/peer_bench.py              the peer (from ../shared/peer)
+#   .device/tiny-assistant/            the quickstart's model folder
+# and builds dist/ (npm run build) and the kernels (scripts/build-cuda.sh). Then carry
+#   [".device", "dist", "native/cuda/build"]
+# and start the device command with any of the three scripts (each sources device-node.sh, which
+# unpacks the modules). Run from the repository root, after `npm ci`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-../shared}
+mkdir -p .device/bench
+cp "$SHARED"/device/node-v20*.xz "$SHARED"/peer/peer_bench.py .device/
+npm run --silent build
+scripts/build-cuda.sh
+scripts/gpu-check.sh --bundle
+ESB=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external --log-level=warning)
+"${ESB[@]}" --outfile=.device/bench/gpu-train.mjs bench/gpu-train.ts
+"${ESB[@]}" --outfile=.device/bench/make-shape-model.mjs bench/make-shape-model.ts
+rm -rf .device/tiny-assistant
+node --import tsx examples/tiny-assistant/build-model.ts .device/tiny-assistant >/dev/null
+# the runtime dependencies of dist/ (package.json "dependencies", tsx included: it loads .ts
+# configs) with their own dependencies
+mods=$(node -e '
+  const fs = require("fs"), path = require("path");
+  const seen = new Set(), todo = Object.keys(require("./package.json").dependencies);
+  while (todo.length) {
+    const d = todo.pop(); if (seen.has(d)) continue; seen.add(d);
+    const pj = JSON.parse(fs.readFileSync(path.join("node_modules", d, "package.json"), "utf8"));
+    for (const k of Object.keys({ ...pj.dependencies, ...pj.optionalDependencies })) if (fs.existsSync(path.join("node_modules", k))) todo.push(k);
+  }
+  console.log([...seen].join(" "));')
+tar -C node_modules -cJf .device/runtime-modules.tar.xz $mods
+du -sh .device dist native/cuda/build | sed 's/^/device-pack: /'
+echo "device-pack: carry [\".device\", \"dist\", \"native/cuda/build\"] (64 MiB at most)"
