@@ -237,6 +237,29 @@ export interface Backend<S> {
 
   // ---- quantised weights ----
   /**
+   * NF4 quantisation of x [n] (`dtype`), bit for bit quantizeNf4 of src/quant/nf4.ts (the layout,
+   * the rounding to the nearest code, ties to the lower one). Written whole: packed uint8
+   * [ceil(n / 2)] (code of element i in the high nibble of packed[i >> 1] for even i, the low one
+   * for odd i, 0 after an odd tail) and absmax float32 [nBlocks], nBlocks = ceil(n / blockSize)
+   * (blockSize even). With absCodes (double quantisation) also: offset float32 [1] = the mean of
+   * absmax summed as absmaxMean (cpu/nf4.ts) orders it, absScales float32 [ceil(nBlocks /
+   * absBlockSize)] = max |absmax - offset| per block of absBlockSize, absCodes uint8 [nBlocks] the
+   * nearest dynamic codes of (absmax - offset) / scale; absScales and offset are null without.
+   * Then absCodes, absScales and offset (or absmax alone) are nf4Dequantize's inputs.
+   */
+  nf4Quantize(
+    x: S,
+    packed: S,
+    absmax: S,
+    absCodes: S | null,
+    absScales: S | null,
+    offset: S | null,
+    n: number,
+    blockSize: number,
+    absBlockSize: number,
+    dtype: FloatDType,
+  ): void;
+  /**
    * NF4 dequantisation (layout of src/quant/nf4.ts): out[i] = NF4_CODE[code i] * scale_b rounded
    * to float32, then to `dtype`, for i < n, b = floor(i / blockSize); code i is the high nibble of
    * packed[i >> 1] for even i, the low one for odd i (uint8 packed [ceil(n / 2)]). With absCodes

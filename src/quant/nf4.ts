@@ -1,5 +1,6 @@
 // 4-bit NormalFloat (NF4) quantisation, as QLoRA defines it and bitsandbytes stores it, on typed
-// arrays (no tensors, no devices: NF4Linear and the GPU kernels build on this).
+// arrays (no tensors, no devices): the layout, and the reference that the backends' nf4Quantize
+// and nf4Dequantize kernels (src/backends/cpu/nf4.ts, native/cuda/nf4.cu) equal bit for bit.
 //
 // Layout (bitsandbytes `quantize_4bit(..., quant_type='nf4', blocksize=64, compress_statistics=True)`):
 // - the tensor is flattened (row-major) and cut into blocks of 64; each block keeps absmax = max |x|;
@@ -9,9 +10,10 @@
 //   absmax - offset are quantised blockwise (blocks of 256) to 8 bits with bitsandbytes' signed
 //   dynamic map, each block of 256 keeping its own float32 scale; a block's scale is recovered as
 //   DYNAMIC_CODE[c] * scale2[j] + offset.
+//   The mean is a float64 sum in an order all backends share (absmaxMean: a reduction on the GPU).
 // Not here: FP4, other block sizes than the caller asks for, the matmul (see nf4-linear.ts).
 
-import { DYNAMIC_CODE, NF4_CODE } from '../backends/cpu/nf4.ts';
+import { absmaxMean, DYNAMIC_CODE, DYNAMIC_MIDS, NF4_CODE, NF4_MIDS, NF4_ZERO, nearestCode } from '../backends/cpu/nf4.ts';
 import { XtunerError } from '../errors.ts';
 
 export { NF4_CODE, DYNAMIC_CODE };
@@ -22,29 +24,6 @@ export const NF4_BLOCK_SIZE = 64;
 export const ABSMAX_BLOCK_SIZE = 256;
 
 const fr = Math.fround;
-
-/** Index of the value of the sorted `code` nearest to x; ties go to the lower value (torch argmin). */
-function nearest(code: Float32Array, mids: Float32Array, x: number): number {
-  let lo = 0;
-  let hi = mids.length; // the answer is the number of midpoints strictly below x
-  while (lo < hi) {
-    const m = (lo + hi) >>> 1;
-    if (x > mids[m]!) lo = m + 1;
-    else hi = m;
-  }
-  return lo;
-}
-
-function midpoints(code: Float32Array): Float32Array {
-  const out = new Float32Array(code.length - 1);
-  for (let i = 0; i + 1 < code.length; i++) out[i] = fr((code[i]! + code[i + 1]!) / 2);
-  return out;
-}
-
-const NF4_MIDS = midpoints(NF4_CODE);
-const DYNAMIC_MIDS = midpoints(DYNAMIC_CODE);
-/** NF4 index of 0.0: what an all-zero block stores. */
-const NF4_ZERO = 7;
 
 /** Double-quantised block scales (bitsandbytes' `state2` plus its `offset`). */
 export interface NestedAbsmax {
@@ -93,26 +72,31 @@ function blockwiseAbsmax(values: Float32Array, blockSize: number): Float32Array 
 
 /** 8-bit blockwise quantisation of the centred absmax values (bitsandbytes `quantize_blockwise`). */
 function quantizeAbsmax(absmax: Float32Array, blockSize: number): NestedAbsmax {
-  let sum = 0;
-  for (let i = 0; i < absmax.length; i++) sum += absmax[i]!;
-  const offset = fr(sum / absmax.length);
+  // float64 sum in the order every backend's nf4Quantize shares (a reduction on the device)
+  const offset = absmaxMean(absmax);
   const centred = new Float32Array(absmax.length);
   for (let i = 0; i < absmax.length; i++) centred[i] = fr(absmax[i]! - offset);
   const scales = blockwiseAbsmax(centred, blockSize);
   const codes = new Uint8Array(absmax.length);
   for (let i = 0; i < absmax.length; i++) {
     const s = scales[Math.floor(i / blockSize)]!;
-    codes[i] = s === 0 ? nearest(DYNAMIC_CODE, DYNAMIC_MIDS, 0) : nearest(DYNAMIC_CODE, DYNAMIC_MIDS, fr(centred[i]! * fr(1 / s)));
+    codes[i] = s === 0 ? nearestCode(DYNAMIC_MIDS, 0) : nearestCode(DYNAMIC_MIDS, fr(centred[i]! * fr(1 / s)));
   }
   return { codes, scales, offset, blockSize };
 }
 
-/** Quantise float values (any length) to NF4, with double-quantised scales by default. */
-export function quantizeNf4(values: Float32Array, options: Nf4Options = {}): Nf4Data {
+/** The options' block size (default 64), checked: pairs of codes share a byte, so it is even. */
+export function nf4BlockSize(options: Nf4Options): number {
   const blockSize = options.blockSize ?? NF4_BLOCK_SIZE;
   if (!Number.isInteger(blockSize) || blockSize < 2 || blockSize % 2 !== 0) {
     throw new XtunerError(`NF4 blockSize must be an even integer >= 2, got ${blockSize}`);
   }
+  return blockSize;
+}
+
+/** Quantise float values (any length) to NF4, with double-quantised scales by default. */
+export function quantizeNf4(values: Float32Array, options: Nf4Options = {}): Nf4Data {
+  const blockSize = nf4BlockSize(options);
   const n = values.length;
   if (n === 0) throw new XtunerError('NF4: cannot quantise an empty tensor');
   const absmax = blockwiseAbsmax(values, blockSize);
@@ -121,7 +105,7 @@ export function quantizeNf4(values: Float32Array, options: Nf4Options = {}): Nf4
     const inv = absmax[b] === 0 ? 0 : fr(1 / absmax[b]!);
     const end = Math.min(n, (b + 1) * blockSize);
     for (let i = b * blockSize; i < end; i++) {
-      const q = inv === 0 ? NF4_ZERO : nearest(NF4_CODE, NF4_MIDS, fr(values[i]! * inv));
+      const q = inv === 0 ? NF4_ZERO : nearestCode(NF4_MIDS, fr(values[i]! * inv));
       // blocks are even-sized, so a pair of elements never straddles two blocks
       packed[i >> 1] |= i & 1 ? q : q << 4;
     }

@@ -182,6 +182,8 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   be.adamwUpdate(x, y, f32a, f32b, 4096, { param: dtype, grad: dtype, expAvg: 'float32', expAvgSq: 'float32' }, { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, step: 1 });
   be.sumOfSquares(x, 4096, dtype, f32c, 3);
   const u8 = f(4096, 'uint8');
+  be.nf4Quantize(x, u8, f32c, u8, f32b, f32a, 4095, 64, 256, dtype);
+  be.nf4Quantize(x, u8, f32c, null, null, null, 4095, 64, 256, dtype);
   be.nf4Dequantize(u8, u8, f32c, 0.5, y, 4095, 64, 256, dtype);
   be.nf4Dequantize(u8, null, f32c, 0, y, 2048, 64, 1, dtype);
   const shape = { B: 2, Tq: 8, Tk: 8, Hq: 4, Hkv: 2, D: 16, scale: 0.25, causal: true, cuSeqlens: Int32Array.from([0, 5, 16]), dtype };

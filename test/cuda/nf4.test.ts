@@ -1,10 +1,11 @@
-// The CUDA nf4Dequantize kernel against the CPU backend's (itself equal to dequantizeNf4): the same
-// bits exactly, in float32, bfloat16 and float16, nested and plain absmax, odd sizes and several
-// 256-blocks of scales.
+// The CUDA NF4 kernels against the CPU backend's (themselves equal to quantizeNf4 and
+// dequantizeNf4): the same bits exactly, in float32, bfloat16 and float16, nested and plain
+// absmax, odd sizes, several 256-blocks of scales, and (quantisation) the edge cases of rounding.
 
 import test from 'node:test';
-import { quantizeNf4 } from '../../src/quant/nf4.ts';
-import type { FloatDType } from '../../src/tensor/dtype.ts';
+import { NF4_MIDS } from '../../src/backends/cpu/nf4.ts';
+import { ABSMAX_BLOCK_SIZE, NF4_BLOCK_SIZE, quantizeNf4 } from '../../src/quant/nf4.ts';
+import { f32ToHalf, type FloatDType } from '../../src/tensor/dtype.ts';
 import { compareWithCpu, SKIP, uniform } from './helpers.ts';
 
 const FLOATS: FloatDType[] = ['float32', 'bfloat16', 'float16'];
@@ -30,6 +31,66 @@ test('nf4Dequantize: CUDA gives the CPU bits', { skip: SKIP }, () => {
           (b, s) => b.nf4Dequantize(
             s['packed']!, nested ? s['codes']! : null, s['scales']!, nested?.offset ?? 0,
             s['out']!, n, q.blockSize, nested?.blockSize ?? 1, dtype,
+          ),
+        );
+      }
+    }
+  }
+});
+
+/** Weights with the edge cases of rounding: midpoint ties, a NaN, zero, infinite and subnormal blocks. */
+function edgeCases(): Float32Array {
+  const x = uniform('float32', 64 * 6 + 5, -0.5, 0.5) as Float32Array;
+  x[0] = 1;
+  x.set(NF4_MIDS, 1);
+  x[64] = NaN;
+  x.fill(0, 128, 192);
+  x[192] = Infinity;
+  x[256] = Math.fround(1e-40);
+  x[257] = -Math.fround(1e-40);
+  x[258] = 0;
+  return x;
+}
+
+/**
+ * 2048 blocks whose absmax mean rounds one way in the shared summation order and the other way
+ * summed one by one (see test/backends/nf4.test.ts, absmaxMean): absmax 2048, 2^-13, then 2^-43.
+ */
+function meanOrderCase(): Float32Array {
+  const x = new Float32Array(2048 * 64);
+  for (let b = 0; b < 2048; b++) x[b * 64] = b === 0 ? 2048 : b === 1 ? 2 ** -13 : 2 ** -43;
+  return x;
+}
+
+test('nf4Quantize: CUDA gives the CPU bytes (codes, absmax, double-quantised absmax)', { skip: SKIP }, () => {
+  // 96_007 weights: 1501 blocks, so the mean's 1024 lanes wrap and the absmax codes span 6 blocks of 256
+  const inputs: Array<[string, Float32Array | null, number]> = [
+    ['edge cases', edgeCases(), 64 * 6 + 5],
+    ['mean order', meanOrderCase(), 2048 * 64],
+    ...[1, 129, 40_001, 96_007].map((n): [string, null, number] => [`n=${n}`, null, n]),
+  ];
+  for (const [what, fixed, n] of inputs) {
+    for (const opts of [{}, { doubleQuant: false }, { blockSize: 128 }]) {
+      const blockSize = opts.blockSize ?? NF4_BLOCK_SIZE;
+      const nBlocks = Math.ceil(n / blockSize);
+      const nested = opts.doubleQuant !== false;
+      for (const dtype of FLOATS) {
+        const x = fixed ? (dtype === 'float32' ? fixed : f32ToHalf(fixed, dtype)) : uniform(dtype, n, -0.2, 0.2);
+        compareWithCpu(
+          `nf4Quantize ${dtype} ${what} ${JSON.stringify(opts)}`,
+          {
+            x: { dtype, data: x },
+            packed: { dtype: 'uint8', size: Math.ceil(n / 2) },
+            absmax: { dtype: 'float32', size: nBlocks },
+            codes: { dtype: 'uint8', size: nBlocks },
+            scales: { dtype: 'float32', size: Math.ceil(nBlocks / ABSMAX_BLOCK_SIZE) },
+            offset: { dtype: 'float32', size: 1 },
+          },
+          nested ? ['packed', 'absmax', 'codes', 'scales', 'offset'] : ['packed', 'absmax'],
+          EXACT,
+          (b, s) => b.nf4Quantize(
+            s['x']!, s['packed']!, s['absmax']!, nested ? s['codes']! : null, nested ? s['scales']! : null, nested ? s['offset']! : null,
+            n, blockSize, ABSMAX_BLOCK_SIZE, dtype,
           ),
         );
       }

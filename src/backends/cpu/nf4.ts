@@ -1,10 +1,13 @@
-// NF4 dequantisation on the CPU (the reference of the `nf4Dequantize` kernel), and the two code
-// tables of the format: the 16 NF4 values and bitsandbytes' 8-bit dynamic map that the
-// double-quantised block scales index. They live here, below the tensor layer, so every backend
-// reads the same float32 values; src/quant/nf4.ts (quantisation, the data layout) re-exports them.
+// NF4 on the CPU: the references of the `nf4Quantize` and `nf4Dequantize` kernels, and what every
+// backend must share to give the same bits: the two code tables of the format (the 16 NF4 values
+// and bitsandbytes' 8-bit dynamic map that the double-quantised block scales index), the midpoints
+// between neighbouring codes that rounding to the nearest code compares against, and the order in
+// which the mean of the absmax values is summed. They live here, below the tensor layer, so every
+// backend reads the same float32 values; src/quant/nf4.ts (the layout, a typed-array
+// quantiser checked against bitsandbytes) re-exports them.
 
 import type { FloatDType } from '../../tensor/dtype.ts';
-import { commit, f32Out, type CpuStorage } from './storage.ts';
+import { commit, f32Of, f32Out, type CpuStorage } from './storage.ts';
 
 /** The 16 NF4 values, exactly as bitsandbytes defines them (backends/utils.py, csrc/kernels.cu). */
 export const NF4_CODE: Float32Array = Float32Array.of(
@@ -67,6 +70,121 @@ function makeDynamicCode(): Float32Array {
 }
 
 export const DYNAMIC_CODE: Float32Array = makeDynamicCode();
+
+/** Midpoints of neighbouring codes, each rounded to float32 once: the rounding thresholds. */
+function midpoints(code: Float32Array): Float32Array {
+  const out = new Float32Array(code.length - 1);
+  for (let i = 0; i + 1 < code.length; i++) out[i] = fr((code[i]! + code[i + 1]!) / 2);
+  return out;
+}
+
+/** [15] thresholds between the NF4 codes. */
+export const NF4_MIDS: Float32Array = midpoints(NF4_CODE);
+/** [255] thresholds between the dynamic codes. */
+export const DYNAMIC_MIDS: Float32Array = midpoints(DYNAMIC_CODE);
+/** NF4 index of 0.0: what every element of a block with absmax 0 stores. */
+export const NF4_ZERO = 7;
+
+/**
+ * Index of the value of a sorted code nearest to x, given its midpoints: the number of midpoints
+ * strictly below x (binary search), so a tie goes to the lower value (torch argmin) and NaN to 0.
+ */
+export function nearestCode(mids: Float32Array, x: number): number {
+  let lo = 0;
+  let hi = mids.length;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    if (x > mids[m]!) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+/**
+ * Lanes of the absmax mean (the CUDA kernel's threads: native/cuda/nf4.cu NF4_MEAN_THREADS). The
+ * sum is a reduction, so its order is fixed here for every backend: lane t adds values t, t + L,
+ * t + 2L, ... in float64, then a halving tree adds lane t + h into lane t for h = L/2, ..., 1.
+ * Sums of float32 values in float64 round rarely and then in float64's last bits, so the mean
+ * rounded to float32 equals that of a sequential float64 sum (quantizeNf4's order before) unless
+ * it lies within ~1e-16 (relative) of a float32 rounding boundary.
+ */
+export const NF4_MEAN_LANES = 1024;
+
+/** fround(mean) of the absmax values, summed in float64 in the shared order above. */
+export function absmaxMean(absmax: Float32Array): number {
+  const lanes = new Float64Array(NF4_MEAN_LANES);
+  for (let i = 0; i < absmax.length; i++) lanes[i & (NF4_MEAN_LANES - 1)] += absmax[i]!;
+  for (let h = NF4_MEAN_LANES >> 1; h > 0; h >>= 1) for (let t = 0; t < h; t++) lanes[t] += lanes[t + h]!;
+  return fr(lanes[0]! / absmax.length);
+}
+
+/** Max |v| over v[start, end), NaN skipped (comparisons), 0 when all are 0. */
+function absMax(v: Float32Array, start: number, end: number): number {
+  let m = 0;
+  for (let i = start; i < end; i++) {
+    const a = Math.abs(v[i]!);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+/**
+ * See Backend.nf4Quantize. Written as the CUDA kernels compute: per block its absmax, the reciprocal
+ * rounded to float32, each product rounded to float32, the NF4 index as a count of the 15
+ * thresholds below it (branch-free on the device; equal to nearestCode); then the mean in the
+ * shared order, the centred absmax per block of `absBlockSize`, and its dynamic 8-bit codes.
+ */
+export function nf4Quantize(
+  x: CpuStorage,
+  packed: CpuStorage,
+  absmax: CpuStorage,
+  absCodes: CpuStorage | null,
+  absScales: CpuStorage | null,
+  offset: CpuStorage | null,
+  n: number,
+  blockSize: number,
+  absBlockSize: number,
+  dtype: FloatDType,
+): void {
+  const v = f32Of(x, dtype);
+  const p = packed as Uint8Array;
+  const am = absmax as Float32Array;
+  const mids = NF4_MIDS;
+  const nf4Index = (y: number): number => {
+    let k = 0;
+    for (let m = 0; m < 15; m++) if (y > mids[m]!) k++;
+    return k;
+  };
+  const nBlocks = Math.ceil(n / blockSize);
+  for (let b = 0; b < nBlocks; b++) {
+    const start = b * blockSize;
+    const end = Math.min(n, start + blockSize);
+    const m = absMax(v, start, end);
+    am[b] = m;
+    const inv = m === 0 ? 0 : fr(1 / m); // 0 also for m = inf: the block stores zeros
+    // blocks are even-sized, so a pair never straddles two; an odd tail's low nibble is 0
+    for (let i = start; i < end; i += 2) {
+      const hi = inv === 0 ? NF4_ZERO : nf4Index(fr(v[i]! * inv));
+      const lo = i + 1 >= end ? 0 : inv === 0 ? NF4_ZERO : nf4Index(fr(v[i + 1]! * inv));
+      p[i >> 1] = (hi << 4) | lo;
+    }
+  }
+  if (!absCodes) return;
+  const codes = absCodes as Uint8Array;
+  const scales = absScales as Float32Array;
+  const off = absmaxMean(am.subarray(0, nBlocks));
+  (offset as Float32Array)[0] = off;
+  const centred = new Float32Array(Math.min(absBlockSize, nBlocks));
+  for (let c = 0; c * absBlockSize < nBlocks; c++) {
+    const start = c * absBlockSize;
+    const len = Math.min(nBlocks, start + absBlockSize) - start;
+    for (let k = 0; k < len; k++) centred[k] = fr(am[start + k]! - off);
+    const s = absMax(centred, 0, len);
+    scales[c] = s;
+    const inv = fr(1 / s);
+    for (let k = 0; k < len; k++) codes[start + k] = nearestCode(DYNAMIC_MIDS, s === 0 ? 0 : fr(centred[k]! * inv));
+  }
+}
 
 /** See Backend.nf4Dequantize. Each product is rounded to float32 on its own (no fused multiply-add). */
 export function nf4Dequantize(
