@@ -11,7 +11,7 @@ import { generateIds, type DecodingModel, type GenerateOptions } from '../genera
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
 import type { Architecture } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
-import { DecoderModel, type KvCache, type ParamSource, type StepContext } from './decoder.ts';
+import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSource, type StepContext } from './decoder.ts';
 import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
@@ -61,19 +61,28 @@ export class CausalLM extends Module implements DecodingModel {
   #checkpointLayers = false;
   #replayRngs: readonly Rng[] = [defaultRng];
 
-  constructor(config: Record<string, unknown>, cfg: DecoderConfig, arch: Architecture, p: ParamSource, opts: { dtype: DType; device: Device }) {
+  /** `opts.linear`: what to keep for each linear layer as it is built (default: the layer itself). */
+  constructor(
+    config: Record<string, unknown>,
+    cfg: DecoderConfig,
+    arch: Architecture,
+    p: ParamSource,
+    opts: { dtype: DType; device: Device; linear?: LinearHook },
+  ) {
     super();
     this.config = config;
     this.#cfg = cfg;
     this.#arch = arch;
     this.#dtype = opts.dtype;
     this.#device = opts.device;
+    const hook = opts.linear ?? keepLinear;
     const l = arch.layout;
-    const inner = new DecoderModel(cfg, l, p, l.model);
+    const inner = new DecoderModel(cfg, l, p, hook, l.model);
     this.addModule(l.model, inner);
-    // Tied: the head holds the embedding's own tensor, so both uses add into one gradient.
-    const headWeight = cfg.tieWordEmbeddings ? inner.embeddingModule().weight : p(`${l.head}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal');
-    this.addModule(l.head, new Linear(headWeight));
+    // Tied: the head holds the embedding's own tensor, so both uses add into one gradient (and it
+    // stays a plain Linear: the hook would replace the embedding's weight).
+    if (cfg.tieWordEmbeddings) this.addModule(l.head, new Linear(inner.embeddingModule().weight));
+    else this.addModule(l.head, hook(l.head, new Linear(p(`${l.head}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal'))));
   }
 
   get decoderConfig(): Readonly<DecoderConfig> {

@@ -12,6 +12,16 @@ import type { DecoderConfig } from './config.ts';
 /** Makes (or loads) the parameter named `name` with `shape`; `init` says how a fresh one starts. */
 export type ParamSource = (name: string, shape: number[], init: 'normal' | 'ones' | 'zeros') => Tensor;
 
+/**
+ * What the model keeps for a linear layer just built from its parameters (`path`: its module
+ * name): the layer itself, or a stand-in made from it (an NF4Linear when a loader quantises, see
+ * src/quant nf4LinearHook). Called as each layer is built, before the next one's weights exist.
+ */
+export type LinearHook = (path: string, layer: Linear) => LinearLike;
+
+/** The LinearHook that keeps every layer as built. */
+export const keepLinear: LinearHook = (_path, layer) => layer;
+
 /** Keys and values of earlier positions, per layer (see src/generate/kv-cache.ts). */
 export interface KvCache {
   /** Positions already cached. */
@@ -35,8 +45,8 @@ export interface StepContext {
   checkpointRngs?: readonly Rng[];
 }
 
-function linearOf(p: ParamSource, name: string, out: number, inp: number, bias: boolean): Linear {
-  return new Linear(p(`${name}.weight`, [out, inp], 'normal'), bias ? p(`${name}.bias`, [out], 'zeros') : null);
+function linearOf(p: ParamSource, hook: LinearHook, name: string, out: number, inp: number, bias: boolean): LinearLike {
+  return hook(name, new Linear(p(`${name}.weight`, [out, inp], 'normal'), bias ? p(`${name}.bias`, [out], 'zeros') : null));
 }
 
 export class Attention extends Module {
@@ -44,7 +54,7 @@ export class Attention extends Module {
   readonly #layout: Layout;
   readonly #layer: number;
 
-  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string, layer: number) {
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string, layer: number) {
     super();
     this.#cfg = cfg;
     this.#layout = layout;
@@ -52,13 +62,13 @@ export class Attention extends Module {
     const { hiddenSize: h, numHeads: nH, numKvHeads: nKv, headDim: d } = cfg;
     const qkv = layout.qkv;
     if (qkv.packed) {
-      this.addModule(qkv.qkv, linearOf(p, `${prefix}.${qkv.qkv}`, (nH + 2 * nKv) * d, h, cfg.qkvBias));
+      this.addModule(qkv.qkv, linearOf(p, hook, `${prefix}.${qkv.qkv}`, (nH + 2 * nKv) * d, h, cfg.qkvBias));
     } else {
-      this.addModule(qkv.q, linearOf(p, `${prefix}.${qkv.q}`, nH * d, h, cfg.qkvBias));
-      this.addModule(qkv.k, linearOf(p, `${prefix}.${qkv.k}`, nKv * d, h, cfg.qkvBias));
-      this.addModule(qkv.v, linearOf(p, `${prefix}.${qkv.v}`, nKv * d, h, cfg.qkvBias));
+      this.addModule(qkv.q, linearOf(p, hook, `${prefix}.${qkv.q}`, nH * d, h, cfg.qkvBias));
+      this.addModule(qkv.k, linearOf(p, hook, `${prefix}.${qkv.k}`, nKv * d, h, cfg.qkvBias));
+      this.addModule(qkv.v, linearOf(p, hook, `${prefix}.${qkv.v}`, nKv * d, h, cfg.qkvBias));
     }
-    this.addModule(layout.o, linearOf(p, `${prefix}.${layout.o}`, h, nH * d, cfg.oBias));
+    this.addModule(layout.o, linearOf(p, hook, `${prefix}.${layout.o}`, h, nH * d, cfg.oBias));
   }
 
   /** x [B, T, H] -> [B, T, H] */
@@ -97,13 +107,13 @@ export class Attention extends Module {
 export class Mlp extends Module {
   readonly #layout: Layout;
 
-  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string) {
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string) {
     super();
     this.#layout = layout;
     const { hiddenSize: h, intermediateSize: i, mlpBias } = cfg;
-    this.addModule(layout.gate, linearOf(p, `${prefix}.${layout.gate}`, i, h, mlpBias));
-    this.addModule(layout.up, linearOf(p, `${prefix}.${layout.up}`, i, h, mlpBias));
-    this.addModule(layout.down, linearOf(p, `${prefix}.${layout.down}`, h, i, mlpBias));
+    this.addModule(layout.gate, linearOf(p, hook, `${prefix}.${layout.gate}`, i, h, mlpBias));
+    this.addModule(layout.up, linearOf(p, hook, `${prefix}.${layout.up}`, i, h, mlpBias));
+    this.addModule(layout.down, linearOf(p, hook, `${prefix}.${layout.down}`, h, i, mlpBias));
   }
 
   forward(x: Tensor): Tensor {
@@ -116,14 +126,14 @@ export class Mlp extends Module {
 export class DecoderLayer extends Module {
   readonly #layout: Layout;
 
-  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string, layer: number) {
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string, layer: number) {
     super();
     this.#layout = layout;
     const h = cfg.hiddenSize;
     this.addModule(layout.inputNorm, new RMSNorm(p(`${prefix}.${layout.inputNorm}.weight`, [h], 'ones'), cfg.rmsNormEps));
-    this.addModule(layout.attn, new Attention(cfg, layout, p, `${prefix}.${layout.attn}`, layer));
+    this.addModule(layout.attn, new Attention(cfg, layout, p, hook, `${prefix}.${layout.attn}`, layer));
     this.addModule(layout.postNorm, new RMSNorm(p(`${prefix}.${layout.postNorm}.weight`, [h], 'ones'), cfg.rmsNormEps));
-    this.addModule(layout.mlp, new Mlp(cfg, layout, p, `${prefix}.${layout.mlp}`));
+    this.addModule(layout.mlp, new Mlp(cfg, layout, p, hook, `${prefix}.${layout.mlp}`));
   }
 
   forward(x: Tensor, ctx: StepContext): Tensor {
@@ -137,12 +147,12 @@ export class DecoderLayer extends Module {
 export class DecoderModel extends Module {
   readonly #layout: Layout;
 
-  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, prefix: string) {
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string) {
     super();
     this.#layout = layout;
     this.addModule(layout.embed, new Embedding(p(`${prefix}.${layout.embed}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal')));
     const layers: DecoderLayer[] = [];
-    for (let i = 0; i < cfg.numLayers; i++) layers.push(new DecoderLayer(cfg, layout, p, `${prefix}.${layout.layers}.${i}`, i));
+    for (let i = 0; i < cfg.numLayers; i++) layers.push(new DecoderLayer(cfg, layout, p, hook, `${prefix}.${layout.layers}.${i}`, i));
     this.addModule(layout.layers, layers);
     this.addModule(layout.norm, new RMSNorm(p(`${prefix}.${layout.norm}.weight`, [cfg.hiddenSize], 'ones'), cfg.rmsNormEps));
   }

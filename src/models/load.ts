@@ -12,7 +12,8 @@ import { f32ToHalf } from '../tensor/dtype.ts';
 import { architectureOf } from './architectures.ts';
 import { CausalLM } from './causal-lm.ts';
 import { ConfigFields } from './config.ts';
-import type { ParamSource } from './decoder.ts';
+import { nf4LinearHook, type QuantizeOptions } from '../quant/nf4-linear.ts';
+import type { LinearHook, ParamSource } from './decoder.ts';
 
 export type ModelDType = 'float32' | 'bfloat16' | 'float16';
 
@@ -20,6 +21,18 @@ export interface LoadOptions {
   device?: Device;
   /** Dtype of the weights in memory; default float32. */
   dtype?: ModelDType;
+  /**
+   * Quantise the linear layers to NF4 on the device as they load (QLoRA's base model; see
+   * src/quant quantizeLinears for the options): every one but the output head unless `skip` says
+   * otherwise; a head tied to the embedding stays as it is. Each full-precision weight is freed
+   * once its layer is quantised, so loading never holds more than one of them.
+   */
+  quantization?: QuantizeOptions;
+}
+
+/** What CausalLM keeps for each linear as it is built: per LoadOptions.quantization. */
+function linearHookOf(opts: LoadOptions): LinearHook | undefined {
+  return opts.quantization ? nf4LinearHook(opts.quantization) : undefined;
 }
 
 function checkOptions(opts: LoadOptions): { device: Device; dtype: ModelDType } {
@@ -80,7 +93,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
       used.add(name);
       return toParam(ckpt.read(name), dtype, device);
     };
-    const model = new CausalLM(config, cfg, arch, p, { dtype, device });
+    const model = new CausalLM(config, cfg, arch, p, { dtype, device, linear: linearHookOf(opts) });
     // Tied checkpoints may still carry the head; old ones carry rotary tables. Anything else left
     // over means the config does not describe these weights (e.g. biases it does not expect).
     const ignorable = (n: string) => n.endsWith('.rotary_emb.inv_freq') || (cfg.tieWordEmbeddings && n === `${arch.layout.head}.weight`);
@@ -153,5 +166,5 @@ export function createModel(config: Record<string, unknown>, opts: CreateOptions
     if (kind === 'ones') v.fill(1);
     return toParam({ dtype: 'F32', shape, data: v }, dtype, device);
   };
-  return new CausalLM({ ...config }, cfg, arch, p, { dtype, device }).eval();
+  return new CausalLM({ ...config }, cfg, arch, p, { dtype, device, linear: linearHookOf(opts) }).eval();
 }

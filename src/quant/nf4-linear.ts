@@ -2,38 +2,65 @@
 // forward and multiplied in the input's dtype (QLoRA's "storage 4-bit, compute 16-bit"). It takes
 // a Linear's place in a model (LinearLike) and never trains; LoRA wraps it for QLoRA.
 // The quantised form lives on the layer's device as tensors (packed codes and absmax codes uint8,
-// block scales float32: ~0.52 byte per weight); the backend's `nf4Dequantize` kernel expands it
-// into a temporary weight right before the GEMM, which is freed right after. The backward (only
+// block scales float32: ~0.52 byte per weight), made there by the backend's `nf4Quantize` kernel
+// (quantizeTensor: on a GPU no weight crosses to the host); `nf4Dequantize` expands it into a
+// temporary weight right before the GEMM, which is freed right after. The backward (only
 // dx = dy W: the weight is frozen) dequantises again instead of keeping W alive between passes.
 // quantizeLinears() swaps the linear layers of a loaded model for NF4Linear and reports the
-// memory saved. Not here: a fused dequantise-matmul kernel.
+// memory saved; nf4LinearHook() does the same while a model loads (src/models LoadOptions
+// `quantization`), one layer at a time, so the full-precision model never exists whole.
+// Not here: a fused dequantise-matmul kernel.
 
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { recordOp } from '../tensor/autograd.ts';
-import { dtypeBytes, type FloatDType } from '../tensor/dtype.ts';
-import { keep, linear, noGrad, tensor, type Device, type Tensor } from '../tensor/index.ts';
+import { dtypeBytes, type DType, type FloatDType } from '../tensor/dtype.ts';
+import { keep, linear, noGrad, type Device, type Tensor } from '../tensor/index.ts';
 import { checkFloat, empty } from '../tensor/ops/util.ts';
-import { dequantizeNf4, quantizeNf4, type Nf4Data, type Nf4Options } from './nf4.ts';
+import { ABSMAX_BLOCK_SIZE, dequantizeNf4, nf4BlockSize, type Nf4Data, type Nf4Options } from './nf4.ts';
 
-/** An Nf4Data's arrays as device tensors (not module parameters: they never train or save as such). */
-interface DeviceNf4 {
+/**
+ * A quantised weight as device tensors (not module parameters: they never train or save as such);
+ * the arrays of an Nf4Data (nf4.ts), with the double quantisation's offset as a number.
+ */
+export interface Nf4Tensors {
+  /** Number of weights. */
+  n: number;
+  blockSize: number;
   packed: Tensor; // uint8 [ceil(n / 2)]
   absCodes: Tensor | null; // uint8 [nBlocks], double quantisation
-  absScales: Tensor; // float32 [ceil(nBlocks / 256)], or [nBlocks] without double quantisation
+  absScales: Tensor; // float32 [ceil(nBlocks / absBlockSize)], or [nBlocks] without double quantisation
   offset: number;
   absBlockSize: number;
 }
 
-function upload(q: Nf4Data, device: Device): DeviceNf4 {
-  const u8 = (a: Uint8Array): Tensor => keep(tensor(a, [a.length], { dtype: 'uint8', device }));
-  const f32 = (a: Float32Array): Tensor => keep(tensor(a, [a.length], { dtype: 'float32', device }));
-  if (q.nested) {
-    const { codes, scales, offset, blockSize } = q.nested;
-    return { packed: u8(q.packed), absCodes: u8(codes), absScales: f32(scales), offset, absBlockSize: blockSize };
+/**
+ * Quantises `weight` (any float dtype and shape, flattened) to NF4 on its own device with the
+ * backend's nf4Quantize: the same bytes as quantizeNf4 of its values. Only the double
+ * quantisation's offset is read back (4 bytes); the tensors returned are outside any tidy scope.
+ */
+export function quantizeTensor(weight: Tensor, options: Nf4Options = {}): Nf4Tensors {
+  const dtype = checkFloat('quantizeTensor', 'weight', weight);
+  const blockSize = nf4BlockSize(options);
+  const n = weight.size;
+  if (n === 0) throw new XtunerError('NF4: cannot quantise an empty tensor');
+  const device = weight.device;
+  const be = weight.backend;
+  const nBlocks = Math.ceil(n / blockSize);
+  const packed = keep(empty([Math.ceil(n / 2)], 'uint8', device));
+  const absmax = keep(empty([nBlocks], 'float32', device));
+  if (!(options.doubleQuant ?? true)) {
+    be.nf4Quantize(weight.storage, packed.storage, absmax.storage, null, null, null, n, blockSize, 1, dtype);
+    return { n, blockSize, packed, absCodes: null, absScales: absmax, offset: 0, absBlockSize: 1 };
   }
-  if (!q.absmax) throw new XtunerError('NF4Linear: quantised weight has neither absmax nor nested absmax');
-  return { packed: u8(q.packed), absCodes: null, absScales: f32(q.absmax), offset: 0, absBlockSize: 1 };
+  const absCodes = keep(empty([nBlocks], 'uint8', device));
+  const absScales = keep(empty([Math.ceil(nBlocks / ABSMAX_BLOCK_SIZE)], 'float32', device));
+  const offset = keep(empty([1], 'float32', device));
+  be.nf4Quantize(weight.storage, packed.storage, absmax.storage, absCodes.storage, absScales.storage, offset.storage, n, blockSize, ABSMAX_BLOCK_SIZE, dtype);
+  absmax.dispose();
+  const value = offset.item();
+  offset.dispose();
+  return { n, blockSize, packed, absCodes, absScales, offset: value, absBlockSize: ABSMAX_BLOCK_SIZE };
 }
 
 export class NF4Linear extends Module implements LinearLike {
@@ -43,28 +70,29 @@ export class NF4Linear extends Module implements LinearLike {
   readonly device: Device;
   readonly #n: number;
   readonly #blockSize: number;
-  readonly #weight: DeviceNf4;
+  readonly #weight: Nf4Tensors;
   bias: Tensor | null; // [out], frozen
 
-  constructor(weight: Nf4Data, outFeatures: number, inFeatures: number, bias: Tensor | null = null, device: Device = bias?.device ?? 'cpu') {
+  /** Takes ownership of `weight`'s tensors; the bias, if any, lives on their device. */
+  constructor(weight: Nf4Tensors, outFeatures: number, inFeatures: number, bias: Tensor | null = null) {
     super();
     if (weight.n !== outFeatures * inFeatures) {
       throw new XtunerError(`NF4Linear: quantised weight has ${weight.n} values, [${outFeatures}, ${inFeatures}] needs ${outFeatures * inFeatures}`);
     }
     this.#n = weight.n;
     this.#blockSize = weight.blockSize;
-    this.#weight = upload(weight, device);
+    this.#weight = weight;
     this.outFeatures = outFeatures;
     this.inFeatures = inFeatures;
     this.bias = bias;
-    this.device = device;
+    this.device = weight.packed.device;
     if (bias) bias.requiresGrad = false;
   }
 
-  /** Quantises a Linear's weight (any float dtype); the bias stays as it is. */
+  /** Quantises a Linear's weight (any float dtype) on its device; the bias stays as it is. */
   static fromLinear(layer: Linear, options: Nf4Options = {}): NF4Linear {
     const [out, inp] = layer.weight.shape as [number, number];
-    return new NF4Linear(quantizeNf4(layer.weight.toFloat32Array(), options), out, inp, layer.bias, layer.weight.device);
+    return new NF4Linear(quantizeTensor(layer.weight, options), out, inp, layer.bias);
   }
 
   /** The quantised weight, read back to the host. */
@@ -145,11 +173,17 @@ export function isOutputHead(path: string): boolean {
   return last === 'lm_head' || last === 'output';
 }
 
+export interface QuantizeOptions extends Nf4Options {
+  /** Module paths to keep in full precision; default: the output head (isOutputHead). */
+  skip?: (path: string) => boolean;
+}
+
 /**
  * Replaces every Linear of `model` (except the output head, or what `skip` names) by an
- * NF4Linear, freeing the full-precision weights.
+ * NF4Linear quantised on its device, freeing each full-precision weight as soon as its layer is
+ * done (unless another module still uses it: tied weights).
  */
-export function quantizeLinears(model: Module, options: Nf4Options & { skip?: (path: string) => boolean } = {}): QuantizeReport {
+export function quantizeLinears(model: Module, options: QuantizeOptions = {}): QuantizeReport {
   const skip = options.skip ?? isOutputHead;
   const targets = [...model.namedModules()].filter(([p, m]) => m instanceof Linear && p !== '' && !skip(p)) as Array<[string, Linear]>;
   const report: QuantizeReport = { modules: [], bytesBefore: 0, bytesAfter: 0 };
@@ -159,9 +193,35 @@ export function quantizeLinears(model: Module, options: Nf4Options & { skip?: (p
     report.bytesAfter += q.storedBytes;
     model.setSubmodule(path, q);
     report.modules.push(path);
+    if (!new Set(model.parameters()).has(layer.weight)) layer.weight.dispose();
   }
-  // free the full-precision weights, unless a module still uses one (tied weights)
-  const inUse = new Set(model.parameters());
-  for (const [, layer] of targets) if (!inUse.has(layer.weight)) layer.weight.dispose();
+  return report;
+}
+
+/**
+ * A model loader's linear hook (src/models LoadOptions `quantization`): each Linear, as soon as
+ * it is built, becomes an NF4Linear quantised on its device and its full-precision weight is
+ * freed, unless `skip` names it (default: the output head). So loading holds one full-precision
+ * weight at a time besides the NF4 layers already made and the layers kept as they are.
+ */
+export function nf4LinearHook(options: QuantizeOptions = {}): (path: string, layer: Linear) => LinearLike {
+  const skip = options.skip ?? isOutputHead;
+  return (path, layer) => {
+    if (skip(path)) return layer;
+    const q = NF4Linear.fromLinear(layer, options);
+    layer.weight.dispose();
+    return q;
+  };
+}
+
+/** The NF4 layers of a model quantised on load: paths, and bytes before (weights of `dtypeBefore`) and after. */
+export function nf4Report(model: Module, dtypeBefore: DType): QuantizeReport {
+  const report: QuantizeReport = { modules: [], bytesBefore: 0, bytesAfter: 0 };
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof NF4Linear)) continue;
+    report.modules.push(path);
+    report.bytesBefore += m.inFeatures * m.outFeatures * dtypeBytes(dtypeBefore);
+    report.bytesAfter += m.storedBytes;
+  }
   return report;
 }

@@ -12,7 +12,7 @@ import { resolveModelPath } from '../io/hf-hub.ts';
 import { loadModel, type CausalLM } from '../models/index.ts';
 import type { LoraConfig } from '../peft/config.ts';
 import { injectLora, countParams, type InjectReport } from '../peft/lora.ts';
-import { quantizeLinears, type QuantizeReport } from '../quant/nf4-linear.ts';
+import { nf4Report, type QuantizeReport } from '../quant/nf4-linear.ts';
 import { Rng, type Device, type Tensor } from '../tensor/index.ts';
 import { getPromptTemplate, loadTokenizer, type PromptTemplate, type Tokenizer } from '../tokenizer/index.ts';
 
@@ -54,14 +54,13 @@ export interface ModelSetup {
 /** Loads the base model and prepares it for the config's method; its weights are untouched. */
 export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: number, device: Device): Promise<ModelSetup> {
   const dtype = cfg.dtype ?? (device === 'cuda' ? 'bfloat16' : 'float32');
-  const model = await loadModel(modelDir, { device, dtype });
+  // QLoRA: the base linears are quantised on the device as they load, one weight at a time
+  const quantization = cfg.quantization === null ? undefined : { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant };
+  const model = await loadModel(modelDir, { device, dtype, quantization });
   const method = methodOf(cfg);
-  let quant: QuantizeReport | null = null;
+  const quant: QuantizeReport | null = quantization ? nf4Report(model, dtype) : null;
   let lora: InjectReport | null = null;
   let loraRng: Rng | null = null;
-  if (cfg.quantization !== null) {
-    quant = quantizeLinears(model, { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant });
-  }
   if (cfg.lora !== null) {
     loraRng = new Rng(seed);
     lora = injectLora(model, peftLoraConfig(cfg.lora), loraRng);

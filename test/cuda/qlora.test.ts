@@ -1,5 +1,6 @@
-// QLoRA on CUDA: the NF4 weights stay packed on the device (nothing weight-sized crosses from the
-// host per step) and the forward and LoRA gradients equal the same model on the CPU backend; over
+// QLoRA on CUDA: the NF4 weights are made on the device (quantised as the model loads: nothing
+// weight-sized crosses back to the host) and stay packed there (nothing weight-sized crosses from
+// the host per step); the codes, the forward and the LoRA gradients equal the CPU backend's; over
 // a bf16 model, with the fused LoRA branch and dropout too.
 
 import assert from 'node:assert/strict';
@@ -7,7 +8,7 @@ import test from 'node:test';
 import { cudaBackend } from '../../src/backends/cuda/index.ts';
 import { loadModel } from '../../src/models/index.ts';
 import { injectLora, loraLayers } from '../../src/peft/lora.ts';
-import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
+import { NF4Linear, nf4Report, quantizeLinears } from '../../src/quant/nf4-linear.ts';
 import { Rng, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
 import { BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, assertClose, assertCloseRel, readExpected } from '../peft/helpers.ts';
 import { SKIP } from './helpers.ts';
@@ -87,4 +88,20 @@ test('QLoRA on a bf16 model on CUDA: the fused LoRA branch with dropout, no floa
     n++;
   }
   assert.equal(n, 28);
+});
+
+test('quantising on load on CUDA: the CPU bytes, quantised on the device (4 bytes read back per layer)', { skip: SKIP }, async () => {
+  const cpu = await loadModel(BASE_MODEL, { quantization: {} });
+  cudaBackend().takeCounters();
+  const gpu = await loadModel(BASE_MODEL, { device: 'cuda', quantization: {} });
+  const c = cudaBackend().takeCounters();
+  const modules = nf4Report(gpu, 'float32').modules;
+  assert.equal(modules.length, 14);
+  assert.equal(c.byKernel.get('nf4_quantize_f32'), 14);
+  assert.equal(c.byKernel.get('nf4_absmax_mean'), 14);
+  assert.equal(c.byKernel.get('nf4_absmax_codes'), 14);
+  assert.equal(c.dtohBytes, 4 * 14, 'only the offsets of the double quantisation come back');
+  for (const path of modules) {
+    assert.deepEqual((gpu.getSubmodule(path) as NF4Linear).quantized, (cpu.getSubmodule(path) as NF4Linear).quantized, path);
+  }
 });

@@ -1,11 +1,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { loadModel } from '../../src/models/index.ts';
-import { Linear } from '../../src/nn/index.ts';
+import { createModel, loadModel } from '../../src/models/index.ts';
+import { Embedding, Linear } from '../../src/nn/index.ts';
 import { injectLora, loraLayers, mergeLora } from '../../src/peft/lora.ts';
-import { NF4Linear, quantizeLinears } from '../../src/quant/nf4-linear.ts';
+import { NF4Linear, nf4Report, quantizeLinears } from '../../src/quant/nf4-linear.ts';
 import { dequantizeNf4, quantizeNf4 } from '../../src/quant/nf4.ts';
-import { memoryStats, Rng, tensor, tidy } from '../../src/tensor/index.ts';
+import { memoryStats, resetPeakBytes, Rng, tensor, tidy } from '../../src/tensor/index.ts';
 import { assertClose, assertCloseRel, BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, readExpected } from '../peft/helpers.ts';
 
 const batch = readExpected('lora');
@@ -136,4 +136,34 @@ test('a quantised model keeps ~0.52 byte per quantised weight resident (memorySt
   };
   const first = step();
   assert.equal(step(), first);
+});
+
+test('quantising on load: the layers of quantizeLinears after a load, one full-precision weight alive at a time', async () => {
+  const after = await loadModel(BASE_MODEL);
+  const weightBytes = [...after.namedModules()].filter(([p, m]) => m instanceof Linear && p !== 'lm_head').map(([, m]) => 4 * (m as Linear).weight.size);
+  const wantReport = quantizeLinears(after);
+  const base = memoryStats().liveBytes;
+  resetPeakBytes();
+  const onLoad = await loadModel(BASE_MODEL, { quantization: {} });
+  const live = memoryStats().liveBytes - base;
+  const peak = memoryStats().peakBytes - base;
+  assert.deepEqual(nf4Report(onLoad, 'float32'), wantReport);
+  for (const path of wantReport.modules) {
+    assert.deepEqual((onLoad.getSubmodule(path) as NF4Linear).quantized, (after.getSubmodule(path) as NF4Linear).quantized, path);
+  }
+  assert.ok(onLoad.getSubmodule('lm_head') instanceof Linear);
+  // at most one full weight (and its float32 absmax scratch, the offset) beside what stays
+  const largest = Math.max(...weightBytes);
+  assert.ok(peak <= live + largest + largest / 64 + 4, `peak ${peak} bytes, ${live} live after, largest weight ${largest}`);
+  assert.ok(peak < live + weightBytes.reduce((a, b) => a + b, 0) / 2, 'the full-precision linears never exist together');
+  assertClose(onLoad.forward(batch.ids).logits.toFloat32Array(), after.forward(batch.ids).logits.toFloat32Array(), 0, 'logits');
+});
+
+test('quantising on load keeps a tied head as it is (the embedding\'s weight)', () => {
+  const config = { model_type: 'qwen2', vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true };
+  const model = createModel(config, { quantization: { skip: () => false } });
+  const head = model.getSubmodule('lm_head') as Linear;
+  assert.ok(head instanceof Linear);
+  assert.equal(head.weight, (model.getSubmodule('model.embed_tokens') as Embedding).weight);
+  assert.equal(nf4Report(model, 'float32').modules.length, 7);
 });
