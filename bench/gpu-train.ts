@@ -7,7 +7,8 @@
 // speed does not depend on them, and a 7B shape builds in seconds); --init normal draws each one. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
 // tokens for (Q)LoRA without checkpointing, 6 x for full, 2 x more with checkpointing), the peak
 // GPU memory of training (peak_mem_gib, the peak reset after building) and of building
-// (build_peak_gib: bf16 model, then NF4 quantisation for QLoRA), and for QLoRA the NF4 bytes
+// (build_peak_gib; for QLoRA each linear is quantised on the device as it is built, so the bf16
+// model never exists whole), and for QLoRA the NF4 bytes
 // against the bf16 bytes of the quantised weights. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
 // every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). Per step it also prints
 // the host time of each phase (forward, backward, loss read, clip, optimizer: on a GPU the phases
@@ -22,7 +23,7 @@ import { createModel } from '../src/models/index.ts';
 import { clipGradNorm } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
-import { quantizeLinears, type QuantizeReport } from '../src/quant/nf4-linear.ts';
+import { nf4Report, type QuantizeReport } from '../src/quant/nf4-linear.ts';
 import { Rng, memoryStats, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
 import { SHAPES } from './shapes.ts';
 
@@ -53,17 +54,22 @@ const onCuda = values.device !== 'cpu';
 const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
 const mib = (bytes: number): number => +(bytes / 2 ** 20).toFixed(1);
 const t0 = performance.now();
-const model = createModel(shape, { device: onCuda ? 'cuda' : 'cpu', dtype: 'bfloat16', seed: 0, init });
-const nParams = [...model.namedParameters()].reduce((n, [, p]) => n + p.size, 0);
+// QLoRA: each linear is quantised on the device as soon as it is built, its bf16 weight freed
+const quantization = method === 'qlora' ? { doubleQuant: true } : undefined;
+const model = createModel(shape, { device: onCuda ? 'cuda' : 'cpu', dtype: 'bfloat16', seed: 0, init, quantization });
+if (onCuda) cudaBackend().synchronize(); // the build's device work counts in its time
 const tBuilt = performance.now();
+// parameters of the model in bf16 terms: the NF4 layers' weights count too
+let nParams = [...model.namedParameters()].reduce((n, [, p]) => n + p.size, 0);
 let quant: QuantizeReport | null = null;
-if (method === 'qlora') {
-  quant = quantizeLinears(model, { doubleQuant: true });
-  // the freed bf16 weights stay cached by the allocator otherwise: training should find the card as
-  // a QLoRA user's would
+if (quantization) {
+  quant = nf4Report(model, 'bfloat16');
+  nParams += quant.bytesBefore / 2; // 2 bytes per bf16 weight
+  // the freed bf16 weight blocks stay cached by the allocator otherwise: training should find the
+  // card as a QLoRA user's would
   if (onCuda) cudaBackend().emptyCache();
   console.error(
-    `quantised ${quant.modules.length} linears to NF4 in ${((performance.now() - tBuilt) / 1e3).toFixed(1)} s: ` +
+    `quantised ${quant.modules.length} linears to NF4 while building: ` +
       `${mib(quant.bytesAfter)} MiB NF4 (double quant) for ${mib(quant.bytesBefore)} MiB bf16 (${(quant.bytesAfter / quant.bytesBefore).toFixed(3)}x)`,
   );
 }
