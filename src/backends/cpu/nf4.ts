@@ -130,9 +130,9 @@ function absMax(v: Float32Array, start: number, end: number): number {
 
 /**
  * See Backend.nf4Quantize. Written as the CUDA kernels compute: per block its absmax, the reciprocal
- * rounded to float32, each product rounded to float32, the NF4 index as a count of the 15
- * thresholds below it (branch-free on the device; equal to nearestCode); then the mean in the
- * shared order, the centred absmax per block of `absBlockSize`, and its dynamic 8-bit codes.
+ * rounded to float32, each product rounded to float32, its nearest code (a binary search here, a
+ * branch-free count of the thresholds below it on the device: the same index); then the mean in
+ * the shared order, the centred absmax per block of `absBlockSize`, and its dynamic 8-bit codes.
  */
 export function nf4Quantize(
   x: CpuStorage,
@@ -149,12 +149,6 @@ export function nf4Quantize(
   const v = f32Of(x, dtype);
   const p = packed as Uint8Array;
   const am = absmax as Float32Array;
-  const mids = NF4_MIDS;
-  const nf4Index = (y: number): number => {
-    let k = 0;
-    for (let m = 0; m < 15; m++) if (y > mids[m]!) k++;
-    return k;
-  };
   const nBlocks = Math.ceil(n / blockSize);
   for (let b = 0; b < nBlocks; b++) {
     const start = b * blockSize;
@@ -164,8 +158,8 @@ export function nf4Quantize(
     const inv = m === 0 ? 0 : fr(1 / m); // 0 also for m = inf: the block stores zeros
     // blocks are even-sized, so a pair never straddles two; an odd tail's low nibble is 0
     for (let i = start; i < end; i += 2) {
-      const hi = inv === 0 ? NF4_ZERO : nf4Index(fr(v[i]! * inv));
-      const lo = i + 1 >= end ? 0 : inv === 0 ? NF4_ZERO : nf4Index(fr(v[i + 1]! * inv));
+      const hi = inv === 0 ? NF4_ZERO : nearestCode(NF4_MIDS, fr(v[i]! * inv));
+      const lo = i + 1 >= end ? 0 : inv === 0 ? NF4_ZERO : nearestCode(NF4_MIDS, fr(v[i + 1]! * inv));
       p[i >> 1] = (hi << 4) | lo;
     }
   }
