@@ -245,7 +245,7 @@ export interface Backend<S> {
    * absmax summed as absmaxMean (cpu/nf4.ts) orders it, absScales float32 [ceil(nBlocks /
    * absBlockSize)] = max |absmax - offset| per block of absBlockSize, absCodes uint8 [nBlocks] the
    * nearest dynamic codes of (absmax - offset) / scale; absScales and offset are null without.
-   * Then absCodes, absScales and offset (or absmax alone) are nf4Dequantize's inputs.
+   * Then absCodes, absScales and the offset's value (or absmax alone) are nf4Dequantize's inputs.
    */
   nf4Quantize(
     x: S,

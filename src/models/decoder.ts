@@ -1,6 +1,7 @@
 // The one decoder of the Llama family: pre-norm blocks of GQA attention with rotary positions and
 // a SwiGLU MLP, RMSNorm, an LM head (optionally tied to the embedding). Module names come from
-// the architecture's layout, so parameter names are the checkpoint's. With `checkpointRngs` in the
+// the architecture's layout, so parameter names are the checkpoint's; each linear layer goes through
+// a LinearHook as it is built (a quantising loader keeps an NF4Linear instead). With `checkpointRngs` in the
 // step context each layer runs under activation checkpointing (its activations are recomputed in
 // the backward pass). Not here: loading, saving, the causal-LM loss and generation (./causal-lm.ts).
 
