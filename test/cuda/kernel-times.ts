@@ -109,6 +109,16 @@ for (const [Hq, Hkv, D, set] of [[16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14,
 }
 delete process.env['XTUNER_CUDA_ATTENTION'];
 
+{ // NF4 with double quantisation of a Llama-7B MLP weight (QLoRA: quantised once at load, dequantised per GEMM)
+  const [out, inp] = [11008, 4096], n = out * inp, nBlocks = n / 64, dt: FloatDType = 'bfloat16';
+  const w = random(dt, n, -0.05, 0.05), y = b.alloc(dt, n), packed = b.alloc('uint8', n / 2);
+  const absmax = b.alloc('float32', nBlocks), codes = b.alloc('uint8', nBlocks), scales = b.alloc('float32', Math.ceil(nBlocks / 256)), offset = b.alloc('float32', 1);
+  // bytes: weights read, codes written, absmax written and read twice, absmax codes written (and back)
+  record('nf4Quantize', `[${out},${inp}] bf16`, time(() => b.nf4Quantize(w, packed, absmax, codes, scales, offset, n, 64, 256, dt)), { bytes: 2.5 * n + (12 * n) / 64 + n / 64 });
+  record('nf4Dequantize', `[${out},${inp}] bf16`, time(() => b.nf4Dequantize(packed, codes, scales, 0.01, y, n, 64, 256, dt)), { bytes: 2.5 * n + n / 64 });
+  for (const s of [w, y, packed, absmax, codes, scales, offset]) b.free(s);
+}
+
 { // AdamW over 100M float32 parameters
   const n = 100_000_000;
   const p = random('float32', n), g = random('float32', n, -1e-3, 1e-3), m = b.alloc('float32', n), v = b.alloc('float32', n);
