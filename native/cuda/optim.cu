@@ -1,30 +1,95 @@
-// Optimizer kernels: one AdamW step over a tensor (PyTorch semantics; each of param, grad and the
-// two moments in its own dtype, chosen at run time) and the sum of squares of a tensor into one
-// float32 slot (zeroed by the host first) for the global gradient norm.
+// Optimizer kernels over many tensors at once (CPU twin: src/backends/cpu/optim.ts): the global
+// gradient norm with its clip coefficient, and the AdamW step (PyTorch semantics). A table in
+// device memory lists the tensors; each is cut into chunks of OPT_CHUNK elements, numbered across
+// all tensors, and block b handles chunk b (the hardware hands blocks to SMs as they free up, so
+// tensors of any sizes balance): one launch covers every tensor. Each tensor's dtypes are in its
+// table entry (run-time dispatch, the same in every thread of a block). Nothing here is read back
+// by the host: the norm and coefficient stay in device memory, where the AdamW kernel reads the
+// coefficient.
 #include "common.cuh"
 
-// decay = 1 - lr * wd; stepSize = lr / (1 - b1^t); bc2Sqrt = sqrt(1 - b2^t), from the host in double.
-extern "C" __global__ void adamw(void* p, int pc, const void* g, int gc, void* m, int mc, void* v, int vc, i64 n, float b1,
-                                 float b2, float eps, float decay, float stepSize, float bc2Sqrt) {
-  GRID_LOOP(i, n) {
-    const float gi = ld_code(g, gc, i);
-    const float mi = b1 * ld_code(m, mc, i) + (1.f - b1) * gi;
-    const float vi = b2 * ld_code(v, vc, i) + (1.f - b2) * gi * gi;
-    st_code(m, mc, i, mi);
-    st_code(v, vc, i, vi);
-    st_code(p, pc, i, ld_code(p, pc, i) * decay - stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps));
+// Elements of one tensor one block handles in a pass: 64 per thread at 256 threads.
+#define OPT_CHUNK 16384
+
+// Table entries, laid out as src/backends/cuda/optim.ts writes them (little-endian, 8-byte aligned).
+struct NormEntry {  // 32 bytes
+  const void* x;
+  i64 n;
+  i64 firstChunk;  // chunks of the tensors before this one
+  int code;        // DtypeCode of x
+  int pad;
+};
+struct AdamWEntry {  // 64 bytes
+  void* p;
+  const void* g;
+  void* m;
+  void* v;
+  i64 n;
+  i64 firstChunk;
+  float stepSize;  // lr / (1 - b1^t), this tensor's t, from the host in double
+  float bc2Sqrt;   // sqrt(1 - b2^t)
+  int codes;       // DtypeCodes: p | g << 8 | m << 16 | v << 24
+  int pad;
+};
+
+// The entry that holds chunk c: the last one whose firstChunk <= c (entries are in chunk order and
+// none is empty). Every thread of a block searches alike, so the loads are broadcasts.
+template <typename E>
+__device__ __forceinline__ const E& entry_of(const E* t, int count, i64 c) {
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (t[mid].firstChunk <= c) lo = mid;
+    else hi = mid - 1;
+  }
+  return t[lo];
+}
+
+// partials[c] = sum of x^2 over chunk c (float32 [chunks]); a fixed order, so the same inputs give
+// the same bits run after run (no atomics, nothing to zero first). Block c: chunk c.
+extern "C" __global__ void sum_squares_multi(const NormEntry* t, int count, float* partials) {
+  __shared__ float scratch[32];
+  const NormEntry e = entry_of(t, count, blockIdx.x);
+  const i64 start = (blockIdx.x - e.firstChunk) * OPT_CHUNK, end = min(start + OPT_CHUNK, e.n);
+  float acc = 0.f;
+  for (i64 i = start + threadIdx.x; i < end; i += blockDim.x) {
+    const float v = ld_code(e.x, e.code, i);
+    acc += v * v;
+  }
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+// One block: norm[0] = sqrt(sum of partials), coef[0] = min(1, maxNorm / (norm + 1e-6)) as
+// clip_grad_norm_ (written as a comparison so that a NaN norm gives 1, an infinite one 0).
+// partials: float32 [chunks]; norm, coef: float32 [1].
+extern "C" __global__ void grad_norm_clip(const float* partials, i64 chunks, float maxNorm, float* norm, float* coef) {
+  __shared__ float scratch[32];
+  float acc = 0.f;
+  for (i64 i = threadIdx.x; i < chunks; i += blockDim.x) acc += partials[i];
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) {
+    const float nrm = sqrtf(acc);
+    const float c = maxNorm / (nrm + 1e-6f);
+    norm[0] = nrm;
+    coef[0] = c < 1.f ? c : 1.f;
   }
 }
 
-#define SUMSQ(T, s)                                                             \
-  extern "C" __global__ void sum_squares_##s(const T* x, i64 n, float* out) {   \
-    __shared__ float scratch[32];                                               \
-    float acc = 0.f;                                                            \
-    GRID_LOOP(i, n) {                                                           \
-      const float v = ld(x, i);                                                 \
-      acc += v * v;                                                             \
-    }                                                                           \
-    acc = block_sum(acc, scratch);                                              \
-    if (threadIdx.x == 0) atomicAdd(out, acc);                                  \
+// decay = 1 - lr * wd (shared); `scale` (float32 [1] or null) multiplies every gradient element.
+// The arithmetic of each element is that of the one-tensor kernel this replaced (`adamw`), so a
+// step with no scale gives its bits; with one, those of scaling the gradient in place first.
+extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, float b1, float b2, float eps, float decay, const float* scale) {
+  const float s = scale ? scale[0] : 1.f;
+  const AdamWEntry e = entry_of(t, count, blockIdx.x);  // a copy: the stores below cannot alias it
+  const int pc = e.codes & 0xff, gc = (e.codes >> 8) & 0xff, mc = (e.codes >> 16) & 0xff, vc = (e.codes >> 24) & 0xff;
+  const i64 start = (blockIdx.x - e.firstChunk) * OPT_CHUNK, end = min(start + OPT_CHUNK, e.n);
+  for (i64 i = start + threadIdx.x; i < end; i += blockDim.x) {
+    const float gi = ld_code(e.g, gc, i) * s;
+    const float mi = b1 * ld_code(e.m, mc, i) + (1.f - b1) * gi;
+    const float vi = b2 * ld_code(e.v, vc, i) + (1.f - b2) * gi * gi;
+    st_code(e.m, mc, i, mi);
+    st_code(e.v, vc, i, vi);
+    st_code(e.p, pc, i, ld_code(e.p, pc, i) * decay - e.stepSize * mi / (sqrtf(vi) / e.bc2Sqrt + eps));
   }
-FOR_FLOATS(SUMSQ)
+}

@@ -109,14 +109,32 @@ export interface AttentionBackwardArgs<S> extends AttentionShape {
   dv: S;
 }
 
-/** PyTorch AdamW (decoupled weight decay, bias-corrected moments). `step` counts from 1. */
+/** PyTorch AdamW (decoupled weight decay, bias-corrected moments): what the tensors of one step share. */
 export interface AdamWHyper {
   lr: number;
   beta1: number;
   beta2: number;
   eps: number;
   weightDecay: number;
+}
+
+/** One tensor of a multi-tensor AdamW step: four storages of `size` elements, each its own float dtype. */
+export interface AdamWTensor<S> {
+  param: S;
+  grad: S;
+  expAvg: S;
+  expAvgSq: S;
+  size: number;
+  dtypes: { param: FloatDType; grad: FloatDType; expAvg: FloatDType; expAvgSq: FloatDType };
+  /** This tensor's step count, this step included (from 1): its bias corrections. */
   step: number;
+}
+
+/** A float tensor's storage and size, as an input of a reduction over many tensors. */
+export interface FloatSpan<S> {
+  x: S;
+  size: number;
+  dtype: FloatDType;
 }
 
 export interface Backend<S> {
@@ -279,17 +297,19 @@ export interface Backend<S> {
     dtype: FloatDType,
   ): void;
 
-  // ---- optimizer support (in place, no autograd) ----
-  /** One AdamW step on param, expAvg, expAvgSq (each its own dtype) from grad. */
-  adamwUpdate(
-    param: S,
-    grad: S,
-    expAvg: S,
-    expAvgSq: S,
-    size: number,
-    dtypes: { param: FloatDType; grad: FloatDType; expAvg: FloatDType; expAvgSq: FloatDType },
-    hyper: AdamWHyper,
-  ): void;
-  /** out[outIndex] = sum of x^2 (float32 out), so many tensors' norms need one read. */
-  sumOfSquares(x: S, size: number, dtype: FloatDType, out: S, outIndex: number): void;
+  // ---- optimizer support (in place, no autograd; nothing is read back) ----
+  /**
+   * Global L2 norm for clipping (torch.nn.utils.clip_grad_norm_, norm_type 2), on the device:
+   * norm[0] = sqrt(sum over every span of sum x^2) and coef[0] = min(1, maxNorm / (norm + 1e-6)),
+   * float32 [1] each, the coefficient computed in float32 from the float32 norm (1 for a NaN norm, 0
+   * for an infinite one, as the host's `coef < 1` test had it). No spans: norm 0, coef 1.
+   */
+  gradNormClip(xs: readonly FloatSpan<S>[], maxNorm: number, norm: S, coef: S): void;
+  /**
+   * One AdamW step of every tensor in place (param, expAvg, expAvgSq from grad), each with its own
+   * step count. With `gradScale` (float32 [1], e.g. gradNormClip's coef, read on the device) each
+   * gradient element is multiplied by it, rounded to float32, before use: clipping without a pass
+   * of its own. Tensors appear once each (no storage shared between two of them).
+   */
+  adamwStep(tensors: readonly AdamWTensor<S>[], hyper: AdamWHyper, gradScale: S | null): void;
 }

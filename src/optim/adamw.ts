@@ -2,13 +2,15 @@
 // step += 1; p -= lr * weight_decay * p (decoupled decay, before the Adam update);
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 // p -= lr / (1 - b1^step) * m / (sqrt(v / (1 - b2^step)) + eps)   (eps outside the sqrt).
-// The arithmetic is the backend's fused kernel (one pass per tensor, on the tensor's device);
-// moments are float32 whatever the parameter dtype. The state (moments and step counts) is
-// exported by parameter name for checkpoints and loaded back for an exact resume.
+// The arithmetic is the backend's multi-tensor kernel (one call for every parameter of a step: one
+// launch on CUDA, from a table of the tensors); clipping rides along as a gradient multiplier that
+// stays on the device (clip.ts clipCoefficient). Moments are float32 whatever the parameter dtype.
+// The state (moments and step counts) is exported by parameter name for checkpoints and loaded
+// back for an exact resume.
 // Not here: the learning-rate schedule (schedule.ts) and clipping (clip.ts).
 
 import { XtunerError } from '../errors.ts';
-import { adamwUpdate, keep, zeros, type Tensor } from '../tensor/index.ts';
+import { adamwStep, keep, zeros, type AdamWEntry, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   lr: number;
@@ -65,8 +67,13 @@ export class AdamW {
     if (this.params.length === 0) throw bad('no parameters to optimise');
   }
 
-  /** One update of every parameter that has a gradient. */
-  step(): void {
+  /**
+   * One update of every parameter that has a gradient, all in one backend call. `gradScale` (a
+   * float32 single-element tensor on the parameters' device, e.g. clipCoefficient's coef) multiplies
+   * every gradient on the device first; the gradients themselves are left as they are.
+   */
+  step(gradScale: Tensor | null = null): void {
+    const entries: AdamWEntry[] = [];
     for (const [name, p] of this.params) {
       const g = p.grad;
       if (!g) continue;
@@ -76,15 +83,10 @@ export class AdamW {
         this.#state.set(name, s);
       }
       s.step++;
-      adamwUpdate(p, g, s.expAvg, s.expAvgSq, {
-        lr: this.lr,
-        beta1: this.beta1,
-        beta2: this.beta2,
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        step: s.step,
-      });
+      entries.push({ param: p, grad: g, expAvg: s.expAvg, expAvgSq: s.expAvgSq, step: s.step });
     }
+    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
+    adamwStep(entries, hyper, gradScale);
   }
 
   /** Drops every gradient (PyTorch's zero_grad(set_to_none=True)). */

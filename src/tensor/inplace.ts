@@ -1,9 +1,14 @@
-// In-place updates outside autograd, for optimizers, loading and merging: assign, the fused
-// AdamW step, sums of squares for the global gradient norm, scale/add/fill in place.
+// In-place updates outside autograd, for optimizers, loading and merging: assign, the AdamW step
+// over many tensors, the global gradient norm with its clip coefficient (left on the device),
+// scale/add/fill in place; and one read-back for several scalars.
 
-import type { AdamWHyper } from '../backends/index.ts';
+import type { AdamWHyper, Device } from '../backends/index.ts';
 import { XtunerError } from '../errors.ts';
-import { empty } from './ops/util.ts';
+import { cast } from './ops/cast.ts';
+import { concat } from './ops/concat.ts';
+import { reshape } from './ops/reshape.ts';
+import { checkDevice, empty } from './ops/util.ts';
+import { noGrad, tidy } from './scope.ts';
 import { fmt, sameShape } from './shape.ts';
 import type { Tensor } from './tensor.ts';
 import type { HostArray } from './dtype.ts';
@@ -19,34 +24,65 @@ function checkSame(op: string, a: Tensor, b: Tensor, nameA: string, nameB: strin
   }
 }
 
+/** One tensor of an AdamW step: the moments have the parameter's shape; `step` counts from 1, this one included. */
+export interface AdamWEntry {
+  param: Tensor;
+  grad: Tensor;
+  expAvg: Tensor;
+  expAvgSq: Tensor;
+  step: number;
+}
+
 /**
- * One AdamW step in place, torch.optim.AdamW semantics: param *= 1 - lr*weightDecay; moments
- * updated from grad; param -= lr/(1-beta1^step) * expAvg / (sqrt(expAvgSq)/sqrt(1-beta2^step) + eps).
- * `step` counts from 1.
+ * One AdamW step of every entry in place, torch.optim.AdamW semantics: param *= 1 - lr*weightDecay;
+ * moments updated from grad; param -= lr/(1-beta1^step) * expAvg / (sqrt(expAvgSq)/sqrt(1-beta2^step)
+ * + eps). One backend call for all (one kernel launch on CUDA). `gradScale`, a float32 single-element
+ * tensor on the same device (gradNormClip's coef), multiplies every gradient there, so clipping
+ * needs neither a read-back nor a pass over the gradients of its own.
  */
-export function adamwUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, hyper: AdamWHyper): void {
-  checkSame('adamwUpdate', param, grad, 'param', 'grad');
-  checkSame('adamwUpdate', param, expAvg, 'param', 'expAvg');
-  checkSame('adamwUpdate', param, expAvgSq, 'param', 'expAvgSq');
-  if (!(hyper.step >= 1)) throw new XtunerError(`adamwUpdate: step counts from 1, got ${hyper.step}`);
-  param.backend.adamwUpdate(
-    param.storage, grad.storage, expAvg.storage, expAvgSq.storage, param.size,
-    { param: param.floatDtype, grad: grad.floatDtype, expAvg: expAvg.floatDtype, expAvgSq: expAvgSq.floatDtype },
+export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null): void {
+  if (entries.length === 0) return;
+  for (const e of entries) {
+    checkSame('adamwStep', e.param, e.grad, 'param', 'grad');
+    checkSame('adamwStep', e.param, e.expAvg, 'param', 'expAvg');
+    checkSame('adamwStep', e.param, e.expAvgSq, 'param', 'expAvgSq');
+    if (!(e.step >= 1)) throw new XtunerError(`adamwStep: step counts from 1, got ${e.step}`);
+  }
+  checkDevice('adamwStep', gradScale, ...entries.map((e) => e.param));
+  if (gradScale && (gradScale.dtype !== 'float32' || gradScale.size !== 1)) {
+    throw new XtunerError(`adamwStep: gradScale must be a float32 single-element tensor, got ${gradScale.dtype} ${fmt(gradScale.shape)}`);
+  }
+  entries[0]!.param.backend.adamwStep(
+    entries.map((e) => ({
+      param: e.param.storage, grad: e.grad.storage, expAvg: e.expAvg.storage, expAvgSq: e.expAvgSq.storage, size: e.param.size,
+      dtypes: { param: e.param.floatDtype, grad: e.grad.floatDtype, expAvg: e.expAvg.floatDtype, expAvgSq: e.expAvgSq.floatDtype },
+      step: e.step,
+    })),
     hyper,
+    gradScale?.storage ?? null,
   );
 }
 
-/** Sum of squares of all elements of all tensors (one device read for the lot). */
-export function sumOfSquares(ts: Tensor | readonly Tensor[]): number {
-  const list = Array.isArray(ts) ? (ts as readonly Tensor[]) : [ts as Tensor];
-  if (list.length === 0) return 0;
-  const out = empty([list.length], 'float32', list[0]!.device);
-  list.forEach((t, i) => t.backend.sumOfSquares(t.storage, t.size, t.floatDtype, out.storage, i));
-  const parts = out.toFloat32Array();
-  out.dispose();
-  let s = 0;
-  for (const p of parts) s += p;
-  return s;
+/**
+ * The global L2 norm of `ts` (all on `device`) and the clip coefficient min(1, maxNorm / (norm +
+ * 1e-6)), as float32 [1] tensors computed on the device; nothing is read back (see
+ * Backend.gradNormClip for non-finite norms).
+ */
+export function gradNormClip(ts: readonly Tensor[], maxNorm: number, device: Device): { norm: Tensor; coef: Tensor } {
+  for (const t of ts) if (t.device !== device) throw new XtunerError(`gradNormClip: a tensor on ${t.device}, the norm asked on ${device}`);
+  const norm = empty([1], 'float32', device);
+  const coef = empty([1], 'float32', device);
+  norm.backend.gradNormClip(ts.map((t) => ({ x: t.storage, size: t.size, dtype: t.floatDtype })), maxNorm, norm.storage, coef.storage);
+  return { norm, coef };
+}
+
+/** The values of single-element tensors (one device), read back together: one wait for the lot. */
+export function readScalars(ts: readonly Tensor[]): number[] {
+  for (const t of ts) if (t.size !== 1) throw new XtunerError(`readScalars: ${fmt(t.shape)} is not a single element`);
+  const joined = tidy(() => noGrad(() => concat(ts.map((t) => reshape(t.dtype === 'float32' ? t : cast(t, 'float32'), [1])), 0)));
+  const values = joined.toFloat32Array();
+  joined.dispose();
+  return [...values];
 }
 
 /** t *= s in place. */

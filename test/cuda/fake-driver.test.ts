@@ -179,8 +179,10 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   be.embedding(x, ids, y, 4, 64, dtype);
   be.embeddingBackward(x, ids, f32a, 4, 64, dtype);
   be.crossEntropy(x, ids, f32c, y, 4, 64, -100, 0.25, dtype);
-  be.adamwUpdate(x, y, f32a, f32b, 4096, { param: dtype, grad: dtype, expAvg: 'float32', expAvgSq: 'float32' }, { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, step: 1 });
-  be.sumOfSquares(x, 4096, dtype, f32c, 3);
+  be.gradNormClip([{ x, size: 4096, dtype }, { x: w, size: 64, dtype: wDtype }], 1, f32c, f32b);
+  const adamw = { param: x, grad: y, expAvg: f32a, expAvgSq: z, size: 4096, step: 1 };
+  const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0 };
+  be.adamwStep([{ ...adamw, dtypes: { param: dtype, grad: dtype, expAvg: 'float32', expAvgSq: dtype } }], hyper, f32b);
   const u8 = f(4096, 'uint8');
   be.nf4Quantize(x, u8, f32c, u8, f32b, f32a, 4095, 64, 256, dtype);
   be.nf4Quantize(x, u8, f32c, null, null, null, 4095, 64, 256, dtype);

@@ -123,8 +123,25 @@ delete process.env['XTUNER_CUDA_ATTENTION'];
   const n = 100_000_000;
   const p = random('float32', n), g = random('float32', n, -1e-3, 1e-3), m = b.alloc('float32', n), v = b.alloc('float32', n);
   const dtypes = { param: 'float32', grad: 'float32', expAvg: 'float32', expAvgSq: 'float32' } as const;
-  record('adamw f32', `${n}`, time(() => b.adamwUpdate(p, g, m, v, n, dtypes, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 3 }), 5), { bytes: 28 * n });
+  const t = [{ param: p, grad: g, expAvg: m, expAvgSq: v, size: n, dtypes, step: 3 }];
+  record('adamw f32', `${n}`, time(() => b.adamwStep(t, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, null), 5), { bytes: 28 * n });
   for (const s of [p, g, m, v]) b.free(s);
+}
+
+{ // the optimizer step of Qwen2.5-0.5B with LoRA r=64 on every linear: 336 float32 tensors, 35 M values
+  const r = 64, H = 896, I = 4864, KV = 128;
+  const linears = [[H, H], [H, KV], [H, KV], [H, H], [H, I], [H, I], [I, H]]; // [in, out]: q k v o gate up down
+  const sizes = Array.from({ length: 24 }, () => linears.flatMap(([i, o]) => [r * i!, o! * r])).flat(); // lora_A [r, in], lora_B [out, r]
+  const total = sizes.reduce((a, n) => a + n, 0);
+  const dtypes = { param: 'float32', grad: 'float32', expAvg: 'float32', expAvgSq: 'float32' } as const;
+  const t = sizes.map((n) => ({ param: random('float32', n), grad: random('float32', n, -1e-3, 1e-3), expAvg: b.alloc('float32', n), expAvgSq: b.alloc('float32', n), size: n, dtypes, step: 3 }));
+  const norm = b.alloc('float32', 1), coef = b.alloc('float32', 1);
+  const spans = t.map((e) => ({ x: e.grad, size: e.size, dtype: 'float32' as const }));
+  record('grad norm + clip coef', `${sizes.length} LoRA tensors, ${total}`, time(() => b.gradNormClip(spans, 1, norm, coef), 5), { bytes: 4 * total });
+  record('adamw (clipped)', `${sizes.length} LoRA tensors, ${total}`, time(() => b.adamwStep(t, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, coef), 5), { bytes: 28 * total });
+  for (const e of t) for (const s of [e.param, e.grad, e.expAvg, e.expAvgSq]) b.free(s);
+  b.free(norm);
+  b.free(coef);
 }
 
 const stats = b.memoryStats();

@@ -2,15 +2,53 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { XtunerError } from '../../src/errors.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
-import { clipGradNorm, gradNorm } from '../../src/optim/clip.ts';
-import { tensor, type Tensor } from '../../src/tensor/index.ts';
-import { assertClose, readExpected } from '../peft/helpers.ts';
+import { clipCoefficient, clipGradNorm, gradNorm } from '../../src/optim/clip.ts';
+import { f32ToHalf, halfToF32, readScalars, Rng, tensor, type FloatDType, type Tensor } from '../../src/tensor/index.ts';
+import { assertClose, assertCloseRel, readExpected } from '../peft/helpers.ts';
 
 /** float32 rounding of a few operations on values of order 1e-2. */
 const F32_TOL = 1e-7;
 
+/** One bfloat16 ulp relative (2^-7): a weight rounded once more or less. */
+const BF16_TOL = 2 ** -7;
+
 function param(values: number[]): Tensor {
   return tensor(Float32Array.from(values), [values.length], { requiresGrad: true });
+}
+
+function randomValues(rng: Rng, n: number, sd: number): Float32Array {
+  return Float32Array.from({ length: n }, () => sd * rng.normal());
+}
+
+/** A trainable tensor of `dtype` with these values (rounded to it). */
+function paramOf(values: Float32Array, dtype: FloatDType): Tensor {
+  return tensor(values, [values.length], { dtype, requiresGrad: true });
+}
+
+/** Values as `dtype` stores them. */
+function roundTo(values: Float32Array, dtype: FloatDType): Float32Array {
+  return dtype === 'float32' ? values : halfToF32(f32ToHalf(values, dtype), dtype);
+}
+
+/**
+ * The per-tensor CPU kernel that the multi-tensor step replaced, as it was: float64 arithmetic,
+ * results stored as float32 (moments) and as the parameter's dtype; p, m, v updated in place.
+ */
+function perTensorStep(
+  p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, dtype: FloatDType,
+  h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }, step: number,
+): void {
+  const decay = 1 - h.lr * h.weightDecay;
+  const stepSize = h.lr / (1 - h.beta1 ** step);
+  const bc2Sqrt = Math.sqrt(1 - h.beta2 ** step);
+  for (let i = 0; i < p.length; i++) {
+    const mi = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!;
+    const vi = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! * g[i]!;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + h.eps);
+  }
+  p.set(roundTo(p, dtype));
 }
 
 test("AdamW's step from PEFT's fixture: before.* + clipped grad.* -> after_adamw.*", () => {
@@ -87,6 +125,73 @@ test('clip_grad_norm_: returns the norm before clipping, scales by max_norm / (n
   assertClose(b.grad!.toFloat32Array(), [4 * c], F32_TOL, 'b');
   assert.ok(Math.abs(clipGradNorm([a, b], 2) - 1) < 1e-6); // below max_norm: unchanged
   assertClose(b.grad!.toFloat32Array(), [4 * c], F32_TOL, 'b unchanged');
+});
+
+test('one multi-tensor step equals the old per-tensor steps bit for bit (mixed sizes, dtypes, step counts)', () => {
+  const rng = new Rng(3);
+  const sizes = [1, 7, 300, 20_000];
+  const dtypes: FloatDType[] = ['float32', 'bfloat16', 'float32', 'bfloat16'];
+  const h = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 };
+  const params = sizes.map((n, k) => [`p${k}`, paramOf(randomValues(rng, n, 1), dtypes[k]!)] as const);
+  const ref = params.map(([, p]) => ({ p: p.toFloat32Array(), m: new Float32Array(p.size), v: new Float32Array(p.size), step: 0 }));
+  const opt = new AdamW(params, { lr: h.lr, betas: [h.beta1, h.beta2], eps: h.eps, weightDecay: h.weightDecay });
+  for (let t = 0; t < 3; t++) {
+    params.forEach(([, p], k) => {
+      if (t === 1 && k === 2) return void (p.grad = null); // skipped once: its step count lags the others'
+      const g = roundTo(randomValues(rng, p.size, 0.1), dtypes[k]!);
+      p.grad = tensor(g, p.shape, { dtype: dtypes[k]! });
+      const r = ref[k]!;
+      perTensorStep(r.p, g, r.m, r.v, dtypes[k]!, h, ++r.step);
+    });
+    opt.step();
+  }
+  assert.deepEqual(opt.scalars().steps, { p0: 3, p1: 3, p2: 2, p3: 3 });
+  const state = new Map(opt.tensorState());
+  params.forEach(([name, p], k) => {
+    assert.deepEqual(p.toFloat32Array(), ref[k]!.p, `${name} (${dtypes[k]})`);
+    assert.deepEqual(state.get(`exp_avg.${name}`)!.toFloat32Array(), ref[k]!.m, `exp_avg.${name}`);
+    assert.deepEqual(state.get(`exp_avg_sq.${name}`)!.toFloat32Array(), ref[k]!.v, `exp_avg_sq.${name}`);
+  });
+});
+
+test('clipping fused into the step (coefficient on the device) equals clipGradNorm in place, then the step', () => {
+  // float32 gradients: the same bits (both round g * coef to float32 once); bfloat16 gradients were
+  // rounded to bf16 after scaling in place, the fused step keeps g * coef in float32: within a bf16 ulp
+  for (const dtype of ['float32', 'bfloat16'] as FloatDType[]) {
+    const run = (fused: boolean) => {
+      const rng = new Rng(5);
+      const params = [3, 5000, 40].map((n, k) => [`p${k}`, paramOf(randomValues(rng, n, 1), dtype)] as const);
+      const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
+      const norms: number[] = [];
+      const grads: Float32Array[] = [];
+      for (let t = 0; t < 3; t++) {
+        for (const [, p] of params) p.grad = tensor(randomValues(rng, p.size, 0.5), p.shape, { dtype }); // norm ~35: clipped
+        const list = params.map(([, p]) => p);
+        if (fused) {
+          const { norm, coef } = clipCoefficient(list, 1);
+          opt.step(coef);
+          norms.push(readScalars([norm])[0]!);
+        } else {
+          norms.push(clipGradNorm(list, 1));
+          opt.step();
+        }
+        grads.push(...list.map((p) => p.grad!.toFloat32Array()));
+      }
+      return { params: params.map(([, p]) => p.toFloat32Array()), moments: [...opt.tensorState()].map(([, t]) => t.toFloat32Array()), norms, grads };
+    };
+    const inPlace = run(false);
+    const fused = run(true);
+    assert.deepEqual(fused.norms, inPlace.norms);
+    assert.ok(inPlace.norms.every((n) => n > 10), `norms ${inPlace.norms} should be clipped`);
+    if (dtype === 'float32') {
+      assert.deepEqual(fused.params, inPlace.params);
+      assert.deepEqual(fused.moments, inPlace.moments);
+    } else {
+      fused.params.forEach((p, k) => assertCloseRel(p, inPlace.params[k]!, BF16_TOL, `bf16 param ${k}`));
+    }
+    // the fused path leaves the gradients as backward made them
+    fused.grads.forEach((g, k) => assert.ok(g.some((x, i) => x !== inPlace.grads[k]![i]), `grad ${k} should differ from the clipped one`));
+  }
 });
 
 test('bad optimiser settings are refused', () => {

@@ -4,10 +4,10 @@ import { XtunerError } from '../../src/errors.ts';
 import { philox4x32 } from '../../src/backends/cpu/dropout.ts';
 import { loadModel } from '../../src/models/index.ts';
 import { Linear } from '../../src/nn/index.ts';
-import { clipGradNorm } from '../../src/optim/clip.ts';
+import { clipCoefficient, clipGradNorm } from '../../src/optim/clip.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { defaultTargetModules, injectLora, LoRALinear, loraLayers, mergeLora } from '../../src/peft/lora.ts';
-import { Rng, tensor } from '../../src/tensor/index.ts';
+import { readScalars, Rng, tensor } from '../../src/tensor/index.ts';
 import {
   assertClose, assertCloseRel, BASE_MODEL, FIX, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, maxAbsDiff, peftParamName, readExpected,
 } from './helpers.ts';
@@ -61,6 +61,25 @@ test('LoRA on llama_forward matches PEFT: logits, loss, every LoRA gradient, gra
     const m = /^(.+)\.lora_([AB])\.weight$/.exec(name)!;
     assertClose(p.toFloat32Array(), lora.get(`after_adamw.${peftParamName(m[1]!, m[2] as 'A' | 'B')}`), STEP_TOL, `after AdamW ${name}`);
   }
+});
+
+test("the trainer's clipping (norm and coefficient left on the device, applied inside AdamW) gives PEFT's step too", async () => {
+  const { model } = await fixtureLoraModel();
+  model.train();
+  model.forward(lora.ids, { labels: lora.labels }).loss!.backward();
+  const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
+  const grads = trainable.map(([, p]) => p.grad!.toFloat32Array());
+  const { norm, coef } = clipCoefficient(trainable.map(([, p]) => p), 1.0);
+  const opt = new AdamW(trainable, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  opt.step(coef);
+  const fixtureNorm = lora.get('grad_norm')[0]!;
+  const [n] = readScalars([norm]);
+  assert.ok(Math.abs(n! - fixtureNorm) <= GRAD_REL_TOL * fixtureNorm, `grad norm ${n} vs ${fixtureNorm}`);
+  trainable.forEach(([name, p], k) => {
+    const m = /^(.+)\.lora_([AB])\.weight$/.exec(name)!;
+    assertClose(p.toFloat32Array(), lora.get(`after_adamw.${peftParamName(m[1]!, m[2] as 'A' | 'B')}`), STEP_TOL, `after AdamW ${name}`);
+    assert.deepEqual(p.grad!.toFloat32Array(), grads[k], `${name}: the gradient is not scaled in place`);
+  });
 });
 
 test('fresh adapters: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, so the model is unchanged; seeded', async () => {

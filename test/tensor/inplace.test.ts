@@ -1,5 +1,5 @@
-// In-place helpers: AdamW against the torch.optim.AdamW update written out here in float64,
-// sums of squares, scale/add/fill in place.
+// In-place helpers: AdamW against the torch.optim.AdamW update written out here in float64, the
+// global norm with its clip coefficient, one read for several scalars, scale/add/fill in place.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { assertClose } from './gradcheck.ts';
 /** float32 storage of values computed in float64: ~1e-7 relative per step over a few steps. */
 const ADAMW_TOL = 1e-6;
 
-test('adamwUpdate follows torch.optim.AdamW over several steps', () => {
+test('adamwStep follows torch.optim.AdamW over several steps', () => {
   const rng = new T.Rng(1);
   const n = 10;
   const p0 = Array.from({ length: n }, () => rng.normal());
@@ -34,31 +34,46 @@ test('adamwUpdate follows torch.optim.AdamW over several steps', () => {
         const denom = Math.sqrt(v[i]!) / Math.sqrt(bc2) + h.eps;
         p[i] = p[i]! - (h.lr / bc1) * (m[i]! / denom);
       }
-      T.adamwUpdate(param, T.tensor(g), expAvg, expAvgSq, { ...h, step });
+      T.adamwStep([{ param, grad: T.tensor(g), expAvg, expAvgSq, step }], h);
     });
     assertClose(param.toFloat32Array(), p, ADAMW_TOL, 'param');
     assertClose(expAvg.toFloat32Array(), m, ADAMW_TOL, 'exp_avg');
     assertClose(expAvgSq.toFloat32Array(), v, ADAMW_TOL, 'exp_avg_sq');
-    assert.throws(() => T.adamwUpdate(param, T.zeros([3]), expAvg, expAvgSq, { ...h, step: 1 }), /grad \[3\]/);
+    assert.throws(() => T.adamwStep([{ param, grad: T.zeros([3]), expAvg, expAvgSq, step: 1 }], h), /grad \[3\]/);
+    assert.throws(() => T.adamwStep([{ param, grad: T.zeros([n]), expAvg, expAvgSq, step: 0 }], h), /step counts from 1/);
+    assert.throws(() => T.adamwStep([{ param, grad: T.zeros([n]), expAvg, expAvgSq, step: 1 }], h, T.zeros([2])), /gradScale must be a float32 single-element/);
   });
 });
 
-test('adamwUpdate on a bf16 parameter rounds the float32 result', () => {
+test('adamwStep on a bf16 parameter rounds the float32 result', () => {
   T.tidy(() => {
     const p = T.tensor(new Float32Array([1, -1]), [2], { dtype: 'bfloat16' });
-    T.adamwUpdate(p, T.tensor([0.5, -0.5]), T.zeros([2]), T.zeros([2]), { lr: 0.125, beta1: 0.9, beta2: 0.999, eps: 0, weightDecay: 0, step: 1 });
+    T.adamwStep([{ param: p, grad: T.tensor([0.5, -0.5]), expAvg: T.zeros([2]), expAvgSq: T.zeros([2]), step: 1 }], { lr: 0.125, beta1: 0.9, beta2: 0.999, eps: 0, weightDecay: 0 });
     // first step moves each weight by lr * sign(g) exactly
     assert.deepEqual([...p.toFloat32Array()], [0.875, -0.875]);
   });
 });
 
-test('sumOfSquares over one and many tensors', () => {
+test('gradNormClip: the global norm of many tensors and min(1, maxNorm / (norm + 1e-6)), on the device', () => {
   T.tidy(() => {
     const a = T.tensor([1, 2, 3]);
     const b = T.cast(T.tensor([[0.5, -0.5]]), 'bfloat16');
-    assert.equal(T.sumOfSquares(a), 14);
-    assert.equal(T.sumOfSquares([a, b]), 14.5);
-    assert.equal(T.sumOfSquares([]), 0);
+    const c = T.tensor([[0.5]]);
+    const { norm, coef } = T.gradNormClip([a, b, c], 1, 'cpu');
+    assert.deepEqual([norm.shape, coef.shape, norm.dtype], [[1], [1], 'float32']);
+    assert.deepEqual(T.readScalars([norm, coef]), [Math.sqrt(14.75), Math.fround(1 / Math.fround(Math.fround(Math.sqrt(14.75)) + Math.fround(1e-6)))].map(Math.fround));
+    assert.deepEqual(T.readScalars(Object.values(T.gradNormClip([a], 100, 'cpu'))), [Math.fround(Math.sqrt(14)), 1]); // below maxNorm: 1
+    assert.deepEqual(T.readScalars(Object.values(T.gradNormClip([], 1, 'cpu'))), [0, 1]);
+    // non-finite norms as the host test `coef < 1` had them: NaN leaves the grads unscaled, inf zeroes them
+    assert.deepEqual(T.readScalars(Object.values(T.gradNormClip([T.tensor([NaN, 1])], 1, 'cpu'))), [NaN, 1]);
+    assert.deepEqual(T.readScalars(Object.values(T.gradNormClip([T.tensor([Infinity, 1])], 1, 'cpu'))), [Infinity, 0]);
+  });
+});
+
+test('readScalars reads single-element tensors of any float dtype together', () => {
+  T.tidy(() => {
+    assert.deepEqual(T.readScalars([T.tensor([1.5]), T.cast(T.tensor([[-2]]), 'bfloat16'), T.tensor(3)]), [1.5, -2, 3]);
+    assert.throws(() => T.readScalars([T.tensor([1, 2])]), /readScalars: \[2\] is not a single element/);
   });
 });
 

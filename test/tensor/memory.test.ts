@@ -72,7 +72,7 @@ test('training steps inside tidy: live memory after step N equals step 1, and th
         for (const p of list) {
           let st = states.get(p);
           if (!st) states.set(p, (st = [T.keep(T.zerosLike(p)), T.keep(T.zerosLike(p))]));
-          T.adamwUpdate(p, p.grad!, st[0], st[1], { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step });
+          T.adamwStep([{ param: p, grad: p.grad!, expAvg: st[0], expAvgSq: st[1], step }], { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
           p.grad = null;
         }
       });

@@ -10,7 +10,7 @@ import { embedding, embeddingBackward } from './embedding.ts';
 import { sgemm } from './gemm.ts';
 import { nf4Dequantize, nf4Quantize } from './nf4.ts';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.ts';
-import { adamwUpdate, sumOfSquares } from './optim.ts';
+import { adamwStep, gradNormClip } from './optim.ts';
 import { rope } from './rope.ts';
 import { softmax, softmaxBackward } from './softmax.ts';
 import { commit, cpuAlloc, cpuAllocUninit, cpuFree, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
@@ -70,6 +70,6 @@ export const cpuBackend: Backend<CpuStorage> = {
   attentionBackward,
   nf4Quantize,
   nf4Dequantize,
-  adamwUpdate,
-  sumOfSquares,
+  gradNormClip,
+  adamwStep,
 };

@@ -1,27 +1,76 @@
-// CUDA launchers of the optimizer kernels (native/cuda/optim.cu): the AdamW step, with the bias
-// corrections computed here in double precision, and sums of squares for the global grad norm.
+// CUDA launchers of the optimizer kernels (native/cuda/optim.cu): the global gradient norm with
+// its clip coefficient (two launches: partial sums per chunk, then one block for the total) and the
+// AdamW step over many tensors (one launch). Each call uploads a table of its tensors (pointers,
+// sizes, dtypes, chunk numbering; for AdamW the per-tensor bias-correction terms) into device
+// scratch; nothing is read back.
 
 import type { Backend } from '../backend.ts';
-import { dtypeCode, sfx, type CudaRuntime, type CudaStorage } from './runtime.ts';
+import { adamwBiasTerms, adamwDecay } from '../cpu/optim.ts';
+import { dtypeCode, type CudaRuntime, type CudaStorage } from './runtime.ts';
 
-export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'adamwUpdate' | 'sumOfSquares'> {
+/** Elements per chunk (OPT_CHUNK of optim.cu). */
+const OPT_CHUNK = 16384;
+/** Table entry sizes in int32 words (NormEntry, AdamWEntry of optim.cu). */
+const NORM_WORDS = 8;
+const ADAMW_WORDS = 16;
+const THREADS = 256;
+const FINAL_THREADS = 1024;
+
+/** A 64-bit value (a device pointer or a size, < 2^53) as two int32 words, little-endian. */
+function put64(w: Int32Array, i: number, v: number): void {
+  w[i] = v % 0x100000000; // wraps to int32 as the bits are
+  w[i + 1] = Math.floor(v / 0x100000000);
+}
+
+export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradNormClip' | 'adamwStep'> {
   return {
-    adamwUpdate(param, grad, expAvg, expAvgSq, size, dtypes, h) {
-      if (size === 0) return;
-      const decay = 1 - h.lr * h.weightDecay;
-      const stepSize = h.lr / (1 - h.beta1 ** h.step);
-      const bc2Sqrt = Math.sqrt(1 - h.beta2 ** h.step);
-      rt.launch('optim', 'adamw', [rt.blocksFor(size)], [256], 0, 'pipipipilffffff', [
-        param.ptr, dtypeCode(dtypes.param), grad.ptr, dtypeCode(dtypes.grad), expAvg.ptr, dtypeCode(dtypes.expAvg),
-        expAvgSq.ptr, dtypeCode(dtypes.expAvgSq), size, h.beta1, h.beta2, h.eps, decay, stepSize, bc2Sqrt,
-      ]);
+    gradNormClip(xs, maxNorm, norm, coef) {
+      const live = xs.filter((s) => s.size > 0);
+      const table = new Int32Array(NORM_WORDS * live.length);
+      let chunks = 0;
+      live.forEach((s, k) => {
+        const o = k * NORM_WORDS;
+        put64(table, o, s.x.ptr);
+        put64(table, o + 2, s.size);
+        put64(table, o + 4, chunks);
+        table[o + 6] = dtypeCode(s.dtype);
+        chunks += Math.ceil(s.size / OPT_CHUNK);
+      });
+      const partials = rt.scratchF32(chunks, `grad norm partial sums (${chunks} floats)`);
+      if (chunks > 0) {
+        const t = rt.uploadI32(table, 'grad norm table');
+        rt.launch('optim', 'sum_squares_multi', [chunks], [THREADS], 0, 'pip', [t.ptr, live.length, partials.ptr]); // block c: chunk c
+        rt.free(t);
+      }
+      rt.launch('optim', 'grad_norm_clip', [1], [FINAL_THREADS], 0, 'plfpp', [partials.ptr, chunks, maxNorm, norm.ptr, coef.ptr]);
+      rt.free(partials);
     },
-    sumOfSquares(x, size, dtype, out, outIndex) {
-      const slot = out.ptr + 4 * outIndex;
-      rt.driver.memset(slot, 4, 0, 1);
-      if (size === 0) return;
-      const blocks = Math.min(rt.blocksFor(size), rt.driver.device.multiprocessors * 4);
-      rt.launch('optim', `sum_squares_${sfx(dtype)}`, [blocks], [256], 0, 'plp', [x.ptr, size, slot]);
+    adamwStep(tensors, h, gradScale) {
+      const live = tensors.filter((t) => t.size > 0);
+      if (live.length === 0) return;
+      const table = new Int32Array(ADAMW_WORDS * live.length);
+      const floats = new Float32Array(table.buffer);
+      let chunks = 0;
+      live.forEach((t, k) => {
+        const o = k * ADAMW_WORDS;
+        put64(table, o, t.param.ptr);
+        put64(table, o + 2, t.grad.ptr);
+        put64(table, o + 4, t.expAvg.ptr);
+        put64(table, o + 6, t.expAvgSq.ptr);
+        put64(table, o + 8, t.size);
+        put64(table, o + 10, chunks);
+        const { stepSize, bc2Sqrt } = adamwBiasTerms(h, t.step);
+        floats[o + 12] = stepSize;
+        floats[o + 13] = bc2Sqrt;
+        const d = t.dtypes;
+        table[o + 14] = dtypeCode(d.param) | (dtypeCode(d.grad) << 8) | (dtypeCode(d.expAvg) << 16) | (dtypeCode(d.expAvgSq) << 24);
+        chunks += Math.ceil(t.size / OPT_CHUNK);
+      });
+      const t = rt.uploadI32(table, 'AdamW table');
+      rt.launch('optim', 'adamw_multi', [chunks], [THREADS], 0, 'piffffp', [
+        t.ptr, live.length, h.beta1, h.beta2, h.eps, adamwDecay(h), gradScale?.ptr ?? 0,
+      ]);
+      rt.free(t);
     },
   };
 }
