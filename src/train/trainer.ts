@@ -9,7 +9,8 @@
 // Resuming restores weights, AdamW moments, schedule, data position, the LoRA dropout generator
 // and, for a checkpoint saved between two optimizer steps, the gradients accumulated so far, so
 // the losses after a resume are those of an uninterrupted run.
-// Ctrl-C finishes the current iteration, saves, and returns; a NaN/inf loss stops with the step.
+// Ctrl-C finishes the current iteration, saves, and returns; a NaN/inf loss stops the run. The
+// host reads one thing back per iteration, at its end: the loss, with the grad norm when it stepped.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,9 +19,9 @@ import type { DataPosition } from '../data/index.ts';
 import { XtunerError } from '../errors.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
-import { clipGradNorm } from '../optim/clip.ts';
+import { clipCoefficient } from '../optim/clip.ts';
 import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
-import { memoryStats, noGrad, scale, tidy, zeros, type RngState, type Tensor } from '../tensor/index.ts';
+import { memoryStats, noGrad, readScalars, scale, tidy, zeros, type RngState, type Tensor } from '../tensor/index.ts';
 import { Accumulation } from './accumulation.ts';
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } from './eval-chat.ts';
@@ -177,7 +178,9 @@ async function loop(
     }
     const batch = data.loader.batchAt(position);
     const factor = accumulation.lossFactor(iter);
-    const loss = tidy(() => {
+    // forward, backward and the optimizer step only queue work; the loss stays on the device until
+    // the one read-back of the iteration below (a CUDA step never waits in the middle)
+    const lossT = tidy(() => {
       const ids = { data: batch.inputIds, shape: batch.shape };
       const out = model.forward(ids, {
         labels: { data: batch.labels, shape: batch.shape },
@@ -185,11 +188,25 @@ async function loop(
         cuSeqlens: batch.cuSeqlens,
         logits: false, // the loss over row chunks: the [rows, vocab] logits never exist whole
       });
-      const value = out.loss.item();
-      if (Number.isFinite(value)) scale(out.loss, 1 / factor).backward();
-      return value;
+      scale(out.loss, 1 / factor).backward();
+      return out.loss;
     });
+    const lr = schedule.lr;
+    let norm: Tensor | null = null;
+    if (accumulation.stepsAfter(iter)) {
+      optimizer.lr = lr;
+      // clipping as a multiplier that AdamW reads on the device: no pass over the gradients, no wait
+      const clip = clipCoefficient(params, cfg.max_norm);
+      optimizer.step(clip.coef);
+      optimizer.zeroGrad();
+      clip.coef.dispose();
+      norm = clip.norm;
+    }
+    const [loss, gradNorm] = readScalars(norm ? [lossT, norm] : [lossT]) as [number, number?];
+    lossT.dispose();
+    norm?.dispose();
     if (!Number.isFinite(loss)) {
+      // a step taken with this loss spoilt the weights in memory only: nothing is saved after this
       throw new XtunerError(
         `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
         {
@@ -201,13 +218,9 @@ async function loop(
     }
     const epoch = position.epoch;
     position = data.loader.next(position);
-    const lr = schedule.lr;
-    if (accumulation.stepsAfter(iter)) {
-      optimizer.lr = lr;
-      window.gradNorms += clipGradNorm(params, cfg.max_norm);
+    if (gradNorm !== undefined) {
+      window.gradNorms += gradNorm;
       window.steps++;
-      optimizer.step();
-      optimizer.zeroGrad();
     }
     schedule.step();
     iter++;
