@@ -10,9 +10,11 @@
 // (build_peak_gib; for QLoRA each linear is quantised on the device as it is built, so the bf16
 // model never exists whole), and for QLoRA the NF4 bytes
 // against the bf16 bytes of the quantised weights. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
-// every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). Per step it also prints
-// the host time of each phase (forward, backward, loss read, clip, optimizer: on a GPU the phases
-// only queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
+// every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). The optimizer step
+// is the trainer's: the grad norm and clip coefficient stay on the device, AdamW applies the
+// coefficient, and the step ends with one read of the loss and the norm together. Per step it also prints
+// the host time of each phase (forward, backward, clip, optimizer, read: on a GPU the phases only
+// queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
 // (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
 //   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal]
@@ -20,13 +22,12 @@
 import { parseArgs } from 'node:util';
 import { cudaBackend, type DriverCounters } from '../src/backends/cuda/index.ts';
 import { createModel } from '../src/models/index.ts';
-import { clipGradNorm } from '../src/optim/clip.ts';
+import { clipCoefficient } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
 import { nf4Report, type QuantizeReport } from '../src/quant/nf4-linear.ts';
-import { Rng, memoryStats, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
+import { Rng, memoryStats, readScalars, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
 import { SHAPES } from './shapes.ts';
-
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +80,7 @@ model.setGradientCheckpointing(values.ckpt === true, [loraRng]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
+const params = trainable.map(([, p]) => p);
 const buildPeak = memoryStats().peakBytes;
 console.error(
   `built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, init ${init}, ${trainable.length} trainable tensors) in ` +
@@ -96,25 +98,27 @@ for (let i = 0; i < warmup + steps; i++) {
   const t = performance.now();
   let tf = 0;
   let tb = 0;
-  const loss = tidy(() => {
+  const lossT = tidy(() => {
     const out = model.forward(ids, { labels: ids, logits: false });
     tf = performance.now();
     out.loss.backward();
     tb = performance.now();
-    return out.loss.item(); // synchronises
+    return out.loss;
   });
-  const ti = performance.now();
-  clipGradNorm(trainable.map(([, p]) => p), 1.0);
+  const clip = clipCoefficient(params, 1.0);
   const tc = performance.now();
-  opt.step();
+  opt.step(clip.coef);
   opt.zeroGrad();
+  const to = performance.now();
+  const [loss, norm] = readScalars([lossT, clip.norm]); // synchronises: the step's one wait
+  for (const x of [lossT, clip.norm, clip.coef]) x.dispose();
   const te = performance.now();
   const dt = (te - t) / 1e3;
   if (i >= warmup) times.push(dt);
   if (onCuda && i === warmup + steps - 1) lastTraffic = cudaBackend().takeCounters();
   console.error(
-    `step ${i}: loss ${loss.toFixed(4)} ${dt.toFixed(3)} s (host ms: forward ${ms(t, tf)}, backward ${ms(tf, tb)}, ` +
-      `loss read ${ms(tb, ti)}, clip ${ms(ti, tc)}, optimizer ${ms(tc, te)})`,
+    `step ${i}: loss ${loss!.toFixed(4)} grad norm ${norm!.toFixed(4)} ${dt.toFixed(3)} s (host ms: forward ${ms(t, tf)}, ` +
+      `backward ${ms(tf, tb)}, clip ${ms(tb, tc)}, optimizer ${ms(tc, to)}, read ${ms(to, te)})`,
   );
 }
 if (onCuda) {
@@ -127,11 +131,14 @@ if (onCuda) {
     dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids, logits: false })));
     dev['backward'] = be.time(() => out!.loss.backward());
   });
-  dev['clip'] = be.time(() => void clipGradNorm(trainable.map(([, p]) => p), 1.0));
+  let clip: { norm: Tensor; coef: Tensor } | null = null;
+  dev['clip'] = be.time(() => void (clip = clipCoefficient(params, 1.0)));
   dev['optimizer'] = be.time(() => {
-    opt.step();
+    opt.step(clip!.coef);
     opt.zeroGrad();
   });
+  clip!.norm.dispose();
+  clip!.coef.dispose();
   console.log('XTUNER_TS_DEVICE_MS', JSON.stringify(Object.fromEntries(Object.entries(dev).map(([k, v]) => [k, +v.toFixed(2)]))));
   // the traffic of the last timed step
   const c = lastTraffic!;
