@@ -61,6 +61,37 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// s[16][N] += A[16][D] X^T for a warp's 16 rows: A as register fragments, X [N][ld] one row per
+// column of s (K for scores, V for dP = dO V^T).
+template <typename T, int N, int D>
+__device__ __forceinline__ void mma_rows_xt(float (&s)[N / 8][4], const u32 (&a)[D / 16][4], const T* X, int ld) {
+#pragma unroll
+  for (int n = 0; n < N / 8; n++)
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      u32 b[2];
+      frag_b_rows(b, X, ld, 8 * n, 16 * kk);
+      mma16816<T>(s[n], a[kk], b);
+    }
+}
+
+// acc[16][D] += P[16][K] Y for a warp's 16 rows: P the float32 accumulators of an earlier product
+// (rounded to T here), Y [K][ld] row-major in shared memory (V for O, K for dQ, dO for dV, Q for dK).
+template <typename T, int K, int D>
+__device__ __forceinline__ void mma_acc_py(float (&acc)[D / 8][4], const float (&p)[K / 8][4], const T* Y, int ld) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; kk++) {
+    u32 a[4];
+    frag_a_from_c<T>(a, p[2 * kk], p[2 * kk + 1]);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      u32 b[2];
+      frag_b_cols(b, Y, ld, 16 * kk, 8 * n);
+      mma16816<T>(acc[n], a, b);
+    }
+  }
+}
+
 // shared: Qs [BM][LD], Ks, Vs [BN][LD]
 template <typename T, int D>
 __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
@@ -94,14 +125,7 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
     __syncthreads();
     if (j0 >= wEnd) continue;  // uniform per warp
     float s[BN / 8][4] = {};   // S [16 rows][BN keys], 8 keys per fragment
-#pragma unroll
-    for (int n = 0; n < BN / 8; n++)
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) {
-        u32 b[2];
-        frag_b_rows(b, Ks, LD, 8 * n, 16 * kk);
-        mma16816<T>(s[n], qa[kk], b);
-      }
+    mma_rows_xt<T, BN, D>(s, qa, Ks, LD);
     float mx[2] = {m[0], m[1]};
 #pragma unroll
     for (int n = 0; n < BN / 8; n++)
@@ -136,17 +160,7 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
       o[n][2] *= corr[1];
       o[n][3] *= corr[1];
     }
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) {
-      u32 pa[4];
-      frag_a_from_c<T>(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        u32 b[2];
-        frag_b_cols(b, Vs, LD, 16 * kk, 8 * n);
-        mma16816<T>(o[n], pa, b);
-      }
-    }
+    mma_acc_py<T, BN, D>(o, s, Vs, LD);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -206,16 +220,8 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
     __syncthreads();
     if (j0 >= wEnd) continue;
     float s[BKQ / 8][4] = {}, dp[BKQ / 8][4] = {};  // S and dP [16 rows][BKQ keys]
-#pragma unroll
-    for (int n = 0; n < BKQ / 8; n++)
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++) {
-        u32 b[2];
-        frag_b_rows(b, Ks, LD, 8 * n, 16 * kk);
-        mma16816<T>(s[n], qa[kk], b);
-        frag_b_rows(b, Vs, LD, 8 * n, 16 * kk);
-        mma16816<T>(dp[n], da[kk], b);
-      }
+    mma_rows_xt<T, BKQ, D>(s, qa, Ks, LD);
+    mma_rows_xt<T, BKQ, D>(dp, da, Vs, LD);
 #pragma unroll
     for (int n = 0; n < BKQ / 8; n++)
 #pragma unroll
@@ -225,17 +231,7 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
         const float p = seen ? exp2f(s[n][e] * sl2 - L2[r]) : 0.f;
         s[n][e] = p * (dp[n][e] - dl[r]);  // dS
       }
-#pragma unroll
-    for (int kk = 0; kk < BKQ / 16; kk++) {
-      u32 a[4];
-      frag_a_from_c<T>(a, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        u32 b[2];
-        frag_b_cols(b, Ks, LD, 16 * kk, 8 * n);
-        mma16816<T>(acc[n], a, b);
-      }
-    }
+    mma_acc_py<T, BKQ, D>(acc, s, Ks, LD);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -309,20 +305,8 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
           s[n][e] = p;                       // P^T
           dp[n][e] = p * (dp[n][e] - Ds[c]);  // dS^T
         }
-#pragma unroll
-      for (int kk = 0; kk < BQ / 16; kk++) {
-        u32 pa[4], sa[4];
-        frag_a_from_c<T>(pa, s[2 * kk], s[2 * kk + 1]);
-        frag_a_from_c<T>(sa, dp[2 * kk], dp[2 * kk + 1]);
-#pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-          u32 b[2];
-          frag_b_cols(b, dOs, LD, 16 * kk, 8 * n);
-          mma16816<T>(dV[n], pa, b);
-          frag_b_cols(b, Qs, LD, 16 * kk, 8 * n);
-          mma16816<T>(dK[n], sa, b);
-        }
-      }
+      mma_acc_py<T, BQ, D>(dV, s, dOs, LD);
+      mma_acc_py<T, BQ, D>(dK, dp, Qs, LD);
     }
   }
 #pragma unroll

@@ -23,20 +23,23 @@ async function qlora(device: Device, dtype: FloatDType = 'float32', loraDropout 
   return model;
 }
 
+/** Logits of one forward of the batch, after its backward has filled the LoRA grads. */
+function forwardBackward(model: Awaited<ReturnType<typeof qlora>>): Float32Array {
+  return tidy(() => {
+    const { logits, loss } = model.forward(batch.ids, { labels: batch.labels });
+    loss!.backward();
+    return logits.toFloat32Array();
+  });
+}
+
 test('QLoRA on CUDA: packed weights stay on the device, logits and LoRA grads equal the CPU', { skip: SKIP }, async () => {
   const cpu = await qlora('cpu');
   const gpu = await qlora('cuda');
   let quantWeights = 0;
   for (const [, m] of gpu.namedModules()) if (m instanceof NF4Linear) quantWeights += m.inFeatures * m.outFeatures;
-  const run = (model: typeof cpu) =>
-    tidy(() => {
-      const { logits, loss } = model.forward(batch.ids, { labels: batch.labels });
-      loss!.backward();
-      return logits.toFloat32Array();
-    });
-  const want = run(cpu);
+  const want = forwardBackward(cpu);
   cudaBackend().takeCounters();
-  const got = run(gpu);
+  const got = forwardBackward(gpu);
   const c = cudaBackend().takeCounters();
   assert.ok(c.htodBytes < quantWeights / 4, `${c.htodBytes} bytes uploaded in a step (${quantWeights} quantised weights)`);
   // 14 forwards, 11 backwards: layer 0's q/k/v read the frozen embedding's output, so need no dx
@@ -65,15 +68,9 @@ test('QLoRA on a bf16 model on CUDA: the fused LoRA branch with dropout, no floa
   const gpu = await qlora('cuda', 'bfloat16', 0.1);
   cpu.train();
   gpu.train();
-  const run = (model: typeof cpu) =>
-    tidy(() => {
-      const { logits, loss } = model.forward(batch.ids, { labels: batch.labels });
-      loss!.backward();
-      return logits.toFloat32Array();
-    });
-  const want = run(cpu);
+  const want = forwardBackward(cpu);
   cudaBackend().takeCounters();
-  const got = run(gpu);
+  const got = forwardBackward(gpu);
   const c = cudaBackend().takeCounters();
   assert.equal(c.byKernel.get('cublas float32->float32'), undefined, 'no float32 GEMM');
   assert.equal(c.byKernel.get('cublas bfloat16->float32'), 2 * 14, 'dA and dB of 14 LoRA layers, float32 out');
