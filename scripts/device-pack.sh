@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Packs what a GPU machine without Node tools needs into .device/ (git-ignored), so one device call
-# can run scripts/gpu-check.sh, gpu-bench.sh and gpu-cli.sh on plain JavaScript:
+# can run scripts/gpu-check.sh, gpu-bench.sh and gpu-cli.sh:
 #   .device/node-v20*.xz               the device's Node binary (from ../shared/device)
-#   .device/runtime-modules.tar.xz     the runtime dependencies (koffi, zod, yaml, tokenizers, ...)
-#   .device/cuda-tests/, bench/        test and benchmark bundles (esbuild)
+#   .device/runtime-modules.tar.xz     the runtime dependencies (tsx, koffi, zod, tokenizers, ...)
 #   .device/peer_bench.py              the peer (from ../shared/peer)
 #   .device/tiny-assistant/            the quickstart's model folder
 # and builds dist/ (npm run build) and the kernels (scripts/build-cuda.sh). Then carry
@@ -13,14 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
-mkdir -p .device/bench
+mkdir -p .device
 cp "$SHARED"/device/node-v20*.xz "$SHARED"/peer/peer_bench.py .device/
 npm run --silent build
 scripts/build-cuda.sh
-scripts/gpu-check.sh --bundle
-ESB=(node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external --log-level=warning)
-"${ESB[@]}" --outfile=.device/bench/gpu-train.mjs bench/gpu-train.ts
-"${ESB[@]}" --outfile=.device/bench/make-shape-model.mjs bench/make-shape-model.ts
 rm -rf .device/tiny-assistant
 node --import tsx examples/tiny-assistant/build-model.ts .device/tiny-assistant >/dev/null
 # the runtime dependencies of dist/ (package.json "dependencies", tsx included: it loads .ts

@@ -6,10 +6,7 @@
 #   scripts/gpu-bench.sh           the issue's table: 0.5B and 1.8B LoRA with and without
 #                                  checkpointing, 0.5B full, 8B LoRA, then 7B QLoRA (memory)
 #   scripts/gpu-bench.sh quick     0.5B LoRA with and without checkpointing only
-# Before the call, on a machine with the dev tools (so the device needs no tsx):
-#   node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external \
-#     --outfile=.device/bench/gpu-train.mjs --log-level=warning bench/gpu-train.ts
-#   cp ../shared/peer/peer_bench.py .device/
+# On a machine without Node tools, carry what scripts/device-pack.sh packs (the peer included).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-$(mktemp -d)}
@@ -17,7 +14,7 @@ mkdir -p "$OUT_DIR"
 LOG=$OUT_DIR/bench.log
 : > "$LOG"
 source scripts/device-node.sh
-if [ $BUNDLED = 0 ]; then BENCH=(node --import tsx bench/gpu-train.ts); else BENCH=(node .device/bench/gpu-train.mjs); fi
+BENCH=("${RUN[@]}" bench/gpu-train.ts)
 PEER=.device/peer_bench.py
 [ -f "$PEER" ] || echo "gpu-bench: $PEER is missing: the peer runs are skipped" | tee -a "$LOG"
 

@@ -6,16 +6,10 @@
 # error names its kernel), times the kernels once (test/cuda/kernel-times.ts: first numbers, not
 # the peer benchmark), and prints a summary table last. Logs go to $OUT (if set) as gpu-check.log,
 # summary.txt and kernel-times.json. Exit status: 0 when no test failed.
-# Needs: node >= 20 on PATH (or .device/node-v20*.xz), node_modules/koffi (+ @koromix), and either
-# node_modules/tsx (runs the TypeScript) or test bundles made beforehand on a machine with the dev
-# tools by `scripts/gpu-check.sh --bundle` (.device/cuda-tests/, plain JavaScript: carries less).
+# Needs: node >= 20 and the runtime modules (tsx, koffi), either installed (npm ci) or carried in
+# .device/ as scripts/device-pack.sh packs them (scripts/device-node.sh sets them up).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--bundle" ]; then
-  rm -rf .device/cuda-tests
-  exec node_modules/.bin/esbuild --bundle --platform=node --format=esm --target=node20 --packages=external \
-    --outdir=.device/cuda-tests --out-extension:.js=.mjs --log-level=warning test/cuda/*.test.ts test/cuda/kernel-times.ts
-fi
 OUT_DIR=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT_DIR"
 LOG=$OUT_DIR/gpu-check.log
@@ -24,14 +18,7 @@ say() { echo "$@" | tee -a "$LOG"; }
 T0=$(date +%s)
 
 source scripts/device-node.sh
-if [ $BUNDLED = 0 ]; then
-  TESTS=(test/cuda/*.test.ts); TIMER=test/cuda/kernel-times.ts
-elif [ -d .device/cuda-tests ]; then
-  TESTS=(.device/cuda-tests/*.test.mjs); TIMER=.device/cuda-tests/kernel-times.mjs
-  say "gpu-check: running the test bundles of $(date -r .device/cuda-tests/memory.test.mjs '+%F %T')"
-else
-  say "gpu-check: neither node_modules/tsx nor .device/cuda-tests (scripts/gpu-check.sh --bundle)"; exit 2
-fi
+TESTS=(test/cuda/*.test.ts); TIMER=test/cuda/kernel-times.ts
 
 say "== GPU"
 { nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv; } 2>&1 | tee -a "$LOG"

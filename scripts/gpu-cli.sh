@@ -14,7 +14,7 @@ LOG=$OUT_DIR/cli.log
 : > "$LOG"
 source scripts/device-node.sh
 [ -f dist/cli/main.js ] || { echo "gpu-cli: dist/ is missing (npm run build)" | tee -a "$LOG"; exit 2; }
-if [ $BUNDLED = 0 ]; then MAKE=(node --import tsx bench/make-shape-model.ts); else MAKE=(node .device/bench/make-shape-model.mjs); fi
+MAKE=("${RUN[@]}" bench/make-shape-model.ts)
 XT=(node "$REPO/bin/xtuner.js")
 TINY=$( [ -d .device/tiny-assistant ] && echo "$REPO/.device/tiny-assistant" )
 SUMMARY=()
@@ -31,13 +31,13 @@ step() { # NAME TIMEOUT CMD...: runs in the current folder, logs, records pass/f
 quickstart() { # DTYPE
   local dir=/tmp/xtuner-qs-$1
   rm -rf "$dir" && mkdir -p "$dir/examples" && cd "$dir" || return
-  if [ -n "$TINY" ]; then cp -r "$TINY" examples/tiny-assistant; else (cd "$REPO" && node --import tsx examples/tiny-assistant/build-model.ts "$dir/examples/tiny-assistant" >/dev/null); fi
+  if [ -n "$TINY" ]; then cp -r "$TINY" examples/tiny-assistant; else (cd "$REPO" && "${RUN[@]}" examples/tiny-assistant/build-model.ts "$dir/examples/tiny-assistant" >/dev/null); fi
   step "quickstart $1: data" 60 "${XT[@]}" make-assistant-data --name 小助手测试 --n 2000
   step "quickstart $1: train (cuda)" 240 "${XT[@]}" train "$REPO/configs/tiny_llama_lora_self_cognition_e1.ts" --device cuda --cfg-options dtype=$1 &&
     step "quickstart $1: convert" 60 "${XT[@]}" convert pth_to_hf "$REPO/configs/tiny_llama_lora_self_cognition_e1.ts" "work_dirs/tiny_llama_lora_self_cognition_e1/$(cat work_dirs/tiny_llama_lora_self_cognition_e1/last_checkpoint)" hf_adapter &&
     step "quickstart $1: merge" 60 "${XT[@]}" convert merge examples/tiny-assistant hf_adapter merged &&
     step "quickstart $1: chat (cuda)" 60 "${XT[@]}" chat merged --device cuda --prompt-template internlm2_chat --prompt 请做一下自我介绍
-  grep -A2 "^== quickstart $1: chat" "$LOG" | tail -n 2 | tee -a "$OUT_DIR/answers.txt"
+  grep -A2 "^== quickstart $1: chat" "$LOG" | tail -n 2 | cut -c1-300 | tee -a "$OUT_DIR/answers.txt"
   cd "$REPO" || exit 1
 }
 quickstart float32
