@@ -20,7 +20,7 @@
 //   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal]
 
 import { parseArgs } from 'node:util';
-import { cudaBackend, type DriverCounters } from '../src/backends/cuda/index.ts';
+import { cudaBackend, cudaStatus, type DriverCounters } from '../src/backends/cuda/index.ts';
 import { createModel } from '../src/models/index.ts';
 import { clipCoefficient } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
@@ -41,17 +41,23 @@ const { values } = parseArgs({
     init: { type: 'string', default: 'tiled' },
   },
 });
-const shape = SHAPES[values.shape!];
-if (!shape) throw new Error(`--shape: expected one of ${Object.keys(SHAPES).join(', ')}`);
+/** One line on stderr and exit 2: bad arguments or no GPU are not crashes. */
+function fail(message: string): never {
+  process.stderr.write(`gpu-train: ${message}\n`);
+  process.exit(2);
+}
+const shape = SHAPES[values.shape!] ?? fail(`--shape: expected one of ${Object.keys(SHAPES).join(', ')}, got ${values.shape}`);
 const method = values.method!;
-if (!['lora', 'qlora', 'full'].includes(method)) throw new Error(`--method: expected lora, qlora or full, got ${method}`);
+if (!['lora', 'qlora', 'full'].includes(method)) fail(`--method: expected lora, qlora or full, got ${method}`);
 const init = values.init!;
-if (init !== 'tiled' && init !== 'normal') throw new Error(`--init: expected tiled or normal, got ${init}`);
+if (init !== 'tiled' && init !== 'normal') fail(`--init: expected tiled or normal, got ${init}`);
 const seq = Number(values.seq);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
 
 const onCuda = values.device !== 'cpu';
+const cuda = onCuda ? cudaStatus() : null;
+if (cuda && !cuda.available) fail(`no usable CUDA here (${cuda.reason}); --device cpu runs the small shapes on the CPU`);
 const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
 const mib = (bytes: number): number => +(bytes / 2 ** 20).toFixed(1);
 const t0 = performance.now();
