@@ -146,6 +146,13 @@ async function loop(
       `; work folder ${opts.workDir}`,
   );
 
+  if (warmupIters === 1) {
+    // mmengine's chained LinearLR + CosineAnnealingLR: the cosine starts from where a 1-iteration warm-up left it
+    logger.info(
+      `warning: warmup_ratio ${cfg.warmup_ratio} gives a warm-up of 1 iteration, which leaves the learning rate at ` +
+        `1e-5 x lr for the whole run (as in XTuner); a warmup_ratio of at least ${(2 / totalIters).toPrecision(2)}, or 0, avoids it`,
+    );
+  }
   const evalOpts = { tokenizer: run.tokenizer, template: run.template, system: cfg.SYSTEM, inputs: cfg.evaluation_inputs };
   const evaluate = (maxNewTokens: number): void => {
     if (cfg.evaluation_inputs.length === 0) return;

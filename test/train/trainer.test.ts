@@ -279,3 +279,16 @@ test('resuming from a corrupt checkpoint is one clear error', async () => {
   });
   await assert.rejects(run(cfg, workDir('no-ckpt'), { resume: 'auto' }), /--resume: no checkpoint to resume in/);
 });
+
+test('a warm-up of one iteration is warned about: the learning rate would stay at 1e-5 x lr', async () => {
+  const text: string[] = [];
+  const out = { write: (s: string) => (text.push(s), true), isTTY: false };
+  const dir = workDir('warmup-one');
+  // max_iters 4, warmup_ratio 0.3: trunc(1.2) = 1 warm-up iteration
+  const cfg = config({ max_iters: 4, warmup_ratio: 0.3 });
+  await train({ config: cfg, workDir: dir, out });
+  assert.match(text.join(''), /warning: warmup_ratio 0\.3 gives a warm-up of 1 iteration, which leaves the learning rate at 1e-5 x lr/);
+  const lrs = logs(dir).map((r) => r.lr);
+  assert.equal(lrs.length, 4);
+  for (const lr of lrs) assert.ok(lr <= 1e-5 * cfg.lr * (1 + 1e-9), `lr ${lr}`);
+});
