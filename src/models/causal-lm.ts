@@ -5,7 +5,7 @@
 // `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { add, checkpoint, crossEntropy, defaultRng, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type Rng, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultRng, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type HostIds, type Rng, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
@@ -242,8 +242,9 @@ export class CausalLM extends Module implements DecodingModel {
     return this.child<LinearLike>(this.#arch.layout.head).forward(hidden);
   }
 
-  #ids(ids: IdBatch): Tensor {
-    return tensor(ids.data, [ids.b, ids.t], { dtype: 'int32', device: this.#device });
+  /** The ids as the embedding takes them from the host: checked there, then uploaded (no read-back). */
+  #ids(ids: IdBatch): HostIds {
+    return { data: ids.data, shape: [ids.b, ids.t] };
   }
 
   /** cos/sin [B, T, D] for the given positions. */

@@ -5,7 +5,7 @@
 // step context each layer runs under activation checkpointing (its activations are recomputed in
 // the backward pass). Not here: loading, saving, the causal-LM loss and generation (./causal-lm.ts).
 
-import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type Rng, type Tensor } from '../tensor/index.ts';
+import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type EmbeddingIds, type Rng, type Tensor } from '../tensor/index.ts';
 import { Embedding, Linear, Module, RMSNorm, type LinearLike } from '../nn/index.ts';
 import type { Layout } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
@@ -167,8 +167,8 @@ export class DecoderModel extends Module {
     return (this as unknown as Record<string, DecoderLayer[]>)[this.#layout.layers]!;
   }
 
-  /** ids int32 [B, T] -> hidden states [B, T, H] after the final norm. */
-  forward(ids: Tensor, ctx: StepContext): Tensor {
+  /** ids int32 [B, T] (host or tensor) -> hidden states [B, T, H] after the final norm. */
+  forward(ids: EmbeddingIds, ctx: StepContext): Tensor {
     let x = this.embeddingModule().forward(ids);
     // A KV cache is appended to as a side effect, and without grad there is nothing to save.
     const rngs = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointRngs;

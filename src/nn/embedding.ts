@@ -1,7 +1,7 @@
-// Token embedding: rows of W [V, H] gathered by id. Callers check ids against the vocabulary on
-// the host before the ids become a tensor (CausalLM does), so no device round trip happens here.
+// Token embedding: rows of W [V, H] gathered by id. Ids given on the host (as CausalLM gives them)
+// are checked against the vocabulary there and uploaded: no device round trip (see the op).
 
-import { embedding, type Tensor } from '../tensor/index.ts';
+import { embedding, type EmbeddingIds, type Tensor } from '../tensor/index.ts';
 import { Module } from './module.ts';
 
 export class Embedding extends Module {
@@ -16,8 +16,8 @@ export class Embedding extends Module {
     return this.weight.shape[0]!;
   }
 
-  /** ids int32 [...] -> [..., H] */
-  forward(ids: Tensor): Tensor {
+  /** ids int32 [...] (host or tensor) -> [..., H] */
+  forward(ids: EmbeddingIds): Tensor {
     return embedding(this.weight, ids);
   }
 }

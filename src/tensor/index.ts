@@ -20,7 +20,7 @@ export { div } from './ops/div.ts';
 export { scale } from './ops/scale.ts';
 export { matmul } from './ops/matmul.ts';
 export { linear } from './ops/linear.ts';
-export { embedding } from './ops/embedding.ts';
+export { embedding, type EmbeddingIds, type HostIds } from './ops/embedding.ts';
 export { rmsNorm } from './ops/rms-norm.ts';
 export { layerNorm } from './ops/layer-norm.ts';
 export { silu } from './ops/silu.ts';

@@ -60,6 +60,13 @@ test('embedding gathers rows and scatter-adds gradients (repeated ids accumulate
     assert.deepEqual(T.embedding(w, ids).shape, [6, 4]);
     assert.throws(() => T.embedding(w, new Int32Array([1, 6])), /embedding: id 6 at position 1 is outside the vocabulary \[0, 6\)/);
     assert.throws(() => T.embedding(w, new Int32Array([-1])), /id -1/);
+    // host ids with a shape (what CausalLM passes): checked on the host, the same message
+    const host = T.embedding(w, { data: ids, shape: [2, 3] });
+    assert.deepEqual(host.shape, [2, 3, 4]);
+    assert.deepEqual(host.toFloat32Array(), T.embedding(w, T.tensor(ids, [2, 3])).toFloat32Array());
+    assert.throws(() => T.embedding(w, { data: new Int32Array([0, 1, 9, 2]), shape: [2, 2] }), /embedding: id 9 at position 2 is outside the vocabulary \[0, 6\)/);
+    assert.throws(() => T.embedding(w, { data: ids, shape: [4, 2] }), /ids shape \[4, 2\] does not match 6 values/);
+    assert.throws(() => T.embedding(w, T.tensor(new Int32Array([7]), [1, 1])), /embedding: id 7 at position 0 is outside/);
   });
 });
 
