@@ -174,8 +174,10 @@ __device__ void reduce_cols(const T* x, T* out, i64 mid, i64 inner) {
   extern "C" __global__ void unary_bwd_##s(int op, const T* x, const T* dy, T* dx, i64 n) {                   \
     GRID_LOOP(i, n) st(dx, i, ld(dy, i) * unary_df(op, ld(x, i)));                                            \
   }                                                                                                           \
-  extern "C" __global__ void scale_##s(const T* x, T* y, i64 n, float alpha) {                                \
-    GRID_LOOP(i, n) st(y, i, alpha * ld(x, i));                                                               \
+  /* by: float32 [1] on the device or null; its value multiplies alpha (no host read for a device scalar) */ \
+  extern "C" __global__ void scale_##s(const T* x, T* y, i64 n, float alpha, const float* by) {               \
+    const float a = by ? alpha * by[0] : alpha;                                                               \
+    GRID_LOOP(i, n) st(y, i, a * ld(x, i));                                                                   \
   }                                                                                                           \
   extern "C" __global__ void axpy_##s(const T* x, T* y, i64 n, float alpha) {                                 \
     GRID_LOOP(i, n) st(y, i, ld(y, i) + alpha * ld(x, i));                                                    \

@@ -19,7 +19,7 @@ struct NormEntry {  // 32 bytes
   int code;        // DtypeCode of x
   int pad;
 };
-struct AdamWEntry {  // 64 bytes
+struct AdamWEntry {  // 72 bytes
   void* p;
   const void* g;
   void* m;
@@ -29,7 +29,8 @@ struct AdamWEntry {  // 64 bytes
   float stepSize;  // lr / (1 - b1^t), this tensor's t, from the host in double
   float bc2Sqrt;   // sqrt(1 - b2^t)
   int codes;       // DtypeCodes: p | g << 8 | m << 16 | v << 24
-  int pad;
+  int copyCode;    // DtypeCode of copy
+  void* copy;      // null, or n elements that receive the new p cast to copyCode (a model-dtype copy)
 };
 
 // The entry that holds chunk c: the last one whose firstChunk <= c (entries are in chunk order and
@@ -77,6 +78,8 @@ extern "C" __global__ void grad_norm_clip(const float* partials, i64 chunks, flo
 }
 
 // decay = 1 - lr * wd (shared); `scale` (float32 [1] or null) multiplies every gradient element.
+// An entry with a copy also refreshes it (a cached cast of p, e.g. the LoRA adapters in the model's
+// dtype): 2 more bytes per element here instead of a cast launch per tensor before the next forward.
 // The arithmetic of each element is that of the one-tensor kernel this replaced (`adamw`), so a
 // step with no scale gives its bits; with one, those of scaling the gradient in place first.
 extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, float b1, float b2, float eps, float decay, const float* scale) {
@@ -91,5 +94,7 @@ extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, float b1,
     st_code(e.m, mc, i, mi);
     st_code(e.v, vc, i, vi);
     st_code(e.p, pc, i, ld_code(e.p, pc, i) * decay - e.stepSize * mi / (sqrtf(vi) / e.bc2Sqrt + eps));
+    // the stored value read back, so the copy is cast_any of the new p bit for bit at any p dtype
+    if (e.copy) st_code(e.copy, e.copyCode, i, ld_code(e.p, pc, i));
   }
 }

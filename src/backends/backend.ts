@@ -128,6 +128,8 @@ export interface AdamWTensor<S> {
   dtypes: { param: FloatDType; grad: FloatDType; expAvg: FloatDType; expAvgSq: FloatDType };
   /** This tensor's step count, this step included (from 1): its bias corrections. */
   step: number;
+  /** A storage of `size` elements that receives the new param cast to `dtype` (a cached model-dtype copy), or none. */
+  copy?: { to: S; dtype: FloatDType } | null;
 }
 
 /** A float tensor's storage and size, as an input of a reduction over many tensors. */
@@ -187,8 +189,11 @@ export interface Backend<S> {
   unary(op: UnaryOp, x: S, out: S, size: number, dtype: FloatDType): void;
   /** dx = dy * f'(x). */
   unaryBackward(op: UnaryOp, x: S, dy: S, dx: S, size: number, dtype: FloatDType): void;
-  /** out = alpha * x. */
-  scale(x: S, out: S, size: number, alpha: number, dtype: FloatDType): void;
+  /**
+   * out = a * x, a = alpha, or with `by` (float32 [1] on this device) a = fround(alpha * by[0]),
+   * read by the kernel: scaling by a device scalar (an upstream gradient) without a host read.
+   */
+  scale(x: S, out: S, size: number, alpha: number, dtype: FloatDType, by: S | null): void;
   /** y += alpha * x, in place (gradient accumulation, merges). */
   axpy(x: S, y: S, size: number, alpha: number, dtype: FloatDType): void;
   /**

@@ -9,9 +9,10 @@
 //   out = y + scaling * dropout(x) A^T B^T      x [..., in] (rows = x.size / in), y and out [..., out],
 //                                               A float32 [r, in], B float32 [out, r]
 //
-// Forward, 3 kernels + 2 GEMMs: Ac, Bc = A, B cast to x's dtype (tiny: r x in, out x r);
-// h = dropout(x) (Philox, one seed drawn per call); z [rows, r] = h Ac^T; y += scaling * z Bc^T
-// (GEMM alpha = scaling, beta = 1, in y's own storage, which becomes `out`).
+// Forward, 1 kernel + 2 GEMMs: Ac, Bc = A, B cast to x's dtype (castCopy: cached with A and B,
+// cast again only after they were written in place, and refreshed by the AdamW step itself, so no
+// cast launch per forward); h = dropout(x) (Philox, one seed drawn per call); z [rows, r] = h Ac^T;
+// y += scaling * z Bc^T (GEMM alpha = scaling, beta = 1, in y's own storage, which becomes `out`).
 // Saved for the backward: x (the base layer keeps the same storage anyway), z, Ac, Bc and the
 // dropout seed; neither h nor its mask: the backward redraws the mask from the seed.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
@@ -22,6 +23,7 @@
 
 import { XtunerError } from '../errors.ts';
 import { recordOp } from '../tensor/autograd.ts';
+import { castCopy } from '../tensor/ops/cast.ts';
 import { drawDropoutSeed } from '../tensor/ops/dropout.ts';
 import { castRaw, checkDevice, checkFloat, empty } from '../tensor/ops/util.ts';
 import type { Rng } from '../tensor/rng.ts';
@@ -79,8 +81,8 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
       batch: 1, strideA: 0, strideB: 0, strideC: 0,
     });
 
-  const ac = castRaw(a, dtype); // [r, in]
-  const bc = castRaw(b, dtype); // [out, r]
+  const ac = castCopy(a, dtype); // [r, in]
+  const bc = castCopy(b, dtype); // [out, r]
   const h = dropped(x); // [rows, in]
   const z = empty([rows, r], dtype, device);
   gemm(false, true, rows, r, inF, 1, 0, h, ac, z); // z = h Ac^T
@@ -115,8 +117,8 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
   });
   // the node holds its own handles: y's storage lives on as `out`, the saved tensors as saved
   y.dispose();
-  if (ac !== a) ac.dispose();
-  if (bc !== b) bc.dispose();
+  ac.dispose(); // our handles; the cache and the node keep theirs
+  bc.dispose();
   z.dispose();
   return out;
 }

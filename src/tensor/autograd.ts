@@ -7,7 +7,7 @@
 // them), so a graph nobody runs backward on is freed when its tensors are disposed.
 
 import { XtunerError } from '../errors.ts';
-import { closeScope, enterNoGrad, exitNoGrad, isGradEnabled, openScope } from './engine.ts';
+import { closeScope, enterNoGrad, exitNoGrad, isGradEnabled, markWritten, openScope } from './engine.ts';
 import { fmt, sameShape } from './shape.ts';
 import { Tensor } from './tensor.ts';
 
@@ -115,6 +115,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     leaf.grad = grad;
   } else {
     existing.backend.axpy(grad.storage, existing.storage, existing.size, 1, existing.floatDtype);
+    markWritten(existing._live());
     grad.dispose();
   }
 }

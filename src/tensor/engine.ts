@@ -4,12 +4,26 @@
 
 import { getBackend, type Backend, type Device, type Storage } from '../backends/index.ts';
 import { dtypeBytes, type DType } from './dtype.ts';
+import type { Tensor } from './tensor.ts';
 
 export interface StorageRef {
   readonly storage: Storage;
   readonly backend: Backend<Storage>;
   readonly bytes: number;
   refs: number;
+  /**
+   * Counts in-place writes to the storage through any handle (Tensor.assign, the helpers of
+   * inplace.ts, the optimizer step: see markWritten); values derived from it and cached compare it.
+   */
+  version: number;
+  /** Cast copies by dtype (castCopy of ops/cast.ts), each valid at the version it was made at; freed with the storage. */
+  casts: Map<DType, CastCopy> | null;
+}
+
+/** A cached cast of a storage: `copy` holds the values of the storage at `version`, in copy.dtype. */
+export interface CastCopy {
+  version: number;
+  copy: Tensor;
 }
 
 /** Anything the scope machinery tracks and can dispose (the Tensor class). */
@@ -26,7 +40,7 @@ let noGradDepth = 0;
 export function allocStorage(device: Device, dtype: DType, size: number, uninit = false): StorageRef {
   const backend = getBackend(device);
   const bytes = size * dtypeBytes(dtype);
-  const ref = { storage: uninit ? backend.allocUninit(dtype, size) : backend.alloc(dtype, size), backend, bytes, refs: 1 };
+  const ref = { storage: uninit ? backend.allocUninit(dtype, size) : backend.alloc(dtype, size), backend, bytes, refs: 1, version: 0, casts: null };
   stats.liveBytes += bytes;
   if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
   return ref;
@@ -40,7 +54,14 @@ export function releaseStorage(ref: StorageRef): void {
   if (--ref.refs === 0) {
     ref.backend.free(ref.storage);
     stats.liveBytes -= ref.bytes;
+    if (ref.casts) for (const c of ref.casts.values()) c.copy.dispose();
+    ref.casts = null;
   }
+}
+
+/** The storage was written in place: every cached value derived from it is stale from now on. */
+export function markWritten(ref: StorageRef): void {
+  ref.version++;
 }
 
 export function tensorCreated(t: Disposable, tracked: boolean): void {

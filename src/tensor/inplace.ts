@@ -2,12 +2,14 @@
 // over many tensors, the global gradient norm with its clip coefficient (left on the device),
 // scale/add/fill in place; and one read-back for several scalars.
 
-import type { AdamWHyper, Device } from '../backends/index.ts';
+import type { AdamWHyper, AdamWTensor, Device, Storage } from '../backends/index.ts';
 import { XtunerError } from '../errors.ts';
 import { cast } from './ops/cast.ts';
 import { concat } from './ops/concat.ts';
 import { reshape } from './ops/reshape.ts';
 import { checkDevice, empty } from './ops/util.ts';
+import { markWritten } from './engine.ts';
+import { isFloatDType } from './dtype.ts';
 import { noGrad, tidy } from './scope.ts';
 import { fmt, sameShape } from './shape.ts';
 import type { Tensor } from './tensor.ts';
@@ -16,6 +18,25 @@ import type { HostArray } from './dtype.ts';
 /** Copy src (a tensor of the same size, any dtype, or host data) into dst. */
 export function assign(dst: Tensor, src: Tensor | HostArray): Tensor {
   return dst.assign(src);
+}
+
+/**
+ * The model-dtype copy the step refreshes with p (castCopy's cache entry), when only the cache
+ * holds it; a copy also held elsewhere (a pending backward saved it) is dropped from the cache
+ * instead, so it keeps its values and the next castCopy makes a new one.
+ */
+function stepCopy(p: Tensor): AdamWTensor<Storage>['copy'] {
+  const casts = p._live().casts;
+  if (!casts) return null;
+  let found: AdamWTensor<Storage>['copy'] = null;
+  for (const [dtype, c] of casts) {
+    if (found === null && isFloatDType(dtype) && c.copy._live().refs === 1) found = { to: c.copy.storage, dtype: c.copy.floatDtype };
+    else {
+      c.copy.dispose();
+      casts.delete(dtype);
+    }
+  }
+  return found;
 }
 
 function checkSame(op: string, a: Tensor, b: Tensor, nameA: string, nameB: string): void {
@@ -57,10 +78,17 @@ export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gra
       param: e.param.storage, grad: e.grad.storage, expAvg: e.expAvg.storage, expAvgSq: e.expAvgSq.storage, size: e.param.size,
       dtypes: { param: e.param.floatDtype, grad: e.grad.floatDtype, expAvg: e.expAvg.floatDtype, expAvgSq: e.expAvgSq.floatDtype },
       step: e.step,
+      copy: stepCopy(e.param),
     })),
     hyper,
     gradScale?.storage ?? null,
   );
+  for (const e of entries) {
+    for (const t of [e.param, e.expAvg, e.expAvgSq]) markWritten(t._live());
+    // the copy the kernel wrote holds the new values: still valid
+    const casts = e.param._live().casts;
+    if (casts) for (const c of casts.values()) c.version = e.param.version;
+  }
 }
 
 /**
@@ -85,9 +113,22 @@ export function readScalars(ts: readonly Tensor[]): number[] {
   return [...values];
 }
 
-/** t *= s in place. */
-export function scaleInPlace(t: Tensor, s: number): Tensor {
-  t.backend.scale(t.storage, t.storage, t.size, s, t.floatDtype);
+/**
+ * t *= s in place. `s` a number, or a single-element float tensor on t's device whose value the
+ * kernel reads there (no host read, no wait).
+ */
+export function scaleInPlace(t: Tensor, s: number | Tensor): Tensor {
+  if (typeof s === 'number') {
+    t.backend.scale(t.storage, t.storage, t.size, s, t.floatDtype, null);
+    markWritten(t._live());
+    return t;
+  }
+  checkDevice('scaleInPlace', t, s);
+  if (s.size !== 1) throw new XtunerError(`scaleInPlace: the scale must be a single element, got ${fmt(s.shape)}`);
+  const by = s.dtype === 'float32' ? s : cast(s, 'float32');
+  t.backend.scale(t.storage, t.storage, t.size, 1, t.floatDtype, by.storage);
+  markWritten(t._live());
+  if (by !== s) by.dispose();
   return t;
 }
 
@@ -100,6 +141,7 @@ export function addInPlace(dst: Tensor, src: Tensor, alpha = 1): Tensor {
     src.backend.cast(src.storage, src.dtype, s.storage, dst.dtype, src.size);
   }
   dst.backend.axpy(s.storage, dst.storage, dst.size, alpha, dst.floatDtype);
+  markWritten(dst._live());
   if (s !== src) s.dispose();
   return dst;
 }
@@ -107,5 +149,6 @@ export function addInPlace(dst: Tensor, src: Tensor, alpha = 1): Tensor {
 /** Every element of t set to value, in place. */
 export function fillInPlace(t: Tensor, value: number): Tensor {
   t.backend.fill(t.storage, t.dtype, 0, t.size, value);
+  markWritten(t._live());
   return t;
 }

@@ -6,7 +6,7 @@ import type { Backend, Device, Storage } from '../backends/index.ts';
 import { XtunerError } from '../errors.ts';
 import { decRefNode, runBackward, type GradNode } from './autograd.ts';
 import { hostToF32, isFloatDType, toHostOf, type DType, type FloatDType, type HostArray } from './dtype.ts';
-import { allocStorage, releaseStorage, retainStorage, tensorCreated, tensorDisposed, untrack, type Disposable, type StorageRef } from './engine.ts';
+import { allocStorage, markWritten, releaseStorage, retainStorage, tensorCreated, tensorDisposed, untrack, type Disposable, type StorageRef } from './engine.ts';
 import { sizeOf } from './shape.ts';
 
 export class Tensor implements Disposable {
@@ -40,8 +40,8 @@ export class Tensor implements Disposable {
   }
 
   /** @internal a fresh tensor with unspecified contents, for an output a kernel writes whole */
-  static _allocUninit(shape: readonly number[], dtype: DType, device: Device): Tensor {
-    return new Tensor(allocStorage(device, dtype, sizeOf(shape), true), shape, dtype, device);
+  static _allocUninit(shape: readonly number[], dtype: DType, device: Device, tracked = true): Tensor {
+    return new Tensor(allocStorage(device, dtype, sizeOf(shape), true), shape, dtype, device, tracked);
   }
 
   /** @internal another handle on the same storage (reshape, detach, saved-for-backward) */
@@ -57,6 +57,11 @@ export class Tensor implements Disposable {
 
   get rank(): number {
     return this.shape.length;
+  }
+
+  /** In-place writes to this tensor's storage so far, through any handle (PyTorch's `_version`). */
+  get version(): number {
+    return this._live().version;
   }
 
   get isDisposed(): boolean {
@@ -142,6 +147,7 @@ export class Tensor implements Disposable {
       if (src.length !== this.#size) throw new XtunerError(`assign: ${src.length} values for a tensor of ${this.#size}`);
       ref.backend.write(ref.storage, this.dtype, 0, toHostOf(src, this.dtype));
     }
+    markWritten(ref);
     return this;
   }
 

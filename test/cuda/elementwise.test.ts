@@ -62,7 +62,12 @@ test('scale, axpy (in place) and swiglu forward/backward', { skip: SKIP }, () =>
   for (const dtype of FLOATS) {
     for (const n of SIZES) {
       compareWithCpu(`scale ${dtype} n=${n}`, { x: { dtype, data: uniform(dtype, n) }, y: { dtype, size: n } }, ['y'], tolFor(dtype), (b, s) =>
-        b.scale(s['x']!, s['y']!, n, -0.37, dtype),
+        b.scale(s['x']!, s['y']!, n, -0.37, dtype, null),
+      );
+      // by a device scalar (the cross-entropy backward's upstream gradient), in place
+      const by = { dtype: 'float32' as const, data: Float32Array.of(0.4375001) };
+      compareWithCpu(`scale by device ${dtype} n=${n}`, { x: { dtype, data: uniform(dtype, n) }, by }, ['x'], tolFor(dtype), (b, s) =>
+        b.scale(s['x']!, s['x']!, n, -1.5, dtype, s['by']!),
       );
       compareWithCpu(`axpy ${dtype} n=${n}`, { x: { dtype, data: uniform(dtype, n) }, y: { dtype, data: uniform(dtype, n) } }, ['y'], tolFor(dtype), (b, s) =>
         b.axpy(s['x']!, s['y']!, n, 1.5, dtype),

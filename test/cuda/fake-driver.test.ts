@@ -162,7 +162,7 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
     be.unary(op, x, y, 4096, dtype);
     be.unaryBackward(op, x, y, z, 4096, dtype);
   }
-  be.scale(x, y, 4096, 2, dtype);
+  be.scale(x, y, 4096, 2, dtype, null);
   be.axpy(x, y, 4096, 2, dtype);
   be.dropout(x, y, 4095, 0.1, 0xffffffff, 7, dtype);
   be.reduceSum(x, y, 64, 64, 1, dtype);

@@ -88,3 +88,68 @@ test('scaleInPlace, addInPlace and fillInPlace change the storage in place', () 
     assert.deepEqual([...t.toFloat32Array()], [7, 7, 7]);
   });
 });
+
+test('version: every in-place write through any handle counts; ops and reads do not', () => {
+  T.tidy(() => {
+    const p = T.tensor([1, 2, 3, 4], [4], { requiresGrad: true });
+    const view = p.detach();
+    const seen = [p.version];
+    T.assign(p, new Float32Array([4, 3, 2, 1]));
+    T.scaleInPlace(view, 2);
+    T.scaleInPlace(p, T.tensor([0.5]));
+    T.addInPlace(view, T.ones([4]));
+    T.fillInPlace(p, 7);
+    T.adamwStep([{ param: p, grad: T.ones([4]), expAvg: T.zeros([4]), expAvgSq: T.zeros([4]), step: 1 }], { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+    seen.push(p.version);
+    T.mul(p, p).toFloat32Array(); // an op reading p: no write
+    seen.push(view.version);
+    assert.deepEqual(seen, [0, 6, 6]);
+  });
+});
+
+test('scaleInPlace by a single-element tensor: the value read by the kernel, as the number', () => {
+  T.tidy(() => {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const x = T.tensor([1.5, -3, 0.1, 7], [4], { dtype });
+      const want = T.scale(x, Math.fround(0.3)).toHostArray();
+      assert.deepEqual(T.scaleInPlace(x, T.tensor([0.3])).toHostArray(), want, dtype);
+    }
+    assert.throws(() => T.scaleInPlace(T.ones([2]), T.ones([2])), /single element/);
+  });
+});
+
+test('castCopy: cached until the source is written; AdamW refreshes it in its step; a copy held elsewhere is never overwritten', () => {
+  T.tidy(() => {
+    const a = T.keep(T.tensor([0.1, 0.2, 0.3, 1 / 3], [4], { requiresGrad: true }));
+    const bits = (t: T.Tensor) => [...t.toHostArray()];
+    const c1 = T.castCopy(a, 'bfloat16');
+    assert.deepEqual(bits(c1), bits(T.cast(a, 'bfloat16')));
+    const c2 = T.castCopy(a, 'bfloat16');
+    assert.equal(c2.storage, c1.storage, 'the same cached storage while a is unchanged');
+    c1.dispose();
+    c2.dispose();
+    // written: the copy is made again (in place: only the cache holds it)
+    T.assign(a, new Float32Array([1, 2, 3, 4]));
+    assert.deepEqual(bits(T.castCopy(a, 'bfloat16')), bits(T.cast(a, 'bfloat16')));
+    // the AdamW step writes the copy along with a: equal to the cast of the new values, no cast needed after
+    const expAvg = T.zeros([4]);
+    const expAvgSq = T.zeros([4]);
+    const h = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+    T.adamwStep([{ param: a, grad: T.tensor([0.5, -1, 2, 1e-3]), expAvg, expAvgSq, step: 1 }], h);
+    const after = T.castCopy(a, 'bfloat16');
+    assert.deepEqual(bits(after), bits(T.cast(a, 'bfloat16')));
+    // held elsewhere (as a pending backward holds it): the step leaves it alone, the next castCopy is new
+    const old = bits(after);
+    T.adamwStep([{ param: a, grad: T.tensor([1, 1, 1, 1]), expAvg, expAvgSq, step: 2 }], h);
+    assert.deepEqual(bits(after), old, 'a held copy keeps its values');
+    const fresh = T.castCopy(a, 'bfloat16');
+    assert.notEqual(fresh.storage, after.storage);
+    assert.deepEqual(bits(fresh), bits(T.cast(a, 'bfloat16')));
+    // freed with a's storage
+    const before = T.memoryStats().liveTensors;
+    fresh.dispose();
+    after.dispose();
+    a.dispose();
+    assert.equal(T.memoryStats().liveTensors, before - 4, 'the two handles, a, and the cached copy');
+  });
+});

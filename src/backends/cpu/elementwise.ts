@@ -303,10 +303,12 @@ export function unaryBackward(op: UnaryOp, xS: CpuStorage, dyS: CpuStorage, dxS:
   commit(dxS, dtype, dx);
 }
 
-export function scale(xS: CpuStorage, out: CpuStorage, size: number, alpha: number, dtype: FloatDType): void {
+export function scale(xS: CpuStorage, out: CpuStorage, size: number, alpha: number, dtype: FloatDType, by: CpuStorage | null): void {
+  // float32 products, as the CUDA kernel: a * x of two float32 values is exact in float64, then rounded once
+  const a = by === null ? alpha : Math.fround(alpha * (by as Float32Array)[0]!);
   const x = f32Of(xS, dtype);
   const y = f32Out(out, dtype, size);
-  for (let i = 0; i < size; i++) y[i] = alpha * x[i]!;
+  for (let i = 0; i < size; i++) y[i] = a * x[i]!;
   commit(out, dtype, y);
 }
 

@@ -3,6 +3,7 @@
 // storage, outside autograd.
 
 import type { AdamWHyper, AdamWTensor, FloatSpan } from '../backend.ts';
+import { cast } from './elementwise.ts';
 import { commit, f32Of, type CpuStorage } from './storage.ts';
 
 /** torch.nn.utils.clip_grad_norm_'s guard against a zero norm: coef = maxNorm / (norm + 1e-6). */
@@ -60,6 +61,7 @@ function adamwTensor(t: AdamWTensor<CpuStorage>, h: AdamWHyper, s: number): void
     p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + h.eps);
   }
   commit(t.param, t.dtypes.param, p);
+  if (t.copy) cast(t.param, t.dtypes.param, t.copy.to, t.copy.dtype, t.size);
   commit(t.expAvg, t.dtypes.expAvg, m);
   commit(t.expAvgSq, t.dtypes.expAvgSq, v);
 }

@@ -120,7 +120,7 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
     unary: (op, x, out, size, dtype) => flat(`unary_${sfx(dtype)}`, 'ippl', size, [UNARY_OPS[op], x.ptr, out.ptr, size]),
     unaryBackward: (op, x, dy, dx, size, dtype) =>
       flat(`unary_bwd_${sfx(dtype)}`, 'ipppl', size, [UNARY_OPS[op], x.ptr, dy.ptr, dx.ptr, size]),
-    scale: (x, out, size, alpha, dtype) => flat(`scale_${sfx(dtype)}`, 'pplf', size, [x.ptr, out.ptr, size, alpha]),
+    scale: (x, out, size, alpha, dtype, by) => flat(`scale_${sfx(dtype)}`, 'pplfp', size, [x.ptr, out.ptr, size, alpha, by?.ptr ?? 0]),
     axpy: (x, y, size, alpha, dtype) => flat(`axpy_${sfx(dtype)}`, 'pplf', size, [x.ptr, y.ptr, size, alpha]),
     dropout(x, out, size, p, seed0, seed1, dtype) {
       const groups = Math.ceil(size / 4);

@@ -12,7 +12,7 @@ import { dtypeCode, type CudaRuntime, type CudaStorage } from './runtime.ts';
 const OPT_CHUNK = 16384;
 /** Table entry sizes in int32 words (NormEntry, AdamWEntry of optim.cu). */
 const NORM_WORDS = 8;
-const ADAMW_WORDS = 16;
+const ADAMW_WORDS = 18;
 const THREADS = 256;
 const FINAL_THREADS = 1024;
 
@@ -64,6 +64,10 @@ export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradN
         floats[o + 13] = bc2Sqrt;
         const d = t.dtypes;
         table[o + 14] = dtypeCode(d.param) | (dtypeCode(d.grad) << 8) | (dtypeCode(d.expAvg) << 16) | (dtypeCode(d.expAvgSq) << 24);
+        if (t.copy) {
+          table[o + 15] = dtypeCode(t.copy.dtype);
+          put64(table, o + 16, t.copy.to.ptr);
+        }
         chunks += Math.ceil(t.size / OPT_CHUNK);
       });
       const t = rt.uploadI32(table, 'AdamW table');

@@ -2,14 +2,15 @@
 // rows whose label is not ignoreIndex of -log softmax(logits)[label] (0 when every row is
 // ignored). When a gradient will be needed, the forward pass writes it too, (softmax - onehot) /
 // count into one [N, V] buffer (the only full-vocabulary tensor the op adds, and the one the
-// backward returns), so the logits themselves need not be kept and each logit costs one exp.
+// backward returns, multiplied in place by the upstream gradient read on the device), so the
+// logits themselves need not be kept and each logit costs one exp.
 
 import { XtunerError } from '../../errors.ts';
 import { isRecording, recordOp } from '../autograd.ts';
 import { tensor } from '../create.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
-import { scale } from './scale.ts';
+import { scaleInPlace } from '../inplace.ts';
 import { checkFloat, checkRank, empty } from './util.ts';
 
 export interface CrossEntropyOptions {
@@ -43,13 +44,12 @@ export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: 
   // mean over the counted rows: a sum over N, then 1/count
   const out = empty([], 'float32', device);
   be.reduceSum(rowLoss.storage, out.storage, 1, N, 1, 'float32');
-  be.scale(out.storage, out.storage, 1, inv, 'float32');
+  be.scale(out.storage, out.storage, 1, inv, 'float32', null);
   rowLoss.dispose();
   if (!grad) return out;
-  recordOp('crossEntropy', out, [logits], [grad], ([g], dy) => {
-    const s = dy.item();
-    return [s === 1 ? g! : scale(g!, s)];
-  });
+  // dy stays on the device: the scale kernel reads it there (no read-back, no wait in the backward).
+  // In place: the saved gradient buffer is this node's alone and its backward runs once.
+  recordOp('crossEntropy', out, [logits], [grad], ([g], dy) => [scaleInPlace(g!, dy)]);
   grad.dispose();
   return out;
 }

@@ -7,6 +7,6 @@ import { checkFloat, empty } from './util.ts';
 export function scale(x: Tensor, s: number): Tensor {
   const dtype = checkFloat('scale', 'x', x);
   const out = empty(x.shape, dtype, x.device);
-  x.backend.scale(x.storage, out.storage, x.size, s, dtype);
+  x.backend.scale(x.storage, out.storage, x.size, s, dtype, null);
   return recordOp('scale', out, [x], [], (_s, dy) => [scale(dy, s)]);
 }
