@@ -18,6 +18,50 @@ __device__ __forceinline__ void st(float* p, i64 i, float v) { p[i] = v; }
 __device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void st(f16* p, i64 i, float v) { p[i] = __float2half_rn(v); }
 
+// ---- 16-byte vector access ----
+// The vector paths of the memory-bound kernels move a chunk of CHUNK = 8 consecutive elements per
+// step: one 16-byte access (ld/st.global.v4) for bf16/f16, two for float32. They need each pointer
+// 16-byte aligned and chunks that start at element multiples of 8 (so any float dtype stays
+// aligned); the kernels check that once per launch (uniform over the grid) and otherwise, and for
+// a tail of n % 8 elements, take their scalar path. The arithmetic per element is the same on both
+// paths, so outputs do not depend on which one ran.
+#define CHUNK 8
+template <typename T>
+struct alignas(16) Vec16 {
+  T v[16 / sizeof(T)];
+};
+__device__ __forceinline__ bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+#ifdef XTUNER_EMU
+void emu_check_aligned16(const void* p);  // the emulator stops where a GPU would fault
+#else
+#define emu_check_aligned16(p)
+#endif
+// x[0, CHUNK) = p[i, i + CHUNK) as floats; p + i 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void ld_chunk(const T* p, i64 i, float (&x)[CHUNK]) {
+  constexpr int N = 16 / sizeof(T);
+  emu_check_aligned16(p + i);
+#pragma unroll
+  for (int h = 0; h < CHUNK / N; h++) {
+    const Vec16<T> v = *reinterpret_cast<const Vec16<T>*>(p + i + h * N);
+#pragma unroll
+    for (int j = 0; j < N; j++) x[h * N + j] = ld(v.v, j);
+  }
+}
+// p[i, i + CHUNK) = x rounded to T; p + i 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void st_chunk(T* p, i64 i, const float (&x)[CHUNK]) {
+  constexpr int N = 16 / sizeof(T);
+  emu_check_aligned16(p + i);
+#pragma unroll
+  for (int h = 0; h < CHUNK / N; h++) {
+    Vec16<T> v;
+#pragma unroll
+    for (int j = 0; j < N; j++) st(v.v, j, x[h * N + j]);
+    *reinterpret_cast<Vec16<T>*>(p + i + h * N) = v;
+  }
+}
+
 // Dtype codes shared with src/backends/cuda/dtypes.ts (run-time dispatch in cast and adamw).
 enum DtypeCode { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2, DT_I32 = 3, DT_I64 = 4, DT_U8 = 5 };
 

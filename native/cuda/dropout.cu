@@ -2,7 +2,9 @@
 // element i is dropped when word i % 4 of Philox(counter [i / 4 as 64 bits, 0, 0], key [k0, k1])
 // is below `thresh` (floor(p * 2^32)); kept ones are multiplied by `scale` (1 / (1 - p) in float32).
 // The mask is never stored: the backward is the same launch on dy with the same key. Bit for bit
-// the CPU backend's src/backends/cpu/dropout.ts. One thread per group of 4 elements.
+// the CPU backend's src/backends/cpu/dropout.ts. A thread takes a chunk of 8 elements (two Philox
+// calls, 16-byte accesses: common.cuh) where x and out are 16-byte aligned, else and for the tail
+// a group of 4 (one call).
 #include "common.cuh"
 
 __device__ __forceinline__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
@@ -22,12 +24,35 @@ __device__ __forceinline__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32
   }
 }
 
+// The four Philox words of group g (elements 4g .. 4g+3).
+__device__ __forceinline__ void dropout_mask(i64 g, uint32_t k0, uint32_t k1, uint32_t c[4]) {
+  c[0] = (uint32_t)g;
+  c[1] = (uint32_t)((unsigned long long)g >> 32);
+  c[2] = 0u;
+  c[3] = 0u;
+  philox4x32_10(c, k0, k1);
+}
+
 template <typename T>
 __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, uint32_t k0, uint32_t k1) {
-  const i64 groups = (n + 3) >> 2;
-  GRID_LOOP(g, groups) {
-    uint32_t c[4] = {(uint32_t)g, (uint32_t)((unsigned long long)g >> 32), 0u, 0u};
-    philox4x32_10(c, k0, k1);
+  const i64 head = aligned16(x) && aligned16(out) ? n / CHUNK * CHUNK : 0;  // a multiple of 4: whole groups
+  GRID_LOOP(v, head / CHUNK) {
+    float a[CHUNK];
+    ld_chunk(x, v * CHUNK, a);
+#pragma unroll
+    for (int h = 0; h < CHUNK / 4; h++) {
+      uint32_t c[4];
+      dropout_mask(v * (CHUNK / 4) + h, k0, k1, c);
+#pragma unroll
+      for (int j = 0; j < 4; j++) a[4 * h + j] *= c[j] < thresh ? 0.f : scale;
+    }
+    st_chunk(out, v * CHUNK, a);
+  }
+  const i64 groups = (n - head + 3) >> 2;
+  GRID_LOOP(t, groups) {
+    const i64 g = (head >> 2) + t;
+    uint32_t c[4];
+    dropout_mask(g, k0, k1, c);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const i64 i = 4 * g + j;

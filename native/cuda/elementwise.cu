@@ -2,8 +2,47 @@
 // broadcasting binary ops, unary activations and their derivatives, scale, axpy, fill of 8-byte
 // elements (1/2/4-byte fills use the driver's memset), axis sums and SwiGLU. Activations are written
 // in forms without cancellation in float32 (erfc, sigmoid), the same functions as the CPU's.
-// Op codes match src/backends/cuda/elementwise.ts (BINARY_OPS, UNARY_OPS).
+// Op codes match src/backends/cuda/elementwise.ts (BINARY_OPS, UNARY_OPS). The flat kernels (cast
+// between floats, binary, unary, scale, axpy, SwiGLU) move 16-byte chunks where the pointers allow
+// (common.cuh, CHUNK) and single elements otherwise and for tails.
 #include "common.cuh"
+
+// out_k[i] = f(in_0[i], ..., in_{NI-1}[i])_k for i in [0, n): f(x, y) takes the NI inputs of one
+// element as floats and writes its NO outputs. Chunks of 8 when every pointer is 16-byte aligned,
+// then the n % 8 tail (or all of it, unaligned) one element at a time. In place (an output that
+// is also an input) is fine: each element is read before it is written, by the same thread.
+template <typename T, int NI, int NO, typename F>
+__device__ __forceinline__ void map(const T* const (&in)[NI], T* const (&out)[NO], i64 n, F f) {
+  bool vec = true;
+  for (int k = 0; k < NI; k++) vec = vec && aligned16(in[k]);
+  for (int k = 0; k < NO; k++) vec = vec && aligned16(out[k]);
+  const i64 head = vec ? n / CHUNK * CHUNK : 0;
+  GRID_LOOP(v, head / CHUNK) {
+    float x[NI][CHUNK], y[NO][CHUNK];
+#pragma unroll
+    for (int k = 0; k < NI; k++) ld_chunk(in[k], v * CHUNK, x[k]);
+#pragma unroll
+    for (int j = 0; j < CHUNK; j++) {
+      float xj[NI], yj[NO];
+#pragma unroll
+      for (int k = 0; k < NI; k++) xj[k] = x[k][j];
+      f(xj, yj);
+#pragma unroll
+      for (int k = 0; k < NO; k++) y[k][j] = yj[k];
+    }
+#pragma unroll
+    for (int k = 0; k < NO; k++) st_chunk(out[k], v * CHUNK, y[k]);
+  }
+  GRID_LOOP(t, n - head) {
+    const i64 i = head + t;
+    float xj[NI], yj[NO];
+#pragma unroll
+    for (int k = 0; k < NI; k++) xj[k] = ld(in[k], i);
+    f(xj, yj);
+#pragma unroll
+    for (int k = 0; k < NO; k++) st(out[k], i, yj[k]);
+  }
+}
 
 // ---- fill / cast / copy ----
 
@@ -20,7 +59,27 @@ __device__ __forceinline__ i64 ld_int(const void* p, int code, i64 i) {
 }
 
 // Floats round to nearest even; float to int truncates toward zero, then wraps to the width.
+// Float to float: chunks of 8 when both pointers are 16-byte aligned, then the tail.
+template <typename S, typename D>
+__device__ void cast_floats(const S* src, D* dst, i64 n) {
+  const i64 head = aligned16(src) && aligned16(dst) ? n / CHUNK * CHUNK : 0;
+  GRID_LOOP(v, head / CHUNK) {
+    float x[CHUNK];
+    ld_chunk(src, v * CHUNK, x);
+    st_chunk(dst, v * CHUNK, x);
+  }
+  GRID_LOOP(t, n - head) st(dst, head + t, ld(src, head + t));
+}
+
 extern "C" __global__ void cast_any(const void* src, int srcCode, void* dst, int dstCode, i64 n) {
+  switch (srcCode * 8 + dstCode) {  // the float pairs of a mixed-precision step (same dtypes never come here)
+    case DT_F32 * 8 + DT_BF16: return cast_floats((const float*)src, (bf16*)dst, n);
+    case DT_F32 * 8 + DT_F16: return cast_floats((const float*)src, (f16*)dst, n);
+    case DT_BF16 * 8 + DT_F32: return cast_floats((const bf16*)src, (float*)dst, n);
+    case DT_BF16 * 8 + DT_F16: return cast_floats((const bf16*)src, (f16*)dst, n);
+    case DT_F16 * 8 + DT_F32: return cast_floats((const f16*)src, (float*)dst, n);
+    case DT_F16 * 8 + DT_BF16: return cast_floats((const f16*)src, (bf16*)dst, n);
+  }
   const bool srcFloat = srcCode <= DT_F16, dstFloat = dstCode <= DT_F16;
   GRID_LOOP(i, n) {
     if (dstFloat) {
@@ -63,20 +122,43 @@ COPY(unsigned char, b1) COPY(unsigned short, b2) COPY(unsigned int, b4) COPY(uns
 
 // ---- binary (out contiguous; a, b at their strides, 0 = broadcast) ----
 
+__device__ __forceinline__ float binary_f(int op, float x, float y) {
+  switch (op) {
+    case 0: return x + y;
+    case 1: return x - y;
+    case 2: return x * y;
+    default: return x / y;
+  }
+}
+
 template <typename T>
 __device__ void binary(int op, const T* a, const T* b, T* out, Strides2 sd, i64 n) {
+  // Chunks when the innermost dim holds whole chunks, a and b run along it (stride 1) or broadcast
+  // one value over it (stride 0), and every outer stride keeps chunks 16-byte aligned. The common
+  // cases qualify: same-shape tensors (rank 1 after merging) and a row bias ([rows, cols], b [0, 1]).
+  const int r = sd.rank - 1;
+  bool vec = r >= 0 && aligned16(a) && aligned16(b) && aligned16(out) && sd.shape[r] % CHUNK == 0 &&
+             (sd.s0[r] == 0 || sd.s0[r] == 1) && (sd.s1[r] == 0 || sd.s1[r] == 1);
+  for (int d = 0; d < r; d++) vec = vec && sd.s0[d] % CHUNK == 0 && sd.s1[d] % CHUNK == 0;
+  if (vec) {
+    GRID_LOOP(v, n / CHUNK) {
+      i64 ia, ib;
+      strided_offsets(sd, v * CHUNK, ia, ib);
+      float x[CHUNK], y[CHUNK];
+      if (sd.s0[r]) ld_chunk(a, ia, x);
+      else for (int j = 0; j < CHUNK; j++) x[j] = ld(a, ia);
+      if (sd.s1[r]) ld_chunk(b, ib, y);
+      else for (int j = 0; j < CHUNK; j++) y[j] = ld(b, ib);
+#pragma unroll
+      for (int j = 0; j < CHUNK; j++) x[j] = binary_f(op, x[j], y[j]);
+      st_chunk(out, v * CHUNK, x);
+    }
+    return;
+  }
   GRID_LOOP(i, n) {
     i64 ia, ib;
     strided_offsets(sd, i, ia, ib);
-    const float x = ld(a, ia), y = ld(b, ib);
-    float r;
-    switch (op) {
-      case 0: r = x + y; break;
-      case 1: r = x - y; break;
-      case 2: r = x * y; break;
-      default: r = x / y;
-    }
-    st(out, i, r);
+    st(out, i, binary_f(op, ld(a, ia), ld(b, ib)));
   }
 }
 
@@ -169,18 +251,18 @@ __device__ void reduce_cols(const T* x, T* out, i64 mid, i64 inner) {
     binary<T>(op, a, b, out, sd, n);                                                                          \
   }                                                                                                           \
   extern "C" __global__ void unary_##s(int op, const T* x, T* y, i64 n) {                                     \
-    GRID_LOOP(i, n) st(y, i, unary_f(op, ld(x, i)));                                                          \
+    map<T, 1, 1>({x}, {y}, n, [=](const float* v, float* r) { r[0] = unary_f(op, v[0]); });                   \
   }                                                                                                           \
   extern "C" __global__ void unary_bwd_##s(int op, const T* x, const T* dy, T* dx, i64 n) {                   \
-    GRID_LOOP(i, n) st(dx, i, ld(dy, i) * unary_df(op, ld(x, i)));                                            \
+    map<T, 2, 1>({x, dy}, {dx}, n, [=](const float* v, float* r) { r[0] = v[1] * unary_df(op, v[0]); });      \
   }                                                                                                           \
   /* by: float32 [1] on the device or null; its value multiplies alpha (no host read for a device scalar) */ \
   extern "C" __global__ void scale_##s(const T* x, T* y, i64 n, float alpha, const float* by) {               \
     const float a = by ? alpha * by[0] : alpha;                                                               \
-    GRID_LOOP(i, n) st(y, i, a * ld(x, i));                                                                   \
+    map<T, 1, 1>({x}, {y}, n, [=](const float* v, float* r) { r[0] = a * v[0]; });                            \
   }                                                                                                           \
   extern "C" __global__ void axpy_##s(const T* x, T* y, i64 n, float alpha) {                                 \
-    GRID_LOOP(i, n) st(y, i, ld(y, i) + alpha * ld(x, i));                                                    \
+    map<T, 2, 1>({x, y}, {y}, n, [=](const float* v, float* r) { r[0] = v[1] + alpha * v[0]; });              \
   }                                                                                                           \
   extern "C" __global__ void reduce_rows_##s(const T* x, T* out, i64 mid) {                                    \
     reduce_rows<T>(x, out, mid);                                                                              \
@@ -189,16 +271,14 @@ __device__ void reduce_cols(const T* x, T* out, i64 mid, i64 inner) {
     reduce_cols<T>(x, out, mid, inner);                                                                       \
   }                                                                                                           \
   extern "C" __global__ void swiglu_##s(const T* g, const T* u, T* y, i64 n) {                                \
-    GRID_LOOP(i, n) {                                                                                         \
-      const float x = ld(g, i);                                                                               \
-      st(y, i, x * sigmoidf(x) * ld(u, i));                                                                   \
-    }                                                                                                         \
+    map<T, 2, 1>({g, u}, {y}, n, [](const float* v, float* r) { r[0] = v[0] * sigmoidf(v[0]) * v[1]; });      \
   }                                                                                                           \
+  /* v: gate, up, dy; r: dgate, dup */                                                                        \
   extern "C" __global__ void swiglu_bwd_##s(const T* g, const T* u, const T* dy, T* dg, T* du, i64 n) {       \
-    GRID_LOOP(i, n) {                                                                                         \
-      const float x = ld(g, i), d = ld(dy, i), sg = sigmoidf(x);                                              \
-      st(du, i, d * x * sg);                                                                                  \
-      st(dg, i, d * ld(u, i) * sg * (1.f + x * (1.f - sg)));                                                  \
-    }                                                                                                         \
+    map<T, 3, 2>({g, u, dy}, {dg, du}, n, [](const float* v, float* r) {                                      \
+      const float x = v[0], d = v[2], sg = sigmoidf(x);                                                       \
+      r[1] = d * x * sg;                                                                                      \
+      r[0] = d * v[1] * sg * (1.f + x * (1.f - sg));                                                          \
+    });                                                                                                       \
   }
 FOR_FLOATS(ELEMENTWISE)

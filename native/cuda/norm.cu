@@ -3,12 +3,48 @@
 // accumulates dw/db (float32 [cols]) in shared memory per block over a strided set of rows and adds
 // it to global memory once per block; when 2 x cols floats do not fit (useSmem == 0) it adds each
 // row's contribution straight to global memory.
+// RMSNorm keeps a row in registers when it fits (cols a multiple of 8 and at most ROW_CHUNKS chunks
+// of 8 per thread, pointers 16-byte aligned): the forward reads x once, the backward x and dy once,
+// all through 16-byte accesses (common.cuh), and the backward's dw partials stay in registers
+// (each thread owns the same columns in every row). Other rows take the scalar path.
 #include "common.cuh"
+
+#define ROW_CHUNKS 2  // 256 threads: rows up to 4096; 1024 threads (cols >= 16384, layers.ts): 16384
+
+// Whether rows of `cols` take the register path with this block (uniform over the grid).
+__device__ __forceinline__ bool row_in_registers(int cols) {
+  return cols % CHUNK == 0 && cols <= (int)blockDim.x * CHUNK * ROW_CHUNKS;
+}
+// Column of chunk k of this thread in a row on the register path (>= cols: none).
+__device__ __forceinline__ int chunk_col(int k) { return (k * (int)blockDim.x + (int)threadIdx.x) * CHUNK; }
 
 template <typename T, typename W>
 __device__ void rms_norm_fwd(const T* x, const W* w, T* out, float* rstd, int cols, float eps) {
   __shared__ float scratch[32];
   const i64 base = (i64)blockIdx.x * cols;
+  if (row_in_registers(cols) && aligned16(x) && aligned16(w) && aligned16(out)) {
+    float v[ROW_CHUNKS][CHUNK];
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < ROW_CHUNKS; k++) {
+      if (chunk_col(k) >= cols) continue;
+      ld_chunk(x, base + chunk_col(k), v[k]);
+#pragma unroll
+      for (int j = 0; j < CHUNK; j++) ss += v[k][j] * v[k][j];
+    }
+    const float rs = 1.f / sqrtf(block_sum(ss, scratch) / cols + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+#pragma unroll
+    for (int k = 0; k < ROW_CHUNKS; k++) {
+      if (chunk_col(k) >= cols) continue;
+      float wv[CHUNK];
+      ld_chunk(w, chunk_col(k), wv);
+#pragma unroll
+      for (int j = 0; j < CHUNK; j++) v[k][j] = wv[j] * (v[k][j] * rs);
+      st_chunk(out, base + chunk_col(k), v[k]);
+    }
+    return;
+  }
   float ss = 0.f;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
     const float v = ld(x, base + c);
@@ -24,6 +60,46 @@ __device__ void rms_norm_bwd(const T* x, const W* w, const float* rstd, const T*
                              int useSmem) {
   __shared__ float scratch[32];
   extern __shared__ float acc[];  // [cols] partial dw
+  if (row_in_registers(cols) && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx)) {
+    float xs[ROW_CHUNKS][CHUNK], gs[ROW_CHUNKS][CHUNK], dws[ROW_CHUNKS][CHUNK] = {};
+    for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+      const i64 base = (i64)r * cols;
+      const float rs = rstd[r];
+      float dot = 0.f;
+#pragma unroll
+      for (int k = 0; k < ROW_CHUNKS; k++) {
+        if (chunk_col(k) >= cols) continue;
+        float wv[CHUNK];
+        ld_chunk(x, base + chunk_col(k), xs[k]);
+        ld_chunk(dy, base + chunk_col(k), gs[k]);
+        ld_chunk(w, chunk_col(k), wv);
+#pragma unroll
+        for (int j = 0; j < CHUNK; j++) dot += gs[k][j] * wv[j] * xs[k][j];
+      }
+      const float kk = block_sum(dot, scratch) * rs * rs / cols;
+#pragma unroll
+      for (int k = 0; k < ROW_CHUNKS; k++) {
+        if (chunk_col(k) >= cols) continue;
+        float wv[CHUNK], d[CHUNK];
+        ld_chunk(w, chunk_col(k), wv);  // again rather than a third row of registers: 16 KB at most, from L1
+#pragma unroll
+        for (int j = 0; j < CHUNK; j++) {
+          d[j] = rs * (gs[k][j] * wv[j] - xs[k][j] * kk);
+          dws[k][j] += gs[k][j] * xs[k][j] * rs;
+        }
+        st_chunk(dx, base + chunk_col(k), d);
+      }
+    }
+    if (dw != nullptr) {
+#pragma unroll
+      for (int k = 0; k < ROW_CHUNKS; k++) {
+        if (chunk_col(k) >= cols) continue;
+#pragma unroll
+        for (int j = 0; j < CHUNK; j++) atomicAdd(dw + chunk_col(k) + j, dws[k][j]);
+      }
+    }
+    return;
+  }
   const bool smem = dw != nullptr && useSmem;
   if (smem) for (int c = threadIdx.x; c < cols; c += blockDim.x) acc[c] = 0.f;
   for (int r = blockIdx.x; r < rows; r += gridDim.x) {

@@ -92,6 +92,10 @@ void runBlock(int n) {
 }  // namespace
 
 EmuDim& emu_thread_idx() { return cur->tid; }
+// common.cuh's vector loads and stores: a 16-byte access at an address not a multiple of 16 faults on a GPU
+void emu_check_aligned16(const void* p) {
+  if ((uintptr_t)p & 15) die("16-byte vector access at an address that is not 16-byte aligned");
+}
 void __syncthreads() { wait(WAIT_BLOCK); }
 void __syncwarp(unsigned) { wait(WAIT_WARP); }
 float __shfl_xor_sync(unsigned, float v, int laneMask) {
