@@ -36,3 +36,19 @@ test('dropout: CUDA draws the CPU mask bit for bit', { skip: SKIP }, () => {
     }
   }
 });
+
+// Chunks of 8 (two Philox groups) on aligned pointers, groups of 4 otherwise: the same mask either way.
+test('dropout on unaligned pointers (the scalar path) draws the same mask', { skip: SKIP }, () => {
+  for (const dtype of FLOATS) {
+    for (const [xOff, outOff] of [[1, 0], [0, 3], [5, 5]]) {
+      const size = 1003;
+      compareWithCpu(
+        `dropout ${dtype} offsets x ${xOff} out ${outOff}`,
+        { x: { dtype, data: uniform(dtype, size), offset: xOff }, out: { dtype, size, offset: outOff } },
+        ['out'],
+        EXACT,
+        (b, s) => b.dropout(s['x']!, s['out']!, size, 0.3, 12345, 678, dtype),
+      );
+    }
+  }
+});

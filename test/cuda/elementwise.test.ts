@@ -110,3 +110,46 @@ test('reduceSum over rows, columns and middle axes', { skip: SKIP }, () => {
     }
   }
 });
+
+// The flat kernels take 16-byte chunks when every pointer is 16-byte aligned (allocations are) and
+// one element at a time otherwise: views 1 element (or, float32, 2) into their allocations make
+// each pointer unaligned in turn, so the scalar paths run; the sizes leave tails after the chunks.
+test('flat kernels on unaligned pointers (scalar path) and with tails', { skip: SKIP }, () => {
+  for (const dtype of FLOATS) {
+    for (const n of [13, 1003]) {
+      for (const shifted of ['x', 'y', 'out', ''] as const) {
+        const off = (name: string) => (name === shifted ? 1 : 0);
+        const what = `${dtype} n=${n} ${shifted || 'aligned'}`;
+        const bufs = {
+          x: { dtype, data: uniform(dtype, n, -4, 4), offset: off('x') },
+          y: { dtype, data: uniform(dtype, n), offset: off('y') },
+          dy: { dtype, data: uniform(dtype, n) },
+          out: { dtype, size: n, offset: off('out') },
+          out2: { dtype, size: n },
+        };
+        compareWithCpu(`add ${what}`, bufs, ['out'], tolFor(dtype), (b, s) => b.binary('add', s['x']!, [1], s['y']!, [1], s['out']!, [n], dtype));
+        compareWithCpu(`silu ${what}`, bufs, ['out'], tolFor(dtype), (b, s) => b.unary('silu', s['x']!, s['out']!, n, dtype));
+        compareWithCpu(`axpy ${what}`, bufs, ['y'], tolFor(dtype), (b, s) => b.axpy(s['x']!, s['y']!, n, 1.5, dtype));
+        compareWithCpu(`swiglu ${what}`, bufs, ['out'], tolFor(dtype), (b, s) => b.swiglu(s['x']!, s['y']!, s['out']!, n, dtype));
+        compareWithCpu(`swiglu' ${what}`, bufs, ['out', 'out2'], tolFor(dtype), (b, s) =>
+          b.swigluBackward(s['x']!, s['y']!, s['dy']!, s['out']!, s['out2']!, n, dtype),
+        );
+        const to: FloatDType = dtype === 'float32' ? 'bfloat16' : 'float32';
+        compareWithCpu(`cast to ${to} ${what}`, { ...bufs, out: { dtype: to, size: n, offset: off('out') } }, ['out'], tolFor(to), (b, s) =>
+          b.cast(s['x']!, dtype, s['out']!, to, n),
+        );
+      }
+    }
+    // a row bias over [rows, cols] with cols a multiple of 8 takes chunks; 13 columns do not
+    for (const cols of [16, 13]) {
+      const rows = 5;
+      compareWithCpu(
+        `row bias ${dtype} [${rows},${cols}]`,
+        { a: { dtype, data: uniform(dtype, rows * cols) }, b: { dtype, data: uniform(dtype, cols) }, out: { dtype, size: rows * cols } },
+        ['out'],
+        tolFor(dtype),
+        (b, s) => b.binary('mul', s['a']!, [cols, 1], s['b']!, [0, 1], s['out']!, [rows, cols], dtype),
+      );
+    }
+  }
+});

@@ -7,7 +7,8 @@ import { randomInt } from 'node:crypto';
 import type { Backend } from '../../src/backends/backend.ts';
 import { cpuBackend } from '../../src/backends/cpu/index.ts';
 import { cudaStatus, cudaBackend } from '../../src/backends/cuda/index.ts';
-import { f32ToHost, hostToF32, type DType, type FloatDType, type HostArray } from '../../src/tensor/dtype.ts';
+import { CudaStorage } from '../../src/backends/cuda/runtime.ts';
+import { dtypeBytes, f32ToHost, hostToF32, type DType, type FloatDType, type HostArray } from '../../src/tensor/dtype.ts';
 
 const status = cudaStatus();
 /** false when CUDA works here, else the reason every CUDA test skips. */
@@ -58,27 +59,46 @@ export function ints(n: number, max: number): Int32Array {
   return Int32Array.from({ length: n }, () => Math.floor(rand() * max));
 }
 
-/** A buffer of a kernel call: `data` to upload, or just a size (zero-filled, as `alloc` gives). */
+/**
+ * A buffer of a kernel call: `data` to upload, or just a size (zero-filled, as `alloc` gives).
+ * `offset` (elements) hands the kernel a view that starts that far into a larger allocation: with
+ * an offset that is not a multiple of 8 elements the CUDA pointer is not 16-byte aligned, so the
+ * kernels' scalar paths run (allocations themselves are always aligned).
+ */
 export interface Buf {
   dtype: DType;
   data?: HostArray;
   size?: number;
+  offset?: number;
 }
 
 type Call = <S>(b: Backend<S>, s: Record<string, S>) => void;
 
+/** Storage `s` from element `offset` on: a typed subarray on the CPU, a shifted pointer on CUDA. */
+function viewAt<S>(s: S, dtype: DType, offset: number): S {
+  if (offset === 0) return s;
+  if (s instanceof CudaStorage) {
+    const skip = offset * dtypeBytes(dtype);
+    return new CudaStorage(s.ptr + skip, s.bytes - skip, null) as S;
+  }
+  return (s as HostArray).subarray(offset) as S;
+}
+
 function runOn<S>(b: Backend<S>, bufs: Record<string, Buf>, call: Call): Record<string, HostArray> {
+  const base: Record<string, S> = {};
   const s: Record<string, S> = {};
   for (const [name, buf] of Object.entries(bufs)) {
     const size = buf.data?.length ?? buf.size ?? 0;
-    s[name] = b.alloc(buf.dtype, size);
-    if (buf.data) b.write(s[name]!, buf.dtype, 0, buf.data);
+    const offset = buf.offset ?? 0;
+    base[name] = b.alloc(buf.dtype, offset + size);
+    if (buf.data) b.write(base[name]!, buf.dtype, offset, buf.data);
+    s[name] = viewAt(base[name]!, buf.dtype, offset);
   }
   call(b, s);
   const out: Record<string, HostArray> = {};
   for (const [name, buf] of Object.entries(bufs)) {
-    out[name] = b.read(s[name]!, buf.dtype, 0, buf.data?.length ?? buf.size ?? 0);
-    b.free(s[name]!);
+    out[name] = b.read(base[name]!, buf.dtype, buf.offset ?? 0, buf.data?.length ?? buf.size ?? 0);
+    b.free(base[name]!);
   }
   return out;
 }

@@ -148,3 +148,66 @@ test('crossEntropy loss, and its gradient from the same pass, with ignored rows'
     }
   }
 });
+
+// RMSNorm, rope and cross-entropy take 16-byte chunks of a row when every pointer is 16-byte
+// aligned (allocations are) and the row length allows; a view 1 element into its allocation
+// makes one pointer unaligned at a time, so the scalar paths run on shapes that would take chunks.
+test('rmsNorm, rope and crossEntropy on unaligned pointers (scalar paths)', { skip: SKIP }, () => {
+  for (const dtype of FLOATS) {
+    const [rows, cols] = [6, 64];
+    for (const shifted of ['x', 'w', 'dy', 'out']) {
+      const off = (name: string) => (name === shifted ? 1 : 0);
+      const n = rows * cols;
+      const what = `${dtype} [${rows},${cols}] ${shifted} shifted`;
+      const bufs = {
+        x: { dtype, data: uniform(dtype, n, -3, 3), offset: off('x') },
+        w: { dtype, data: uniform(dtype, cols, 0.5, 1.5), offset: off('w') },
+        out: { dtype, size: n, offset: off('out') },
+        rstd: { dtype: 'float32' as const, size: rows },
+        dy: { dtype, data: uniform(dtype, n), offset: off('dy') },
+        dw: { dtype: 'float32' as const, size: cols },
+      };
+      const rms = compareWithCpu(`rmsNorm ${what}`, bufs, ['out', 'rstd'], tolFor(dtype), (b, s) =>
+        b.rmsNorm(s['x']!, s['w']!, s['out']!, s['rstd']!, rows, cols, 1e-6, dtype, dtype),
+      );
+      const back = { ...bufs, rstd: { dtype: 'float32' as const, data: rms['rstd']! } };
+      compareWithCpu(`rmsNorm' ${what}`, back, ['out', 'dw'], tolFor(dtype, true), (b, s) =>
+        b.rmsNormBackward(s['x']!, s['w']!, s['rstd']!, s['dy']!, s['out']!, s['dw']!, rows, cols, dtype, dtype),
+      );
+    }
+    const [B, T, H, D] = [2, 5, 3, 32];
+    for (const shifted of ['x', 'cos', 'out']) {
+      const off = (name: string) => (name === shifted ? 1 : 0);
+      compareWithCpu(
+        `rope ${dtype} [${B},${T},${H},${D}] ${shifted} shifted`,
+        {
+          x: { dtype, data: uniform(dtype, B * T * H * D), offset: off('x') },
+          cos: { dtype, data: uniform(dtype, T * D, -1, 1), offset: off('cos') },
+          sin: { dtype, data: uniform(dtype, T * D, -1, 1) },
+          out: { dtype, size: B * T * H * D, offset: off('out') },
+        },
+        ['out'],
+        tolFor(dtype),
+        (b, s) => b.rope(s['x']!, s['cos']!, s['sin']!, s['out']!, B, T, H, D, 0, false, dtype),
+      );
+    }
+    const [N, V] = [4, 1000];
+    const labels = ints(N, V);
+    labels[1] = -100;
+    for (const shifted of ['logits', 'd']) {
+      const off = (name: string) => (name === shifted ? 1 : 0);
+      compareWithCpu(
+        `crossEntropy ${dtype} N=${N} V=${V} ${shifted} shifted`,
+        {
+          logits: { dtype, data: uniform(dtype, N * V, -8, 8), offset: off('logits') },
+          labels: { dtype: 'int32' as const, data: labels },
+          loss: { dtype: 'float32' as const, size: N },
+          d: { dtype, data: uniform(dtype, N * V), offset: off('d') },
+        },
+        ['loss', 'd'],
+        tolFor(dtype, true),
+        (b, s) => b.crossEntropy(s['logits']!, s['labels']!, s['loss']!, s['d']!, N, V, -100, 1 / N, dtype),
+      );
+    }
+  }
+});
