@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import type { Backend } from '../../src/backends/backend.ts';
 import { cpuBackend } from '../../src/backends/cpu/index.ts';
-import { cudaStatus, cudaBackend } from '../../src/backends/cuda/index.ts';
-import { CudaStorage } from '../../src/backends/cuda/runtime.ts';
+import { cudaStatus, cudaBackend, CudaStorage } from '../../src/backends/cuda/index.ts';
 import { dtypeBytes, f32ToHost, hostToF32, type DType, type FloatDType, type HostArray } from '../../src/tensor/dtype.ts';
 
 const status = cudaStatus();

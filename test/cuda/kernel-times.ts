@@ -6,7 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { cudaBackend, type CudaStorage } from '../../src/backends/cuda/index.ts';
+import { cudaBackend, CudaStorage } from '../../src/backends/cuda/index.ts';
 import { f32ToHost, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
 
 const b = cudaBackend();
@@ -81,6 +81,21 @@ for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, nu
   record('axpy', `${T * F} bf16`, time(() => b.axpy(x, z, T * F, 0.5, dt)), { bytes: 6 * T * F });
   const cs = random(dt, T * 128), sn = random(dt, T * 128);
   record('rope', `[1,${T},16,128] bf16`, time(() => b.rope(x, cs, sn, z, 1, T, 16, 128, 0, false, dt)), { bytes: 4 * T * 16 * 128 + 4 * T * 128 });
+  // 16-byte chunks (2026-12-01): the other flat kernels of a bf16 step, and the scalar paths beside
+  // them (views one element into their allocations: unaligned pointers) to show what the chunks gain
+  record('add', `${T * F} bf16`, time(() => b.binary('add', x, [1], y, [1], z, [T * F], dt)), { bytes: 6 * T * F });
+  const f32 = b.alloc('float32', T * F);
+  record('cast bf16->f32', `${T * F}`, time(() => b.cast(x, dt, f32, 'float32', T * F)), { bytes: 6 * T * F });
+  b.free(f32);
+  record('dropout p=0.1', `${T * F} bf16`, time(() => b.dropout(x, z, T * F, 0.1, 1, 2, dt)), { bytes: 4 * T * F });
+  const Hq = 896; // Qwen2.5-0.5B hidden: 112 chunks of a 256-thread row block
+  record('rmsNorm fwd', `[${T},${Hq}] bf16`, time(() => b.rmsNorm(x, w, z, rstd, T, Hq, 1e-6, dt, 'float32')), { bytes: 4 * T * Hq });
+  record('rmsNorm bwd', `[${T},${Hq}] bf16`, time(() => b.rmsNormBackward(x, w, rstd, y, z, dw, T, Hq, dt, 'float32')), { bytes: 6 * T * Hq });
+  const [xu, yu, zu] = [x, y, z].map((s) => new CudaStorage(s.ptr + 2, s.bytes - 2, null)) as [CudaStorage, CudaStorage, CudaStorage];
+  const n1 = T * F - 1;
+  record('swiglu fwd (scalar)', `${n1} bf16, unaligned`, time(() => b.swiglu(xu, yu, zu, n1, dt)), { bytes: 6 * n1 });
+  record('axpy (scalar)', `${n1} bf16, unaligned`, time(() => b.axpy(xu, zu, n1, 0.5, dt)), { bytes: 6 * n1 });
+  record('rmsNorm fwd (scalar)', `[${T},${H}] bf16, unaligned`, time(() => b.rmsNorm(xu, w, zu, rstd, T, H, 1e-6, dt, 'float32')), { bytes: 4 * T * H });
   for (const s of [x, y, z, z2, w, rstd, dw, cs, sn]) b.free(s);
 }
 
