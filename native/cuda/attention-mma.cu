@@ -52,6 +52,14 @@ __device__ __forceinline__ void store2(T* x, i64 idx, float a, float b) {
   *reinterpret_cast<u32*>(x + idx) = pack2<T>(a, b);
 }
 
+// Row r (0: c0,c1; 1: c2,c3) of this lane's accumulators times `mul`, into x from element `base`
+// (the row's first element plus 2t): D/8 4-byte stores.
+template <typename T, int D>
+__device__ __forceinline__ void store_row(T* x, i64 base, const float (&acc)[D / 8][4], int r, float mul) {
+#pragma unroll
+  for (int n = 0; n < D / 8; n++) store2(x, base + 8 * n, acc[n][2 * r] * mul, acc[n][2 * r + 1] * mul);
+}
+
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -169,8 +177,7 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
     if (i >= sg.qLen) continue;
     const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
     const i64 base = ((qTok0 + i) * Hq + h) * D + 2 * t;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) store2(out, base + 8 * n, o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    store_row<T, D>(out, base, o, r, inv);
     if (t == 0) lse[((i64)sg.b * Hq + h) * Tq + sg.start + i] = l[r] > 0.f ? (m[r] + log2f(l[r])) * LN2 : -INFINITY;
   }
 }
@@ -237,8 +244,7 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
   for (int r = 0; r < 2; r++) {
     if (row[r] >= sg.qLen) continue;
     const i64 base = ((qTok0 + row[r]) * Hq + h) * D + 2 * t;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) store2(dq, base + 8 * n, acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
+    store_row<T, D>(dq, base, acc, r, scale);
   }
 }
 
@@ -313,11 +319,8 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   for (int r = 0; r < 2; r++) {
     if (key[r] >= sg.kLen) continue;
     const i64 base = ((kTok0 + key[r]) * Hkv + hk) * D + 2 * t;
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      store2(dk, base + 8 * n, dK[n][2 * r] * scale, dK[n][2 * r + 1] * scale);
-      store2(dv, base + 8 * n, dV[n][2 * r], dV[n][2 * r + 1]);
-    }
+    store_row<T, D>(dk, base, dK, r, scale);
+    store_row<T, D>(dv, base, dV, r, 1.f);
   }
 }
 
