@@ -26,12 +26,27 @@ struct AdamWEntry {  // 72 bytes
   void* v;
   i64 n;
   i64 firstChunk;
-  float stepSize;  // lr / (1 - b1^t), this tensor's t, from the host in double
-  float bc2Sqrt;   // sqrt(1 - b2^t)
+  int stepLag;     // steps this tensor missed: its t = AdamWState.step - stepLag
+  int pad;
   int codes;       // DtypeCodes: p | g << 8 | m << 16 | v << 24
   int copyCode;    // DtypeCode of copy
   void* copy;      // null, or n elements that receive the new p cast to copyCode (a model-dtype copy)
 };
+
+// The step state (Backend AdamWState), written by the host once per step: nothing in the launch
+// arguments or the table changes from step to step.
+struct AdamWState {
+  double lr, step, beta1, beta2, eps, weightDecay;
+};
+
+// b^t by squaring, the same correctly rounded products as cpu/optim.ts powi (__dmul_rn: no FMA
+// contraction with the subtraction that follows).
+__device__ __forceinline__ double powi(double b, long long t) {
+  double r = 1.0;
+  for (double x = b; t > 0; t >>= 1, x = __dmul_rn(x, x))
+    if (t & 1) r = __dmul_rn(r, x);
+  return r;
+}
 
 // The entry that holds chunk c: the last one whose firstChunk <= c (entries are in chunk order and
 // none is empty). Every thread of a block searches alike, so the loads are broadcasts.
@@ -77,14 +92,22 @@ extern "C" __global__ void grad_norm_clip(const float* partials, i64 chunks, flo
   }
 }
 
-// decay = 1 - lr * wd (shared); `scale` (float32 [1] or null) multiplies every gradient element.
+// Per tensor, from the state in float64 as the CPU twin: decay = 1 - lr * wd, stepSize = lr / (1 -
+// b1^t), bc2Sqrt = sqrt(1 - b2^t), each rounded to float32 once (the values the host used to pass).
+// `scale` (float32 [1] or null) multiplies every gradient element.
 // An entry with a copy also refreshes it (a cached cast of p, e.g. the LoRA adapters in the model's
 // dtype): 2 more bytes per element here instead of a cast launch per tensor before the next forward.
 // The arithmetic of each element is that of the one-tensor kernel this replaced (`adamw`), so a
 // step with no scale gives its bits; with one, those of scaling the gradient in place first.
-extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, float b1, float b2, float eps, float decay, const float* scale) {
+extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, const AdamWState* state, const float* scale) {
   const float s = scale ? scale[0] : 1.f;
+  const AdamWState st = *state;
   const AdamWEntry e = entry_of(t, count, blockIdx.x);  // a copy: the stores below cannot alias it
+  const long long step = (long long)st.step - e.stepLag;
+  const float b1 = (float)st.beta1, b2 = (float)st.beta2, eps = (float)st.eps;
+  const float decay = (float)(1.0 - __dmul_rn(st.lr, st.weightDecay));
+  const float stepSize = (float)(st.lr / (1.0 - powi(st.beta1, step)));
+  const float bc2Sqrt = (float)sqrt(1.0 - powi(st.beta2, step));
   const int pc = e.codes & 0xff, gc = (e.codes >> 8) & 0xff, mc = (e.codes >> 16) & 0xff, vc = (e.codes >> 24) & 0xff;
   const i64 start = (blockIdx.x - e.firstChunk) * OPT_CHUNK, end = min(start + OPT_CHUNK, e.n);
   for (i64 i = start + threadIdx.x; i < end; i += blockDim.x) {
@@ -93,7 +116,7 @@ extern "C" __global__ void adamw_multi(const AdamWEntry* t, int count, float b1,
     const float vi = b2 * ld_code(e.v, vc, i) + (1.f - b2) * gi * gi;
     st_code(e.m, mc, i, mi);
     st_code(e.v, vc, i, vi);
-    st_code(e.p, pc, i, ld_code(e.p, pc, i) * decay - e.stepSize * mi / (sqrtf(vi) / e.bc2Sqrt + eps));
+    st_code(e.p, pc, i, ld_code(e.p, pc, i) * decay - stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps));
     // the stored value read back, so the copy is cast_any of the new p bit for bit at any p dtype
     if (e.copy) st_code(e.copy, e.copyCode, i, ld_code(e.p, pc, i));
   }

@@ -118,6 +118,17 @@ export interface AdamWHyper {
   weightDecay: number;
 }
 
+/**
+ * AdamW's step state, read by the kernel from device memory (so a replayed launch sees each step's
+ * values): the hyper-parameters and the step count, float64 each, in an int32 storage of
+ * ADAMW_STATE_WORDS words, laid out by cpu/optim.ts adamwStateWords: [lr, step, beta1, beta2, eps,
+ * weightDecay]. The host writes it once per step, before the step's launches.
+ */
+export interface AdamWState extends AdamWHyper {
+  /** The step being taken, counted from 1: a tensor's own count is step - its stepLag. */
+  step: number;
+}
+
 /** One tensor of a multi-tensor AdamW step: four storages of `size` elements, each its own float dtype. */
 export interface AdamWTensor<S> {
   param: S;
@@ -126,8 +137,12 @@ export interface AdamWTensor<S> {
   expAvgSq: S;
   size: number;
   dtypes: { param: FloatDType; grad: FloatDType; expAvg: FloatDType; expAvgSq: FloatDType };
-  /** This tensor's step count, this step included (from 1): its bias corrections. */
-  step: number;
+  /**
+   * Steps this tensor missed (stepped without a gradient): its own count, this step included, is the
+   * state's step - stepLag (>= 1), which gives its bias corrections. Constant while the same tensors
+   * step every time, so the device's table of tensors is too.
+   */
+  stepLag: number;
   /** A storage of `size` elements that receives the new param cast to `dtype` (a cached model-dtype copy), or none. */
   copy?: { to: S; dtype: FloatDType } | null;
 }
@@ -312,9 +327,11 @@ export interface Backend<S> {
   gradNormClip(xs: readonly FloatSpan<S>[], maxNorm: number, norm: S, coef: S): void;
   /**
    * One AdamW step of every tensor in place (param, expAvg, expAvgSq from grad), each with its own
-   * step count. With `gradScale` (float32 [1], e.g. gradNormClip's coef, read on the device) each
+   * step count; lr, betas, eps, weight decay and the step are read from `state` (AdamWState, int32
+   * [ADAMW_STATE_WORDS]) on the device, the bias corrections computed there in float64 as the CPU
+   * does them. With `gradScale` (float32 [1], e.g. gradNormClip's coef, read on the device) each
    * gradient element is multiplied by it, rounded to float32, before use: clipping without a pass
    * of its own. Tensors appear once each (no storage shared between two of them).
    */
-  adamwStep(tensors: readonly AdamWTensor<S>[], hyper: AdamWHyper, gradScale: S | null): void;
+  adamwStep(tensors: readonly AdamWTensor<S>[], state: S, gradScale: S | null): void;
 }

@@ -10,6 +10,7 @@
 // Not here: the learning-rate schedule (schedule.ts) and clipping (clip.ts).
 
 import { XtunerError } from '../errors.ts';
+import { ADAMW_STATE_WORDS } from '../backends/cpu/optim.ts';
 import { adamwStep, keep, zeros, type AdamWEntry, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
@@ -44,6 +45,8 @@ export class AdamW {
   readonly weightDecay: number;
   readonly params: ReadonlyArray<readonly [string, Tensor]>;
   readonly #state = new Map<string, ParamState>();
+  /** The step state the kernel reads (lr, betas, step): one buffer, rewritten each step in place. */
+  #stepState: Tensor | null = null;
 
   /** `params`: [name, tensor] of the parameters to train (e.g. those with requiresGrad). */
   constructor(params: Iterable<readonly [string, Tensor]>, options: AdamWOptions) {
@@ -86,7 +89,9 @@ export class AdamW {
       entries.push({ param: p, grad: g, expAvg: s.expAvg, expAvgSq: s.expAvgSq, step: s.step });
     }
     const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
-    adamwStep(entries, hyper, gradScale);
+    if (entries.length === 0) return;
+    this.#stepState ??= keep(zeros([ADAMW_STATE_WORDS], { dtype: 'int32', device: entries[0]!.param.device }));
+    adamwStep(entries, hyper, gradScale, this.#stepState);
   }
 
   /** Drops every gradient (PyTorch's zero_grad(set_to_none=True)). */
@@ -137,8 +142,10 @@ export class AdamW {
     this.#state.clear();
   }
 
-  /** Frees the moments. */
+  /** Frees the moments and the step state. */
   dispose(): void {
     this.#disposeState();
+    this.#stepState?.dispose();
+    this.#stepState = null;
   }
 }

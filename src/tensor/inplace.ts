@@ -3,6 +3,7 @@
 // scale/add/fill in place; and one read-back for several scalars.
 
 import type { AdamWHyper, AdamWTensor, Device, Storage } from '../backends/index.ts';
+import { ADAMW_STATE_WORDS, adamwStateWords } from '../backends/cpu/optim.ts';
 import { XtunerError } from '../errors.ts';
 import { cast } from './ops/cast.ts';
 import { concat } from './ops/concat.ts';
@@ -59,9 +60,12 @@ export interface AdamWEntry {
  * moments updated from grad; param -= lr/(1-beta1^step) * expAvg / (sqrt(expAvgSq)/sqrt(1-beta2^step)
  * + eps). One backend call for all (one kernel launch on CUDA). `gradScale`, a float32 single-element
  * tensor on the same device (gradNormClip's coef), multiplies every gradient there, so clipping
- * needs neither a read-back nor a pass over the gradients of its own.
+ * needs neither a read-back nor a pass over the gradients of its own. The kernel reads lr, the
+ * betas and the step from a step-state buffer on the device (Backend AdamWState), written here with
+ * one upload: `state`, an int32 [ADAMW_STATE_WORDS] tensor the caller keeps (so its address stays the
+ * same from step to step), or a temporary one.
  */
-export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null): void {
+export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null, state: Tensor | null = null): void {
   if (entries.length === 0) return;
   for (const e of entries) {
     checkSame('adamwStep', e.param, e.grad, 'param', 'grad');
@@ -73,16 +77,25 @@ export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gra
   if (gradScale && (gradScale.dtype !== 'float32' || gradScale.size !== 1)) {
     throw new XtunerError(`adamwStep: gradScale must be a float32 single-element tensor, got ${gradScale.dtype} ${fmt(gradScale.shape)}`);
   }
+  const device = entries[0]!.param.device;
+  checkDevice('adamwStep', state, entries[0]!.param);
+  if (state && (state.dtype !== 'int32' || state.size !== ADAMW_STATE_WORDS)) {
+    throw new XtunerError(`adamwStep: state must be an int32 [${ADAMW_STATE_WORDS}] tensor, got ${state.dtype} ${fmt(state.shape)}`);
+  }
+  // the step being taken is the furthest tensor's; the others lag behind it
+  const step = Math.max(...entries.map((e) => e.step));
+  const st = (state ?? empty([ADAMW_STATE_WORDS], 'int32', device)).assign(adamwStateWords({ ...hyper, step }));
   entries[0]!.param.backend.adamwStep(
     entries.map((e) => ({
       param: e.param.storage, grad: e.grad.storage, expAvg: e.expAvg.storage, expAvgSq: e.expAvgSq.storage, size: e.param.size,
       dtypes: { param: e.param.floatDtype, grad: e.grad.floatDtype, expAvg: e.expAvg.floatDtype, expAvgSq: e.expAvgSq.floatDtype },
-      step: e.step,
+      stepLag: step - e.step,
       copy: stepCopy(e.param),
     })),
-    hyper,
+    st.storage,
     gradScale?.storage ?? null,
   );
+  if (st !== state) st.dispose();
   for (const e of entries) {
     for (const t of [e.param, e.expAvg, e.expAvgSq]) markWritten(t._live());
     // the copy the kernel wrote holds the new values: still valid

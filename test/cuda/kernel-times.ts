@@ -6,6 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { ADAMW_STATE_WORDS, adamwStateWords } from '../../src/backends/cpu/optim.ts';
 import { cudaBackend, CudaStorage } from '../../src/backends/cuda/index.ts';
 import { f32ToHost, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
 
@@ -134,12 +135,16 @@ delete process.env['XTUNER_CUDA_ATTENTION'];
   for (const s of [w, y, packed, absmax, codes, scales, offset]) b.free(s);
 }
 
+// AdamW's step state at step 3 (lr, betas, step: what the kernel reads)
+const state = b.alloc('int32', ADAMW_STATE_WORDS);
+b.write(state, 'int32', 0, adamwStateWords({ lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 3 }));
+
 { // AdamW over 100M float32 parameters
   const n = 100_000_000;
   const p = random('float32', n), g = random('float32', n, -1e-3, 1e-3), m = b.alloc('float32', n), v = b.alloc('float32', n);
   const dtypes = { param: 'float32', grad: 'float32', expAvg: 'float32', expAvgSq: 'float32' } as const;
-  const t = [{ param: p, grad: g, expAvg: m, expAvgSq: v, size: n, dtypes, step: 3 }];
-  record('adamw f32', `${n}`, time(() => b.adamwStep(t, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, null), 5), { bytes: 28 * n });
+  const t = [{ param: p, grad: g, expAvg: m, expAvgSq: v, size: n, dtypes, stepLag: 0 }];
+  record('adamw f32', `${n}`, time(() => b.adamwStep(t, state, null), 5), { bytes: 28 * n });
   for (const s of [p, g, m, v]) b.free(s);
 }
 
@@ -149,11 +154,11 @@ delete process.env['XTUNER_CUDA_ATTENTION'];
   const sizes = Array.from({ length: 24 }, () => linears.flatMap(([i, o]) => [r * i!, o! * r])).flat(); // lora_A [r, in], lora_B [out, r]
   const total = sizes.reduce((a, n) => a + n, 0);
   const dtypes = { param: 'float32', grad: 'float32', expAvg: 'float32', expAvgSq: 'float32' } as const;
-  const t = sizes.map((n) => ({ param: random('float32', n), grad: random('float32', n, -1e-3, 1e-3), expAvg: b.alloc('float32', n), expAvgSq: b.alloc('float32', n), size: n, dtypes, step: 3 }));
+  const t = sizes.map((n) => ({ param: random('float32', n), grad: random('float32', n, -1e-3, 1e-3), expAvg: b.alloc('float32', n), expAvgSq: b.alloc('float32', n), size: n, dtypes, stepLag: 0 }));
   const norm = b.alloc('float32', 1), coef = b.alloc('float32', 1);
   const spans = t.map((e) => ({ x: e.grad, size: e.size, dtype: 'float32' as const }));
   record('grad norm + clip coef', `${sizes.length} LoRA tensors, ${total}`, time(() => b.gradNormClip(spans, 1, norm, coef), 5), { bytes: 4 * total });
-  record('adamw (clipped)', `${sizes.length} LoRA tensors, ${total}`, time(() => b.adamwStep(t, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, coef), 5), { bytes: 28 * total });
+  record('adamw (clipped)', `${sizes.length} LoRA tensors, ${total}`, time(() => b.adamwStep(t, state, coef), 5), { bytes: 28 * total });
   for (const e of t) for (const s of [e.param, e.grad, e.expAvg, e.expAvgSq]) b.free(s);
   b.free(norm);
   b.free(coef);

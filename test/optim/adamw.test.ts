@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { XtunerError } from '../../src/errors.ts';
+import { adamwBiasTerms } from '../../src/backends/cpu/optim.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { clipCoefficient, clipGradNorm, gradNorm } from '../../src/optim/clip.ts';
 import { f32ToHalf, halfToF32, readScalars, Rng, tensor, type FloatDType, type Tensor } from '../../src/tensor/index.ts';
@@ -152,6 +153,23 @@ test('one multi-tensor step equals the old per-tensor steps bit for bit (mixed s
     assert.deepEqual(state.get(`exp_avg.${name}`)!.toFloat32Array(), ref[k]!.m, `exp_avg.${name}`);
     assert.deepEqual(state.get(`exp_avg_sq.${name}`)!.toFloat32Array(), ref[k]!.v, `exp_avg_sq.${name}`);
   });
+});
+
+// optim.cu computes the bias corrections on the device from the step state, by squaring in float64
+// (powi, as the CPU twin), and rounds them to float32 once; before, the host passed
+// fround(lr / (1 - b1 ** t)) and fround(sqrt(1 - b2 ** t)) as launch arguments. Same bits here.
+test('bias corrections by squaring round to the float32 values of Math.pow, steps 1..20000', () => {
+  for (const [beta1, beta2] of [[0.9, 0.999], [0.8, 0.95], [0.9, 0.95], [0.95, 0.9999]] as const) {
+    for (const lr of [2e-4, 1e-3, 2e-9]) {
+      const h = { lr, beta1, beta2, eps: 1e-8, weightDecay: 0 };
+      for (let t = 1; t <= 20_000; t++) {
+        const { stepSize, bc2Sqrt } = adamwBiasTerms(h, t);
+        if (Math.fround(stepSize) !== Math.fround(lr / (1 - beta1 ** t)) || Math.fround(bc2Sqrt) !== Math.fround(Math.sqrt(1 - beta2 ** t))) {
+          assert.fail(`betas ${beta1}, ${beta2} lr ${lr} step ${t}: ${stepSize}, ${bc2Sqrt}`);
+        }
+      }
+    }
+  }
 });
 
 test('clipping fused into the step (coefficient on the device) equals clipGradNorm in place, then the step', () => {

@@ -2,7 +2,7 @@
 // coefficient, and the AdamW step over many tensors (PyTorch semantics). Both work in place on
 // storage, outside autograd.
 
-import type { AdamWHyper, AdamWTensor, FloatSpan } from '../backend.ts';
+import type { AdamWHyper, AdamWState, AdamWTensor, FloatSpan } from '../backend.ts';
 import { cast } from './elementwise.ts';
 import { commit, f32Of, type CpuStorage } from './storage.ts';
 
@@ -22,25 +22,51 @@ export function gradNormClip(xs: readonly FloatSpan<CpuStorage>[], maxNorm: numb
   (coefS as Float32Array)[0] = c < 1 ? c : 1; // NaN: 1 (left unclipped)
 }
 
+/** Words (int32) of an AdamW step state: six float64 values. */
+export const ADAMW_STATE_WORDS = 12;
+
+/** The step state as the device reads it: float64 [lr, step, beta1, beta2, eps, weightDecay] in int32 words. */
+export function adamwStateWords(st: AdamWState): Int32Array {
+  return new Int32Array(Float64Array.of(st.lr, st.step, st.beta1, st.beta2, st.eps, st.weightDecay).buffer);
+}
+
+function readAdamWState(s: CpuStorage): AdamWState {
+  const w = s as Int32Array;
+  const [lr, step, beta1, beta2, eps, weightDecay] = new Float64Array(w.buffer.slice(w.byteOffset, w.byteOffset + 4 * ADAMW_STATE_WORDS));
+  return { lr: lr!, step: step!, beta1: beta1!, beta2: beta2!, eps: eps!, weightDecay: weightDecay! };
+}
+
 /** Decoupled weight decay's factor, 1 - lr * wd (the same for every tensor of a step). */
 export function adamwDecay(h: AdamWHyper): number {
   return 1 - h.lr * h.weightDecay;
 }
 
 /**
+ * b^t for an integer t >= 0 by squaring, in float64: the same sequence of correctly rounded products
+ * as optim.cu's powi, so both sides get the same bits (Math.pow and CUDA's pow need not agree).
+ */
+export function powi(b: number, t: number): number {
+  let r = 1;
+  for (let x = b; t > 0; t = Math.floor(t / 2), x *= x) if (t % 2 === 1) r *= x;
+  return r;
+}
+
+/**
  * A tensor's bias-correction terms at its step t: stepSize = lr / (1 - b1^t), bc2Sqrt = sqrt(1 -
- * b2^t), in float64 (the CUDA launcher passes them on as float32).
+ * b2^t), in float64 (optim.cu computes the same float64 values from the step state, then rounds
+ * them to float32).
  */
 export function adamwBiasTerms(h: AdamWHyper, step: number): { stepSize: number; bc2Sqrt: number } {
-  return { stepSize: h.lr / (1 - h.beta1 ** step), bc2Sqrt: Math.sqrt(1 - h.beta2 ** step) };
+  return { stepSize: h.lr / (1 - powi(h.beta1, step)), bc2Sqrt: Math.sqrt(1 - powi(h.beta2, step)) };
 }
 
-export function adamwStep(tensors: readonly AdamWTensor<CpuStorage>[], h: AdamWHyper, gradScaleS: CpuStorage | null): void {
+export function adamwStep(tensors: readonly AdamWTensor<CpuStorage>[], stateS: CpuStorage, gradScaleS: CpuStorage | null): void {
+  const st = readAdamWState(stateS);
   const s = gradScaleS === null ? 1 : (gradScaleS as Float32Array)[0]!;
-  for (const t of tensors) adamwTensor(t, h, s);
+  for (const t of tensors) adamwTensor(t, st, st.step - t.stepLag, s);
 }
 
-function adamwTensor(t: AdamWTensor<CpuStorage>, h: AdamWHyper, s: number): void {
+function adamwTensor(t: AdamWTensor<CpuStorage>, h: AdamWHyper, step: number, s: number): void {
   const p = f32Of(t.param, t.dtypes.param); // in place when float32, else decoded and committed
   const g = f32Of(t.grad, t.dtypes.grad);
   const m = f32Of(t.expAvg, t.dtypes.expAvg);
@@ -48,7 +74,7 @@ function adamwTensor(t: AdamWTensor<CpuStorage>, h: AdamWHyper, s: number): void
   // torch.optim.AdamW (foreach=False): p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
   // p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   const decay = adamwDecay(h);
-  const { stepSize, bc2Sqrt } = adamwBiasTerms(h, t.step);
+  const { stepSize, bc2Sqrt } = adamwBiasTerms(h, step);
   const b1 = h.beta1;
   const b2 = h.beta2;
   for (let i = 0; i < t.size; i++) {

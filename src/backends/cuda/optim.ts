@@ -1,11 +1,12 @@
 // CUDA launchers of the optimizer kernels (native/cuda/optim.cu): the global gradient norm with
 // its clip coefficient (two launches: partial sums per chunk, then one block for the total) and the
-// AdamW step over many tensors (one launch). Each call uploads a table of its tensors (pointers,
-// sizes, dtypes, chunk numbering; for AdamW the per-tensor bias-correction terms) into device
-// scratch; nothing is read back.
+// AdamW step over many tensors (one launch). Each kernel reads a table of its tensors (pointers,
+// sizes, dtypes, chunk numbering; for AdamW each tensor's step lag) from device memory that stays
+// put: it is uploaded again only when its contents change (other tensors, or gradients that moved),
+// so a step over the same storages uploads nothing but AdamW's step state (the caller's). Nothing
+// is read back.
 
 import type { Backend } from '../backend.ts';
-import { adamwBiasTerms, adamwDecay } from '../cpu/optim.ts';
 import { dtypeCode, type CudaRuntime, type CudaStorage } from './runtime.ts';
 
 /** Elements per chunk (OPT_CHUNK of optim.cu). */
@@ -22,7 +23,31 @@ function put64(w: Int32Array, i: number, v: number): void {
   w[i + 1] = Math.floor(v / 0x100000000);
 }
 
+/** A table kept on the device at a stable address, uploaded again only when its words change. */
+class DeviceTable {
+  #words: Int32Array | null = null;
+  #dev: CudaStorage | null = null;
+
+  constructor(
+    private readonly rt: CudaRuntime,
+    private readonly what: string,
+  ) {}
+
+  /** The device copy of `words` (valid until the next call). */
+  get(words: Int32Array): CudaStorage {
+    const same = this.#words !== null && this.#words.length === words.length && this.#words.every((w, i) => w === words[i]);
+    if (!same) {
+      if (this.#dev) this.rt.free(this.#dev); // stream-ordered: launches queued before still read it
+      this.#dev = this.rt.uploadI32(words, this.what);
+      this.#words = words;
+    }
+    return this.#dev!;
+  }
+}
+
 export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradNormClip' | 'adamwStep'> {
+  const normTable = new DeviceTable(rt, 'grad norm table');
+  const adamwTable = new DeviceTable(rt, 'AdamW table');
   return {
     gradNormClip(xs, maxNorm, norm, coef) {
       const live = xs.filter((s) => s.size > 0);
@@ -38,18 +63,16 @@ export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradN
       });
       const partials = rt.scratchF32(chunks, `grad norm partial sums (${chunks} floats)`);
       if (chunks > 0) {
-        const t = rt.uploadI32(table, 'grad norm table');
+        const t = normTable.get(table);
         rt.launch('optim', 'sum_squares_multi', [chunks], [THREADS], 0, 'pip', [t.ptr, live.length, partials.ptr]); // block c: chunk c
-        rt.free(t);
       }
       rt.launch('optim', 'grad_norm_clip', [1], [FINAL_THREADS], 0, 'plfpp', [partials.ptr, chunks, maxNorm, norm.ptr, coef.ptr]);
       rt.free(partials);
     },
-    adamwStep(tensors, h, gradScale) {
+    adamwStep(tensors, state, gradScale) {
       const live = tensors.filter((t) => t.size > 0);
       if (live.length === 0) return;
       const table = new Int32Array(ADAMW_WORDS * live.length);
-      const floats = new Float32Array(table.buffer);
       let chunks = 0;
       live.forEach((t, k) => {
         const o = k * ADAMW_WORDS;
@@ -59,9 +82,7 @@ export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradN
         put64(table, o + 6, t.expAvgSq.ptr);
         put64(table, o + 8, t.size);
         put64(table, o + 10, chunks);
-        const { stepSize, bc2Sqrt } = adamwBiasTerms(h, t.step);
-        floats[o + 12] = stepSize;
-        floats[o + 13] = bc2Sqrt;
+        table[o + 12] = t.stepLag;
         const d = t.dtypes;
         table[o + 14] = dtypeCode(d.param) | (dtypeCode(d.grad) << 8) | (dtypeCode(d.expAvg) << 16) | (dtypeCode(d.expAvgSq) << 24);
         if (t.copy) {
@@ -70,11 +91,8 @@ export function optimKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'gradN
         }
         chunks += Math.ceil(t.size / OPT_CHUNK);
       });
-      const t = rt.uploadI32(table, 'AdamW table');
-      rt.launch('optim', 'adamw_multi', [chunks], [THREADS], 0, 'piffffp', [
-        t.ptr, live.length, h.beta1, h.beta2, h.eps, adamwDecay(h), gradScale?.ptr ?? 0,
-      ]);
-      rt.free(t);
+      const t = adamwTable.get(table);
+      rt.launch('optim', 'adamw_multi', [chunks], [THREADS], 0, 'pipp', [t.ptr, live.length, state.ptr, gradScale?.ptr ?? 0]);
     },
   };
 }

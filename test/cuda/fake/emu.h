@@ -41,6 +41,7 @@ inline float atomicAdd(float* p, float v) {  // fibers never run at the same tim
 }
 // round-to-nearest float arithmetic, never contracted into a fused multiply-add (built without FMA)
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
