@@ -26,7 +26,7 @@ import { clipCoefficient } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
 import { nf4Report, type QuantizeReport } from '../src/quant/nf4-linear.ts';
-import { Rng, memoryStats, readScalars, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
+import { DropoutStream, Rng, memoryStats, readScalars, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
 import { SHAPES } from './shapes.ts';
 
 const { values } = parseArgs({
@@ -81,8 +81,9 @@ if (quantization) {
   );
 }
 const loraRng = new Rng(1);
-if (method !== 'full') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, loraRng);
-model.setGradientCheckpointing(values.ckpt === true, [loraRng]);
+const loraDropout = new DropoutStream(loraRng);
+if (method !== 'full') injectLora(model, { r: 64, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, loraRng, loraDropout);
+model.setGradientCheckpointing(values.ckpt === true, [loraDropout]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
@@ -102,6 +103,7 @@ let lastTraffic: DriverCounters | null = null;
 for (let i = 0; i < warmup + steps; i++) {
   if (onCuda) cudaBackend().takeCounters();
   const t = performance.now();
+  loraDropout.nextStep(); // the step's dropout seed: one upload, as the trainer does
   let tf = 0;
   let tb = 0;
   const lossT = tidy(() => {
@@ -132,6 +134,7 @@ if (onCuda) {
   // where the host queues slower than the device runs)
   const be = cudaBackend();
   const dev: Record<string, number> = {};
+  loraDropout.nextStep();
   tidy(() => {
     let out: { loss: Tensor } | null = null;
     dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids, logits: false })));

@@ -1,7 +1,9 @@
 // Dropout with a counter-based mask (Philox4x32-10, as cuRAND and PyTorch's CUDA dropout use it):
-// element i is dropped when word i % 4 of Philox(counter [i / 4 as 64 bits, 0, 0], key [k0, k1])
+// element i is dropped when word i % 4 of Philox(counter [i / 4 as 64 bits, call, 0], key [k0, k1])
 // is below `thresh` (floor(p * 2^32)); kept ones are multiplied by `scale` (1 / (1 - p) in float32).
-// The mask is never stored: the backward is the same launch on dy with the same key. Bit for bit
+// The key is the step's base seed, read from device memory (the step state the host writes once per
+// step); `call` numbers the dropout calls of a step, a launch constant, so a replayed launch draws a
+// fresh mask each step. The mask is never stored: the backward is the same launch on dy. Bit for bit
 // the CPU backend's src/backends/cpu/dropout.ts. A thread takes a chunk of 8 elements (two Philox
 // calls, 16-byte accesses: common.cuh) where x and out are 16-byte aligned, else and for the tail
 // a group of 4 (one call).
@@ -24,17 +26,18 @@ __device__ __forceinline__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32
   }
 }
 
-// The four Philox words of group g (elements 4g .. 4g+3).
-__device__ __forceinline__ void dropout_mask(i64 g, uint32_t k0, uint32_t k1, uint32_t c[4]) {
+// The four Philox words of group g (elements 4g .. 4g+3) of dropout call `call`.
+__device__ __forceinline__ void dropout_mask(i64 g, uint32_t call, uint32_t k0, uint32_t k1, uint32_t c[4]) {
   c[0] = (uint32_t)g;
   c[1] = (uint32_t)((unsigned long long)g >> 32);
-  c[2] = 0u;
+  c[2] = call;
   c[3] = 0u;
   philox4x32_10(c, k0, k1);
 }
 
 template <typename T>
-__device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, uint32_t k0, uint32_t k1) {
+__device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, const uint32_t* seed, uint32_t call) {
+  const uint32_t k0 = seed[0], k1 = seed[1];
   const i64 head = aligned16(x) && aligned16(out) ? n / CHUNK * CHUNK : 0;  // a multiple of 4: whole groups
   GRID_LOOP(v, head / CHUNK) {
     float a[CHUNK];
@@ -42,7 +45,7 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
 #pragma unroll
     for (int h = 0; h < CHUNK / 4; h++) {
       uint32_t c[4];
-      dropout_mask(v * (CHUNK / 4) + h, k0, k1, c);
+      dropout_mask(v * (CHUNK / 4) + h, call, k0, k1, c);
 #pragma unroll
       for (int j = 0; j < 4; j++) a[4 * h + j] *= c[j] < thresh ? 0.f : scale;
     }
@@ -52,7 +55,7 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
   GRID_LOOP(t, groups) {
     const i64 g = (head >> 2) + t;
     uint32_t c[4];
-    dropout_mask(g, k0, k1, c);
+    dropout_mask(g, call, k0, k1, c);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const i64 i = 4 * g + j;
@@ -61,9 +64,10 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
   }
 }
 
+// seed: uint32 [2], the step's base seed (a step-state buffer).
 #define DROPOUT(T, s)                                                                                           \
-  extern "C" __global__ void dropout_##s(const T* x, T* out, i64 n, unsigned thresh, float scale, unsigned k0, \
-                                         unsigned k1) {                                                        \
-    dropout<T>(x, out, n, thresh, scale, k0, k1);                                                              \
+  extern "C" __global__ void dropout_##s(const T* x, T* out, i64 n, unsigned thresh, float scale,              \
+                                         const unsigned* seed, unsigned call) {                                \
+    dropout<T>(x, out, n, thresh, scale, seed, call);                                                          \
   }
 FOR_FLOATS(DROPOUT)

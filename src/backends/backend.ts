@@ -213,11 +213,13 @@ export interface Backend<S> {
   axpy(x: S, y: S, size: number, alpha: number, dtype: FloatDType): void;
   /**
    * Dropout with a counter-based mask: out[i] = x[i] * (keep_i ? 1/(1-p) : 0), the factor rounded to
-   * float32, keep_i false when word i % 4 of Philox4x32-10(counter [i / 4 as 64 bits, 0, 0], key
-   * [seed0, seed1]) is below floor(p * 2^32) (see cpu/dropout.ts). Every backend draws the same
-   * bits, so the backward is this call again on dy with the same seed (no mask is stored).
+   * float32, keep_i false when word i % 4 of Philox4x32-10(counter [i / 4 as 64 bits, call, 0], key
+   * [seed[0], seed[1]]) is below floor(p * 2^32) (see cpu/dropout.ts). `seed` (int32 [2] on this
+   * device, read by the kernel) is the step's base seed, `call` (uint32) numbers the dropout calls
+   * of a step. Every backend draws the same bits, so the backward is this call again on dy with the
+   * same seed and call (no mask is stored).
    */
-  dropout(x: S, out: S, size: number, p: number, seed0: number, seed1: number, dtype: FloatDType): void;
+  dropout(x: S, out: S, size: number, p: number, seed: S, call: number, dtype: FloatDType): void;
   /** out[o, i] = sum_m x[o, m, i] for x [outer, mid, inner]. */
   reduceSum(x: S, out: S, outer: number, mid: number, inner: number, dtype: FloatDType): void;
 

@@ -5,7 +5,7 @@
 // `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { add, checkpoint, crossEntropy, defaultRng, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type HostIds, type Rng, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultDropoutStream, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type HostIds, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
@@ -59,7 +59,7 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #device: Device;
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
   #checkpointLayers = false;
-  #replayRngs: readonly Rng[] = [defaultRng];
+  #replayStreams: readonly DropoutStream[] = [defaultDropoutStream];
 
   /** `opts.linear`: what to keep for each linear layer as it is built (default: the layer itself). */
   constructor(
@@ -111,13 +111,13 @@ export class CausalLM extends Module implements DecodingModel {
 
   /**
    * Activation checkpointing per decoder layer (HF's gradient_checkpointing_enable): while grads
-   * are recorded each layer keeps only its output and runs again in the backward pass. `rngs`:
-   * every generator the layers draw from while training (LoRA dropout's), replayed so the
+   * are recorded each layer keeps only its output and runs again in the backward pass. `streams`:
+   * every dropout stream the layers draw from while training (LoRA dropout's), replayed so the
    * recomputation draws the same masks; also replayed by the chunked loss. Default: the engine's.
    */
-  setGradientCheckpointing(on: boolean, rngs?: readonly Rng[]): void {
+  setGradientCheckpointing(on: boolean, streams?: readonly DropoutStream[]): void {
     this.#checkpointLayers = on;
-    if (rngs) this.#replayRngs = [...rngs];
+    if (streams) this.#replayStreams = [...streams];
   }
 
   get gradientCheckpointing(): boolean {
@@ -145,7 +145,7 @@ export class CausalLM extends Module implements DecodingModel {
     const ctx: StepContext = {
       ...this.#rope(positions, ids.b, ids.t),
       ...(cu ? { cuSeqlens: cu } : {}),
-      ...(this.#checkpointLayers ? { checkpointRngs: this.#replayRngs } : {}),
+      ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
     };
     const labels = opts.labels === undefined ? null : toIdBatch(opts.labels, 'labels');
     if (labels) this.#checkLabels(labels, ids);
@@ -186,7 +186,7 @@ export class CausalLM extends Module implements DecodingModel {
       if (count === 0 && !(total === 0 && s === 0)) continue;
       const weight = total === 0 ? 1 : count / total;
       const part = checkpoint((x) => scale(crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100 }), weight), [slice(flat, 0, s, e)], {
-        rngs: this.#replayRngs,
+        streams: this.#replayStreams,
       });
       loss = loss ? add(loss, part) : part;
     }

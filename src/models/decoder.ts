@@ -1,11 +1,11 @@
 // The one decoder of the Llama family: pre-norm blocks of GQA attention with rotary positions and
 // a SwiGLU MLP, RMSNorm, an LM head (optionally tied to the embedding). Module names come from
 // the architecture's layout, so parameter names are the checkpoint's; each linear layer goes through
-// a LinearHook as it is built (a quantising loader keeps an NF4Linear instead). With `checkpointRngs` in the
+// a LinearHook as it is built (a quantising loader keeps an NF4Linear instead). With `checkpointStreams` in the
 // step context each layer runs under activation checkpointing (its activations are recomputed in
 // the backward pass). Not here: loading, saving, the causal-LM loss and generation (./causal-lm.ts).
 
-import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type EmbeddingIds, type Rng, type Tensor } from '../tensor/index.ts';
+import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type DropoutStream, type EmbeddingIds, type Tensor } from '../tensor/index.ts';
 import { Embedding, Linear, Module, RMSNorm, type LinearLike } from '../nn/index.ts';
 import type { Layout } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
@@ -43,7 +43,7 @@ export interface StepContext {
    * Set: each layer's forward runs under checkpoint(), keeping only its output; the generators
    * listed here (every one a layer draws from, e.g. LoRA dropout's) are replayed in the recomputation.
    */
-  checkpointRngs?: readonly Rng[];
+  checkpointStreams?: readonly DropoutStream[];
 }
 
 function linearOf(p: ParamSource, hook: LinearHook, name: string, out: number, inp: number, bias: boolean): LinearLike {
@@ -171,9 +171,9 @@ export class DecoderModel extends Module {
   forward(ids: EmbeddingIds, ctx: StepContext): Tensor {
     let x = this.embeddingModule().forward(ids);
     // A KV cache is appended to as a side effect, and without grad there is nothing to save.
-    const rngs = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointRngs;
+    const streams = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointStreams;
     for (const layer of this.layerModules()) {
-      x = rngs ? checkpoint((h) => layer.forward(h, ctx), [x], { rngs }) : layer.forward(x, ctx);
+      x = streams ? checkpoint((h) => layer.forward(h, ctx), [x], { streams }) : layer.forward(x, ctx);
     }
     return this.child<RMSNorm>(this.#layout.norm).forward(x);
   }

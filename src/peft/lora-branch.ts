@@ -11,10 +11,10 @@
 //
 // Forward, 1 kernel + 2 GEMMs: Ac, Bc = A, B cast to x's dtype (castCopy: cached with A and B,
 // cast again only after they were written in place, and refreshed by the AdamW step itself, so no
-// cast launch per forward); h = dropout(x) (Philox, one seed drawn per call); z [rows, r] = h Ac^T;
+// cast launch per forward); h = dropout(x) (Philox: the step's seed on the device, this call's number); z [rows, r] = h Ac^T;
 // y += scaling * z Bc^T (GEMM alpha = scaling, beta = 1, in y's own storage, which becomes `out`).
 // Saved for the backward: x (the base layer keeps the same storage anyway), z, Ac, Bc and the
-// dropout seed; neither h nor its mask: the backward redraws the mask from the seed.
+// dropout call (seed buffer and number); neither h nor its mask: the backward redraws the mask.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
 //   dz [rows, r] = scaling * dy Bc;  dB [out, r] = scaling * dy^T z (float32 out);
 //   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out);  dx = dropout'(dz Ac) (mask in place);
@@ -24,9 +24,8 @@
 import { XtunerError } from '../errors.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { castCopy } from '../tensor/ops/cast.ts';
-import { drawDropoutSeed } from '../tensor/ops/dropout.ts';
+import type { DropoutStream } from '../tensor/ops/dropout.ts';
 import { castRaw, checkDevice, checkFloat, empty } from '../tensor/ops/util.ts';
-import type { Rng } from '../tensor/rng.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -34,8 +33,8 @@ export interface LoraBranchOptions {
   scaling: number;
   /** Dropout probability of the branch's input, 0 for none (eval). */
   p: number;
-  /** Draws the dropout seed (one 64-bit seed per call when p > 0). */
-  rng: Rng;
+  /** Numbers the dropout call (one per call when p > 0) and holds the step's seed. */
+  stream: DropoutStream;
 }
 
 /**
@@ -61,14 +60,15 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
   if (y._live().refs !== 1) throw new Error('loraBranch: the base output is shared; it must be owned by this call alone');
   const be = x.backend;
   const { scaling, p } = opts;
-  const seed = p > 0 ? drawDropoutSeed(opts.rng) : null;
+  const drop = p > 0 ? opts.stream.take(device) : null;
   /** out = t with this call's dropout mask (the kernel may run in place: out = t). */
-  const mask = (t: Tensor, out: Tensor, [seed0, seed1]: [number, number]): void => be.dropout(t.storage, out.storage, t.size, p, seed0, seed1, dtype);
+  const mask = (t: Tensor, out: Tensor, { seed, call }: { seed: Tensor; call: number }): void =>
+    be.dropout(t.storage, out.storage, t.size, p, seed.storage, call, dtype);
   /** t after this call's dropout: a new tensor, or t itself without dropout. */
   const dropped = (t: Tensor): Tensor => {
-    if (!seed) return t;
+    if (!drop) return t;
     const out = empty(t.shape, dtype, device);
-    mask(t, out, seed);
+    mask(t, out, drop);
     return out;
   };
   /** gc (float32 or `dtype`) = alpha * op(ga) op(gb) + beta * gc; ga, gb row-major in `dtype`. */
@@ -103,7 +103,7 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
       gemm(true, false, outF, r, rows, scaling, 0, dy, sz!, dB); // dB = scaling * dy^T z
     }
     if (needs[2]) {
-      const hb = dropped(sx!); // h again, from the seed
+      const hb = dropped(sx!); // h again, from the same seed and call
       dA = empty(a.shape, 'float32', device);
       gemm(true, false, r, inF, rows, 1, 0, dz!, hb, dA); // dA = dz^T h
       if (hb !== sx) hb.dispose();
@@ -111,7 +111,7 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
     if (needs[1]) {
       dx = empty(x.shape, dtype, device);
       gemm(false, false, rows, inF, r, 1, 0, dz!, sac!, dx); // dh = dz Ac
-      if (seed) mask(dx, dx, seed); // dx = dropout'(dh): the same mask and factor, in place
+      if (drop) mask(dx, dx, drop); // dx = dropout'(dh): the same mask and factor, in place
     }
     return [needs[0] ? dy : null, dx, dA && castRaw(dA, aDtype), dB && castRaw(dB, bDtype)];
   });

@@ -11,7 +11,7 @@
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { NF4Linear } from '../quant/nf4-linear.ts';
-import { add, addInPlace, defaultRng, dropout, keep, matmul, noGrad, scale, tensor, tidy, zeros, type Rng, type Tensor } from '../tensor/index.ts';
+import { add, addInPlace, defaultDropoutStream, defaultRng, dropout, keep, matmul, noGrad, scale, tensor, tidy, zeros, type DropoutStream, type Rng, type Tensor } from '../tensor/index.ts';
 import type { LoraPair } from './adapter-files.ts';
 import { loraBranch } from './lora-branch.ts';
 import { addLoraDelta } from './merge.ts';
@@ -24,8 +24,10 @@ export interface LoraLayerOptions {
   dropout?: number;
   /** alpha / sqrt(r) instead of alpha / r. */
   useRslora?: boolean;
-  /** Draws A's initial values and the dropout masks; default the engine's global generator (manualSeed). */
+  /** Draws A's initial values; default the engine's global generator (manualSeed). */
   rng?: Rng;
+  /** The dropout masks' stream; default the engine's (defaultDropoutStream). */
+  dropoutStream?: DropoutStream;
 }
 
 export class LoRALinear extends Module implements LinearLike {
@@ -36,9 +38,9 @@ export class LoRALinear extends Module implements LinearLike {
   readonly alpha: number;
   readonly scaling: number;
   readonly dropout: number;
-  readonly #rng: Rng;
+  readonly #stream: DropoutStream;
 
-  private constructor(base: LinearLike, a: Linear, b: Linear, options: LoraLayerOptions, rng: Rng) {
+  private constructor(base: LinearLike, a: Linear, b: Linear, options: LoraLayerOptions) {
     super();
     this.base_layer = base;
     this.lora_A = a;
@@ -47,7 +49,7 @@ export class LoRALinear extends Module implements LinearLike {
     this.alpha = options.alpha;
     this.scaling = options.useRslora ? options.alpha / Math.sqrt(options.r) : options.alpha / options.r;
     this.dropout = options.dropout ?? 0;
-    this.#rng = rng;
+    this.#stream = options.dropoutStream ?? defaultDropoutStream;
   }
 
   /** Wraps `base` with freshly initialised adapters (A Kaiming-uniform, B zeros), on its device. */
@@ -63,7 +65,7 @@ export class LoRALinear extends Module implements LinearLike {
     for (let i = 0; i < a.length; i++) a[i] = (rng.uniform() * 2 - 1) * bound;
     const A = new Linear(keep(tensor(a, [r, base.inFeatures], { device, requiresGrad: true })));
     const B = new Linear(keep(zeros([base.outFeatures, r], { device, requiresGrad: true })));
-    return new LoRALinear(base, A, B, options, rng);
+    return new LoRALinear(base, A, B, options);
   }
 
   /** Wraps `base` with given matrices A [r, in] and B [out, r] (loading an adapter). */
@@ -79,7 +81,7 @@ export class LoRALinear extends Module implements LinearLike {
     const device = baseDevice(base);
     const A = new Linear(keep(tensor(a, [r, base.inFeatures], { device, requiresGrad: true })));
     const B = new Linear(keep(tensor(b, [base.outFeatures, r], { device, requiresGrad: true })));
-    return new LoRALinear(base, A, B, options, options.rng ?? defaultRng);
+    return new LoRALinear(base, A, B, options);
   }
 
   get inFeatures(): number {
@@ -94,9 +96,9 @@ export class LoRALinear extends Module implements LinearLike {
     const y = this.base_layer.forward(x);
     const p = this.training ? this.dropout : 0;
     // bf16/f16 model: the branch in y's dtype, added into y by its GEMM, as autocast runs PEFT
-    if (y.dtype !== 'float32') return loraBranch(y, x, this.lora_A.weight, this.lora_B.weight, { scaling: this.scaling, p, rng: this.#rng });
+    if (y.dtype !== 'float32') return loraBranch(y, x, this.lora_A.weight, this.lora_B.weight, { scaling: this.scaling, p, stream: this.#stream });
     // float32 model: generic ops, keeping the numbers the PEFT fixtures were matched with
-    const h = dropout(x, p, { rng: this.#rng });
+    const h = dropout(x, p, { stream: this.#stream });
     return add(y, scale(this.lora_B.forward(this.lora_A.forward(h)), this.scaling)); // [..., r] -> [..., out]
   }
 
@@ -178,10 +180,11 @@ export interface InjectReport {
 /**
  * Wraps every target module of `model` in a LoRALinear, freezes all other parameters and makes
  * the LoRA matrices trainable. Throws when a target matches no linear layer. `rng` draws the
- * initial A matrices in module order, then the dropout masks (default: the engine's global
- * generator). target_modules null or PEFT's 'all-linear': every linear layer but the head.
+ * initial A matrices in module order (default: the engine's global generator); the layers' dropout
+ * calls share `dropoutStream` (default the engine's). target_modules null or PEFT's 'all-linear':
+ * every linear layer but the head.
  */
-export function injectLora(model: Module, config: LoraConfig, rng: Rng = defaultRng): InjectReport {
+export function injectLora(model: Module, config: LoraConfig, rng: Rng = defaultRng, dropoutStream: DropoutStream = defaultDropoutStream): InjectReport {
   validateLoraConfig(config);
   const linears = [...model.namedModules()].filter(([p, m]) => p !== '' && (isWrappable(m) || m instanceof LoRALinear));
   if (linears.some(([, m]) => m instanceof LoRALinear)) throw new XtunerError('injectLora: the model already has LoRA layers');
@@ -192,7 +195,7 @@ export function injectLora(model: Module, config: LoraConfig, rng: Rng = default
   for (const [path, m] of linears) {
     if (!isTargetModule(targetModules, path)) continue;
     const { r, alpha } = moduleLoraParams(config, path);
-    const layer = LoRALinear.fromBase(m as LinearLike, { r, alpha, dropout: config.loraDropout, useRslora: config.useRslora ?? false, rng });
+    const layer = LoRALinear.fromBase(m as LinearLike, { r, alpha, dropout: config.loraDropout, useRslora: config.useRslora ?? false, rng, dropoutStream });
     model.setSubmodule(path, layer);
     modules.push(path);
   }

@@ -2,12 +2,13 @@
 // would need, and runs it again during the backward pass to get it. Memory of the activations
 // inside fn (a decoder layer, say) is traded for a second forward. Parameters that fn reads from
 // its closure receive their gradients from the recomputation, as with torch.utils.checkpoint.
-// fn must compute the same thing twice: random draws inside it must come from the Rngs listed in
-// `rngs`, whose states are replayed for the recomputation and put back as they were after it.
+// fn must compute the same thing twice: its dropout calls must come from the DropoutStreams listed
+// in `streams`, whose states (the step's seed, the call count) are replayed for the recomputation
+// and put back as they were after it.
 
 import { isRecording, recordOp } from './autograd.ts';
 import { isGradEnabled, withGradEnabled } from './engine.ts';
-import type { Rng } from './rng.ts';
+import type { DropoutStream } from './ops/dropout.ts';
 import { tidy } from './scope.ts';
 import type { Tensor } from './tensor.ts';
 
@@ -18,9 +19,9 @@ function leafOf(x: Tensor, requiresGrad: boolean): Tensor {
   return t;
 }
 
-export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: { rngs?: readonly Rng[] } = {}): Tensor {
-  const rngs = opts.rngs ?? [];
-  const before = rngs.map((r) => r.getState());
+export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: { streams?: readonly DropoutStream[] } = {}): Tensor {
+  const streams = opts.streams ?? [];
+  const before = streams.map((r) => r.getState());
   const needs = inputs.map((x) => isRecording([x]));
   // Run fn recording as usual, to learn whether anything inside needs a gradient, then keep only
   // the output: disposing the recorded output frees everything its graph had saved.
@@ -33,11 +34,11 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Ten
   });
   if (!out.recorded) return out.detached;
   return recordOp('checkpoint', out.detached, inputs, inputs, (saved, dy, need) => {
-    const current = rngs.map((r) => r.getState());
-    rngs.forEach((r, i) => r.setState(before[i]!));
+    const current = streams.map((r) => r.getState());
+    streams.forEach((r, i) => r.setState(before[i]!));
     const xs = saved.map((s, i) => leafOf(s, need[i]!));
     withGradEnabled(() => tidy(() => fn(...xs).backward(dy)));
-    rngs.forEach((r, i) => r.setState(current[i]!));
+    streams.forEach((r, i) => r.setState(current[i]!));
     return xs.map((x, i) => {
       const g = need[i] && x.grad ? x.grad._share() : null;
       x.dispose();

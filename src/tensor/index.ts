@@ -41,5 +41,5 @@ export { sum } from './ops/sum.ts';
 export { mean } from './ops/mean.ts';
 export { cast, castCopy } from './ops/cast.ts';
 export { softmax } from './ops/softmax.ts';
-export { dropout } from './ops/dropout.ts';
+export { dropout, DropoutStream, defaultDropoutStream, type DropoutStreamState } from './ops/dropout.ts';
 export { toDevice } from './ops/to-device.ts';

@@ -13,7 +13,7 @@ import { loadModel, type CausalLM } from '../models/index.ts';
 import type { LoraConfig } from '../peft/config.ts';
 import { injectLora, countParams, type InjectReport } from '../peft/lora.ts';
 import { nf4Report, type QuantizeReport } from '../quant/nf4-linear.ts';
-import { Rng, type Device, type Tensor } from '../tensor/index.ts';
+import { DropoutStream, Rng, type Device, type Tensor } from '../tensor/index.ts';
 import { getPromptTemplate, loadTokenizer, type PromptTemplate, type Tokenizer } from '../tokenizer/index.ts';
 
 export type TrainMethod = 'full' | 'lora' | 'qlora';
@@ -43,8 +43,8 @@ export interface ModelSetup {
   method: TrainMethod;
   /** [name, tensor] of the parameters that train, in model order. */
   trainable: Array<[string, Tensor]>;
-  /** LoRA only: the adapters' generator (init, then dropout masks: saved for an exact resume). */
-  loraRng: Rng | null;
+  /** LoRA only: the adapters' dropout stream (its seeds follow A's init on one generator; saved for an exact resume). */
+  loraDropout: DropoutStream | null;
   lora: InjectReport | null;
   quant: QuantizeReport | null;
   trainableParams: number;
@@ -60,18 +60,19 @@ export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: numb
   const method = methodOf(cfg);
   const quant: QuantizeReport | null = quantization ? nf4Report(model, dtype) : null;
   let lora: InjectReport | null = null;
-  let loraRng: Rng | null = null;
+  let loraDropout: DropoutStream | null = null;
   if (cfg.lora !== null) {
-    loraRng = new Rng(seed);
-    lora = injectLora(model, peftLoraConfig(cfg.lora), loraRng);
+    const rng = new Rng(seed);
+    loraDropout = new DropoutStream(rng);
+    lora = injectLora(model, peftLoraConfig(cfg.lora), rng, loraDropout);
   } else {
     for (const p of model.parameters()) p.requiresGrad = true;
   }
-  // LoRA dropout draws from loraRng: the checkpointed recomputation replays it.
-  model.setGradientCheckpointing(cfg.use_activation_checkpointing, loraRng ? [loraRng] : undefined);
+  // LoRA dropout draws from loraDropout: the checkpointed recomputation replays it.
+  model.setGradientCheckpointing(cfg.use_activation_checkpointing, loraDropout ? [loraDropout] : undefined);
   const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
   if (trainable.length === 0) throw new XtunerError('nothing to train: the model has no trainable parameter');
-  return { model, method, trainable, loraRng, lora, quant, ...countParams(model) };
+  return { model, method, trainable, loraDropout, lora, quant, ...countParams(model) };
 }
 
 export interface RunSetup extends ModelSetup {

@@ -21,7 +21,7 @@ import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetens
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
 import { clipCoefficient } from '../optim/clip.ts';
 import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
-import { memoryStats, noGrad, readScalars, scale, tidy, zeros, type RngState, type Tensor } from '../tensor/index.ts';
+import { memoryStats, noGrad, readScalars, scale, tidy, zeros, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
 import { Accumulation } from './accumulation.ts';
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } from './eval-chat.ts';
@@ -64,7 +64,8 @@ interface TrainerState {
   seed: number;
   optimizer: AdamWScalars;
   scheduler: WarmupCosineState;
-  loraRng: RngState | null;
+  /** The LoRA dropout stream (its generator, this step's seed and call count). */
+  loraDropout: DropoutStreamState | null;
   /** The LoRA settings as trained (convert needs them without the config). */
   lora: { r: number; loraAlpha: number; loraDropout: number; targetModules: string[] | string } | null;
   modelDir: string;
@@ -185,6 +186,8 @@ async function loop(
     }
     const batch = data.loader.batchAt(position);
     const factor = accumulation.lossFactor(iter);
+    // each iteration's dropout masks from a fresh base seed (one small upload, before its launches)
+    run.loraDropout?.nextStep();
     // forward, backward and the optimizer step only queue work; the loss stays on the device until
     // the one read-back of the iteration below (a CUDA step never waits in the middle)
     const lossT = tidy(() => {
@@ -297,7 +300,7 @@ function checkpointData(
     seed: cfg.seed,
     optimizer: optimizer.scalars(),
     scheduler: schedule.stateDict(),
-    loraRng: run.loraRng?.getState() ?? null,
+    loraDropout: run.loraDropout?.getState() ?? null,
     lora: cfg.lora && run.lora ? { r: cfg.lora.r, loraAlpha: cfg.lora.lora_alpha, loraDropout: cfg.lora.lora_dropout, targetModules: run.lora.targetModules } : null,
     modelDir: run.modelDir,
   };
@@ -367,5 +370,5 @@ function restore(
   for (const [name, t] of ck.optimizer) moments.set(name, hostToFloat32(t));
   optimizer.loadState(state.optimizer, moments);
   schedule.loadStateDict(state.scheduler);
-  if (run.loraRng && state.loraRng) run.loraRng.setState(state.loraRng);
+  if (run.loraDropout && state.loraDropout) run.loraDropout.setState(state.loraDropout);
 }

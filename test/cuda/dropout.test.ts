@@ -1,7 +1,7 @@
 // The CUDA dropout kernel against the CPU backend's: the same Philox4x32-10 mask bits, so the
 // outputs must be equal exactly (not within a tolerance), in float32, bfloat16 and float16, for
-// sizes that do and do not fill the last group of 4, and for seeds with the top bits set (uint32
-// arguments travel as int32 bits); out of place and in place.
+// sizes that do and do not fill the last group of 4, for base seeds (read from a device buffer) and
+// call numbers with the top bits set (uint32 values travel as int32 bits); out of place and in place.
 
 import test from 'node:test';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
@@ -11,25 +11,27 @@ const FLOATS: FloatDType[] = ['float32', 'bfloat16', 'float16'];
 const EXACT = { abs: 0, rel: 0 };
 
 test('dropout: CUDA draws the CPU mask bit for bit', { skip: SKIP }, () => {
-  const seeds: [number, number][] = [[0, 0], [1, 2], [0xffffffff, 0x80000000], [0x9e3779b9, 0x7fffffff]];
+  // [seed0, seed1, call]
+  const keys: [number, number, number][] = [[0, 0, 0], [1, 2, 1], [0xffffffff, 0x80000000, 0xffffffff], [0x9e3779b9, 0x7fffffff, 336]];
   for (const dtype of FLOATS) {
     for (const size of [1, 3, 4, 1001, 65_537]) {
       for (const p of [0.1, 0.5, 0.9]) {
-        for (const [s0, s1] of seeds) {
+        for (const [s0, s1, call] of keys) {
+          const seed = { dtype: 'int32' as const, data: Int32Array.of(s0, s1) };
           compareWithCpu(
-            `dropout ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}]`,
-            { x: { dtype, data: uniform(dtype, size) }, out: { dtype, size } },
+            `dropout ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}] call ${call}`,
+            { x: { dtype, data: uniform(dtype, size) }, out: { dtype, size }, seed },
             ['out'],
             EXACT,
-            (b, s) => b.dropout(s['x']!, s['out']!, size, p, s0, s1, dtype),
+            (b, s) => b.dropout(s['x']!, s['out']!, size, p, s['seed']!, call, dtype),
           );
           // in place (the LoRA branch's backward masks dx where it lies)
           compareWithCpu(
-            `dropout in place ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}]`,
-            { x: { dtype, data: uniform(dtype, size) } },
+            `dropout in place ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}] call ${call}`,
+            { x: { dtype, data: uniform(dtype, size) }, seed },
             ['x'],
             EXACT,
-            (b, s) => b.dropout(s['x']!, s['x']!, size, p, s0, s1, dtype),
+            (b, s) => b.dropout(s['x']!, s['x']!, size, p, s['seed']!, call, dtype),
           );
         }
       }
@@ -44,10 +46,10 @@ test('dropout on unaligned pointers (the scalar path) draws the same mask', { sk
       const size = 1003;
       compareWithCpu(
         `dropout ${dtype} offsets x ${xOff} out ${outOff}`,
-        { x: { dtype, data: uniform(dtype, size), offset: xOff }, out: { dtype, size, offset: outOff } },
+        { x: { dtype, data: uniform(dtype, size), offset: xOff }, out: { dtype, size, offset: outOff }, seed: { dtype: 'int32', data: Int32Array.of(12345, 678) } },
         ['out'],
         EXACT,
-        (b, s) => b.dropout(s['x']!, s['out']!, size, 0.3, 12345, 678, dtype),
+        (b, s) => b.dropout(s['x']!, s['out']!, size, 0.3, s['seed']!, 9, dtype),
       );
     }
   }

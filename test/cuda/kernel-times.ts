@@ -88,7 +88,9 @@ for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, nu
   const f32 = b.alloc('float32', T * F);
   record('cast bf16->f32', `${T * F}`, time(() => b.cast(x, dt, f32, 'float32', T * F)), { bytes: 6 * T * F });
   b.free(f32);
-  record('dropout p=0.1', `${T * F} bf16`, time(() => b.dropout(x, z, T * F, 0.1, 1, 2, dt)), { bytes: 4 * T * F });
+  const seed = b.alloc('int32', 2);
+  record('dropout p=0.1', `${T * F} bf16`, time(() => b.dropout(x, z, T * F, 0.1, seed, 2, dt)), { bytes: 4 * T * F });
+  b.free(seed);
   const Hq = 896; // Qwen2.5-0.5B hidden: 112 chunks of a 256-thread row block
   record('rmsNorm fwd', `[${T},${Hq}] bf16`, time(() => b.rmsNorm(x, w, z, rstd, T, Hq, 1e-6, dt, 'float32')), { bytes: 4 * T * Hq });
   record('rmsNorm bwd', `[${T},${Hq}] bf16`, time(() => b.rmsNormBackward(x, w, rstd, y, z, dw, T, Hq, dt, 'float32')), { bytes: 6 * T * Hq });

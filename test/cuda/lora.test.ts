@@ -9,7 +9,7 @@ import test from 'node:test';
 import { cudaBackend } from '../../src/backends/cuda/index.ts';
 import { Linear } from '../../src/nn/index.ts';
 import { LoRALinear } from '../../src/peft/lora.ts';
-import { Rng, tensor, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, tensor, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
 import { assertClose, SKIP, tolFor, uniform } from './helpers.ts';
 
 // x [2, 33, IN] (66 rows: the dropout's groups of 4 do not divide it), a base with bias (Qwen's q/k/v)
@@ -29,7 +29,7 @@ for (const dtype of ['bfloat16', 'float16'] as FloatDType[]) {
     const run = (device: Device) =>
       tidy(() => {
         const base = new Linear(tensor(data.w, [OUT, IN], { dtype, device }), tensor(data.bias, [OUT], { dtype, device }));
-        const layer = LoRALinear.withWeights(base, data.a, data.b, { r: R, alpha: 16, dropout: 0.1, rng: new Rng(7) });
+        const layer = LoRALinear.withWeights(base, data.a, data.b, { r: R, alpha: 16, dropout: 0.1, rng: new Rng(7), dropoutStream: new DropoutStream(new Rng(7)) });
         layer.train();
         const x = tensor(data.x, [BATCH, T, IN], { dtype, device, requiresGrad: true });
         const dy = tensor(data.dy, [BATCH, T, OUT], { dtype, device });

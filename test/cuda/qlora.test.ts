@@ -9,7 +9,7 @@ import { cudaBackend } from '../../src/backends/cuda/index.ts';
 import { loadModel } from '../../src/models/index.ts';
 import { injectLora, loraLayers } from '../../src/peft/lora.ts';
 import { NF4Linear, nf4Report, quantizeLinears } from '../../src/quant/nf4-linear.ts';
-import { Rng, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
 import { BASE_MODEL, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, assertClose, assertCloseRel, readExpected } from '../peft/helpers.ts';
 import { SKIP } from './helpers.ts';
 
@@ -18,7 +18,7 @@ const batch = readExpected('lora');
 async function qlora(device: Device, dtype: FloatDType = 'float32', loraDropout = 0) {
   const model = await loadModel(BASE_MODEL, { device, dtype });
   quantizeLinears(model);
-  injectLora(model, { r: 4, loraAlpha: 8, loraDropout, targetModules: LLAMA_TARGETS }, new Rng(9));
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout, targetModules: LLAMA_TARGETS }, new Rng(9), new DropoutStream(new Rng(9)));
   for (const [, l] of loraLayers(model)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
   return model;
 }

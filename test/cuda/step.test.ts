@@ -12,7 +12,7 @@ import { loadModel } from '../../src/models/index.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { clipCoefficient } from '../../src/optim/clip.ts';
 import { injectLora, loraLayers } from '../../src/peft/lora.ts';
-import { Rng, cast, castCopy, readScalars, tidy, type Device } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, cast, castCopy, readScalars, tidy, type Device } from '../../src/tensor/index.ts';
 import { BASE_MODEL, LLAMA_TARGETS, readExpected } from '../peft/helpers.ts';
 import { SKIP } from './helpers.ts';
 
@@ -24,7 +24,7 @@ const BF16_STEP_TOL = 2 ** -5;
 
 async function setup(device: Device) {
   const model = await loadModel(BASE_MODEL, { device, dtype: 'bfloat16' });
-  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: LLAMA_TARGETS }, new Rng(9));
+  injectLora(model, { r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: LLAMA_TARGETS }, new Rng(9), new DropoutStream(new Rng(9)));
   for (const [, l] of loraLayers(model)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
   model.train();
   const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);

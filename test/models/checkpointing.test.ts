@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createModel, loadModel, type CausalLM } from '../../src/models/index.ts';
 import { injectLora } from '../../src/peft/lora.ts';
-import { Rng, memoryStats, resetPeakBytes, tensor, type Tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, memoryStats, resetPeakBytes, tensor, type Tensor } from '../../src/tensor/index.ts';
 import { LOSS_ATOL, MODELS, assertClose, assertGradClose, floats, get, lossAndGrads, readExpected, rows } from './fixtures.ts';
 
 /** With and without checkpointing: the same float32 computation run twice. */
@@ -19,10 +19,11 @@ const CONFIG = {
 };
 
 /** Random model, LoRA with dropout on every linear, and every weight trainable (so every gradient is checked). */
-function model(layers: number): { m: CausalLM; rng: Rng } {
+function model(layers: number): { m: CausalLM; rng: DropoutStream } {
   const m = createModel({ ...CONFIG, num_hidden_layers: layers }, { seed: 5 });
   const rng = new Rng(9);
-  injectLora(m, { r: 4, loraAlpha: 8, loraDropout: 0.3, targetModules: null }, rng);
+  const stream = new DropoutStream(rng);
+  injectLora(m, { r: 4, loraAlpha: 8, loraDropout: 0.3, targetModules: null }, rng, stream);
   // B starts at zero (so A's gradient would be zero): give it values
   const init = new Rng(11);
   for (const [n, p] of m.namedParameters()) {
@@ -30,7 +31,7 @@ function model(layers: number): { m: CausalLM; rng: Rng } {
   }
   for (const p of m.parameters()) p.requiresGrad = true;
   m.train();
-  return { m, rng };
+  return { m, rng: stream };
 }
 
 function ids(b: number, t: number, seed: number): number[][] {
@@ -39,7 +40,7 @@ function ids(b: number, t: number, seed: number): number[][] {
 }
 
 /** Loss and every gradient by name after one forward/backward from the rng state `state`; grads cleared after. */
-function run(m: CausalLM, rng: Rng, state: ReturnType<Rng['getState']>, x: number[][]): { loss: number; grads: Map<string, Float32Array> } {
+function run(m: CausalLM, rng: DropoutStream, state: ReturnType<DropoutStream['getState']>, x: number[][]): { loss: number; grads: Map<string, Float32Array> } {
   rng.setState(state);
   return lossAndGrads(m, () => m.forward(x, { labels: x }) as { loss?: Tensor });
 }

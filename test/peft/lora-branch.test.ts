@@ -10,7 +10,7 @@ import { dropoutScale, dropoutThreshold, philox4x32 } from '../../src/backends/c
 import { Linear } from '../../src/nn/index.ts';
 import { loraBranch } from '../../src/peft/lora-branch.ts';
 import { LoRALinear } from '../../src/peft/lora.ts';
-import { Rng, linear, memoryStats, tensor, tidy, type FloatDType, type Tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, linear, memoryStats, tensor, tidy, type FloatDType, type Tensor } from '../../src/tensor/index.ts';
 import { assertClose, gradCheck, randomValues } from '../tensor/gradcheck.ts';
 
 /**
@@ -21,7 +21,7 @@ import { assertClose, gradCheck, randomValues } from '../tensor/gradcheck.ts';
  */
 const HALF_VS_F32_TOL: Record<'bfloat16' | 'float16', number> = { bfloat16: 2 ** -5, float16: 2 ** -8 };
 
-/** The dropout factors of a call's mask (element i: 0 or 1/(1-p)), from the seed the call draws. */
+/** The dropout factors of the first call's mask (element i: 0 or 1/(1-p)) of a stream over `rng`. */
 function maskOf(rng: Rng, n: number, p: number): Float64Array {
   const twin = Rng.fromState(rng.getState());
   const [k0, k1] = [twin.nextUint32(), twin.nextUint32()];
@@ -61,7 +61,7 @@ for (const p of [0, 0.3]) {
     gradCheck(
       `loraBranch p=${p}`,
       [{ shape: [2, ROWS / 2, IN] }, { shape: [OUT, IN] }, { shape: [R, IN] }, { shape: [OUT, R] }],
-      ([x, w, a, b]) => loraBranch(linear(x!, w!), x!, a!, b!, { scaling: SCALING, p, rng }),
+      ([x, w, a, b]) => loraBranch(linear(x!, w!), x!, a!, b!, { scaling: SCALING, p, stream: new DropoutStream(rng) }),
       ref,
       p > 0 ? 3 : 4,
     );
@@ -79,7 +79,7 @@ test('loraBranch in bf16 and f16 equals the float32 branch to half precision; ad
         const w = tensor(vals[1]!, [OUT, IN], { dtype: dt, requiresGrad: true });
         const a = tensor(vals[2]!, [R, IN], { requiresGrad: true });
         const b = tensor(vals[3]!, [OUT, R], { requiresGrad: true });
-        const out = loraBranch(linear(x, w), x, a, b, { scaling: SCALING, p: 0.25, rng: new Rng(8) });
+        const out = loraBranch(linear(x, w), x, a, b, { scaling: SCALING, p: 0.25, stream: new DropoutStream(new Rng(8)) });
         assert.equal(out.dtype, dt);
         out.backward(tensor(vals[4]!, [ROWS, OUT], { dtype: dt }));
         assert.equal(a.grad!.dtype, 'float32');
@@ -101,33 +101,36 @@ test('loraBranch keeps z, Ac and Bc for the backward, not dropout(x) or a float3
     const a = tensor(new Float32Array(r * inF).fill(0.1), [r, inF], { requiresGrad: true });
     const b = tensor(new Float32Array(outF * r).fill(0.1), [outF, r], { requiresGrad: true });
     const y = linear(x, w);
+    const stream = new DropoutStream(new Rng(1));
+    stream.take('cpu'); // its seed buffer (int32 [2], kept for the stream's life) made before measuring
     const before = memoryStats().liveBytes;
-    const out = loraBranch(y, x, a, b, { scaling: 2, p: 0.1, rng: new Rng(1) });
+    const out = loraBranch(y, x, a, b, { scaling: 2, p: 0.1, stream });
     // y's storage is the output's: only z [rows, r], Ac [r, in] and Bc [out, r] (bf16) are new
     assert.equal(memoryStats().liveBytes - before, 2 * (rows * r + r * inF + outF * r));
     assert.ok(y.isDisposed, 'y is consumed');
     // a y that something else still reads cannot be overwritten
     const shared = linear(x, w);
     const alias = shared.detach();
-    assert.throws(() => loraBranch(shared, x, a, b, { scaling: 2, p: 0, rng: new Rng(1) }), /base output is shared/);
+    assert.throws(() => loraBranch(shared, x, a, b, { scaling: 2, p: 0, stream: new DropoutStream(new Rng(1)) }), /base output is shared/);
     alias.dispose();
     out.dispose();
   });
 });
 
-test('LoRALinear over a bf16 base takes the fused branch: one seed per training forward, none in eval', () => {
-  const rng = new Rng(3);
+test('LoRALinear over a bf16 base takes the fused branch: one dropout call per training forward, none in eval', () => {
+  const stream = new DropoutStream(new Rng(3));
   const base = new Linear(tensor(new Float32Array(OUT * IN).map((_, i) => Math.sin(i)), [OUT, IN], { dtype: 'bfloat16' }));
-  const layer = LoRALinear.fromBase(base, { r: R, alpha: 6, dropout: 0.5, rng });
+  const layer = LoRALinear.fromBase(base, { r: R, alpha: 6, dropout: 0.5, rng: new Rng(3), dropoutStream: stream });
   layer.lora_B.weight.assign(new Float32Array(OUT * R).fill(0.5));
   const x = tensor(new Float32Array(ROWS * IN).map((_, i) => Math.cos(i)), [ROWS, IN], { dtype: 'bfloat16' });
-  const branch = (p: number, r: Rng): Float32Array =>
-    tidy(() => loraBranch(linear(x, base.weight), x, layer.lora_A.weight, layer.lora_B.weight, { scaling: layer.scaling, p, rng: r }).toFloat32Array());
+  const branch = (p: number, s: DropoutStream): Float32Array =>
+    tidy(() => loraBranch(linear(x, base.weight), x, layer.lora_A.weight, layer.lora_B.weight, { scaling: layer.scaling, p, stream: s }).toFloat32Array());
   layer.train();
-  const twin = Rng.fromState(rng.getState());
+  const twin = new DropoutStream(new Rng(0));
+  twin.setState(stream.getState());
   assert.deepEqual(tidy(() => layer.forward(x).toFloat32Array()), branch(0.5, twin));
-  assert.deepEqual(rng.getState(), twin.getState(), 'the seed drawn as the dropout op draws it');
+  assert.deepEqual(stream.getState(), twin.getState(), 'the call numbered as the dropout op numbers it');
   layer.eval();
-  assert.deepEqual(tidy(() => layer.forward(x).toFloat32Array()), branch(0, new Rng(0)));
-  assert.deepEqual(rng.getState(), twin.getState(), 'no draw in eval');
+  assert.deepEqual(tidy(() => layer.forward(x).toFloat32Array()), branch(0, new DropoutStream(new Rng(0))));
+  assert.deepEqual(stream.getState(), twin.getState(), 'no call in eval');
 });

@@ -7,7 +7,7 @@ import { Linear } from '../../src/nn/index.ts';
 import { clipCoefficient, clipGradNorm } from '../../src/optim/clip.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { defaultTargetModules, injectLora, LoRALinear, loraLayers, mergeLora } from '../../src/peft/lora.ts';
-import { readScalars, Rng, tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, readScalars, Rng, tensor } from '../../src/tensor/index.ts';
 import {
   assertClose, assertCloseRel, BASE_MODEL, FIX, GRAD_REL_TOL, LLAMA_TARGETS, LOGITS_TOL, maxAbsDiff, peftParamName, readExpected,
 } from './helpers.ts';
@@ -122,10 +122,10 @@ test("XTuner's default targets: every linear layer but the output head; everythi
   assert.deepEqual(defaultTargetModules(internlm2), ['w1', 'w2', 'w3', 'wo', 'wqkv']);
 });
 
-test('dropout: active in training only, inverted, drawn from the seeded generator', async () => {
+test('dropout: active in training only, inverted, drawn from the layer\'s dropout stream', async () => {
   const w = tensor(new Float32Array(6 * 5).map((_, i) => Math.sin(i)), [6, 5]);
   const rng = new Rng(3);
-  const layer = LoRALinear.fromBase(new Linear(w), { r: 2, alpha: 4, dropout: 0.5, rng });
+  const layer = LoRALinear.fromBase(new Linear(w), { r: 2, alpha: 4, dropout: 0.5, rng, dropoutStream: new DropoutStream(rng) });
   layer.lora_B.weight.assign(new Float32Array(12).map((_, i) => 0.1 * (i + 1)));
   const x = tensor(new Float32Array(3 * 5).map((_, i) => Math.cos(i)), [3, 5]);
   const a = layer.lora_A.weight.toFloat32Array();
@@ -145,8 +145,8 @@ test('dropout: active in training only, inverted, drawn from the seeded generato
     }
     return y;
   };
-  // the mask: one 64-bit seed drawn per call, element i dropped when word i % 4 of
-  // Philox4x32-10(counter i / 4) under it is below p * 2^32 = 2^31, else scaled by 2
+  // the mask: the step's 64-bit seed drawn at the first call (after A's init), element i dropped when
+  // word i % 4 of Philox4x32-10(counter [i / 4, call 0]) under it is below p * 2^32 = 2^31, else scaled by 2
   const twin = Rng.fromState(rng.getState());
   const [k0, k1] = [twin.nextUint32(), twin.nextUint32()];
   const mask = new Float32Array(15).map((_, i) => {

@@ -192,6 +192,27 @@ test('a step averages the gradients of its batches; a short last group averages 
   assert.deepEqual(logged.map((l) => l.grad_norm === null), [true, true, false, false]);
 });
 
+// The checkpoint keeps the LoRA dropout stream (its generator, the step's base seed and call count):
+// with it the resume above is exact; a checkpoint without it resumes with other masks.
+test('resume restores the LoRA dropout stream from state.json', async () => {
+  // a large lr, so that the adapters (B starts at zero) move the loss by more than float32 noise
+  const cfg = config({ max_iters: 4, accumulative_counts: 1, lr: 0.05 });
+  const whole = await run(cfg, workDir('stream-whole'));
+  const dir = workDir('stream-split');
+  const first = await run(cfg, dir, { stopAt: 2 });
+  const statePath = path.join(dir, 'iter_2', 'state.json');
+  const file = JSON.parse(fs.readFileSync(statePath, 'utf8'));
+  const stream = file.state.loraDropout;
+  assert.deepEqual(Object.keys(stream).sort(), ['calls', 'rng', 'seed']);
+  assert.ok(stream.calls > 0, 'the LoRA layers called dropout in the last iteration');
+  const kept = await run(cfg, dir, { resume: path.join(dir, 'iter_2') });
+  assert.deepEqual([...first.losses, ...kept.losses], whole.losses);
+  // the same checkpoint without the stream: the run goes on, with other masks
+  fs.writeFileSync(statePath, JSON.stringify({ ...file, state: { ...file.state, loraDropout: null } }));
+  const lost = await run(cfg, dir, { resume: path.join(dir, 'iter_2') });
+  assert.notDeepEqual(lost.losses, kept.losses);
+});
+
 // On the GPU, atomics in some backward kernels may sum in another order: agree to float32 noise.
 const CUDA_LOSS_RTOL = 1e-5;
 const cuda = probeBackends().cuda;

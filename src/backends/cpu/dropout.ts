@@ -1,8 +1,8 @@
 // CPU dropout and the counter-based generator behind it, Philox4x32-10 (Salmon et al., "Parallel
 // random numbers: as easy as 1, 2, 3", SC 2011; the generator of cuRAND and of PyTorch's CUDA
 // dropout). Element i of a call is dropped when word i % 4 of Philox(counter = [i / 4 as 64 bits,
-// 0, 0], key = the call's 64-bit seed) is below p * 2^32, so any element's mask bit is a pure function
-// of (seed, i): the backward regenerates the mask instead of storing it, and native/cuda/dropout.cu
+// call, 0], key = the step's 64-bit base seed) is below p * 2^32, so any element's mask bit is a pure
+// function of (seed, call, i): the backward regenerates the mask instead of storing it, and native/cuda/dropout.cu
 // computes the same bits (the CUDA tests compare them exactly).
 
 import type { FloatDType } from '../../tensor/dtype.ts';
@@ -54,7 +54,9 @@ export function dropoutScale(p: number): number {
   return Math.fround(1 / (1 - p));
 }
 
-export function dropout(xS: CpuStorage, out: CpuStorage, size: number, p: number, seed0: number, seed1: number, dtype: FloatDType): void {
+export function dropout(xS: CpuStorage, out: CpuStorage, size: number, p: number, seedS: CpuStorage, call: number, dtype: FloatDType): void {
+  const seed0 = (seedS as Int32Array)[0]! >>> 0;
+  const seed1 = (seedS as Int32Array)[1]! >>> 0;
   const x = f32Of(xS, dtype);
   const y = f32Out(out, dtype, size);
   const thresh = dropoutThreshold(p);
@@ -63,9 +65,9 @@ export function dropout(xS: CpuStorage, out: CpuStorage, size: number, p: number
   for (let g = 0; 4 * g < size; g++) {
     c[0] = g % 2 ** 32;
     c[1] = Math.floor(g / 2 ** 32);
-    c[2] = 0;
+    c[2] = call;
     c[3] = 0;
-    philox4x32(c, seed0 >>> 0, seed1 >>> 0);
+    philox4x32(c, seed0, seed1);
     const end = Math.min(4, size - 4 * g);
     for (let j = 0; j < end; j++) y[4 * g + j] = x[4 * g + j]! * (c[j]! < thresh ? 0 : scale);
   }
