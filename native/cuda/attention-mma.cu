@@ -1,7 +1,7 @@
 // Flash attention on tensor cores (FlashAttention-2's scheme) for bfloat16 and float16 q, k, v and
 // head dimensions D in {32, 64, 96, 128}; the same contract as attention.cu, which serves float32
 // and other head dimensions: q [B,Tq,Hq,D], k/v [B,Tk,Hkv,D] (GQA: query head h reads kv head
-// h / (Hq/Hkv)), segments and tiles from the host, causal masks aligned bottom-right (query i sees
+// h / (Hq/Hkv)), segments and tiles from attn_tiles, causal masks aligned bottom-right (query i sees
 // keys j <= i + kLen - qLen), lse [B,Hq,Tq] in natural log, delta = rowsum(dO * O) from
 // attn_bwd_delta.
 //
@@ -330,18 +330,21 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_fwd_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, \
                               int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {                                \
+    if (idle_tile(tiles)) return;                                                                                       \
     flash::fwd<T, D>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                                    \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dq_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, \
                                  T* dq, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale,  \
                                  int causal) {                                                                            \
+    if (idle_tile(tiles)) return;                                                                                       \
     flash::bwd_dq<T, D>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                     \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dkdv_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse,                  \
                                    const float* delta, T* dk, T* dv, const int* segs, const int* tiles, int Tq, int Tk,  \
                                    int Hq, int Hkv, float scale, int causal) {                                           \
+    if (idle_tile(tiles)) return;                                                                                       \
     flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);               \
   }
 #define FLASH_DIMS(T, s) FLASH(T, s, 32) FLASH(T, s, 64) FLASH(T, s, 96) FLASH(T, s, 128)

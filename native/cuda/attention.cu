@@ -1,7 +1,8 @@
 // Scaled dot-product attention, flash-style, forward and backward, for q [B,Tq,Hq,D] and
-// k/v [B,Tk,Hkv,D] (GQA: query head h reads kv head h / (Hq/Hkv)), D <= 256. The host cuts the
+// k/v [B,Tk,Hkv,D] (GQA: query head h reads kv head h / (Hq/Hkv)), D <= 256. attn_tiles cuts the
 // token axis into segments (b, start, qLen, kLen) (whole rows, or the cuSeqlens pieces) and lists
-// tiles (segment, first row): no work item ever crosses a segment and no T x T matrix exists.
+// tiles (segment, first row) on the device: no work item ever crosses a segment and no T x T
+// matrix exists.
 // Causal masks are aligned bottom-right: query i sees keys j <= i + kLen - qLen.
 //
 // These CUDA-core kernels serve float32 and the head dimensions attention-mma.cu (tensor cores,
@@ -219,10 +220,63 @@ __device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout,
   }
 }
 
+// The segments and tile lists of one call, built on the device from cuSeqlens already there, so a
+// call uploads nothing and a CUDA graph can replay it with other boundaries.
+// cu: int32 [nCu] boundaries over the flattened B*Tq token axis (Tq == Tk); repeated values are
+// zero-length samples, which lets a buffer of fixed capacity pad any step's list. nCu == 0: whole
+// rows (Tq, Tk may differ). meta (int32, written here):
+//   segs [maxSegs][4] | qTiles [maxQ][2] | kTiles [maxK][2] | first [maxSegs + 1][2]
+// where `first` (scratch) holds each segment's first query and key tile. Tile entries past the real
+// ones get segment -1 (idle_tile). kStep == 0: no key tiles (the forward).
+// One block: thread 0 cuts the segments, serially over samples and row ends (at most a few
+// thousand), then all threads write the segments' tiles and the idle entries.
+extern "C" __global__ void attn_tiles(const int* cu, int nCu, int B, int Tq, int Tk, int* meta, int maxSegs, int qStep,
+                                      int maxQ, int kStep, int maxK) {
+  int* segs = meta;
+  int* qTiles = segs + 4 * maxSegs;
+  int* kTiles = qTiles + 2 * maxQ;
+  int* first = kTiles + 2 * maxK;
+  __shared__ int nSegs;
+  if (threadIdx.x == 0) {
+    int g = 0, nq = 0, nk = 0;
+    auto add = [&](int b, int start, int qLen, int kLen) {
+      segs[4 * g] = b, segs[4 * g + 1] = start, segs[4 * g + 2] = qLen, segs[4 * g + 3] = kLen;
+      first[2 * g] = nq, first[2 * g + 1] = nk;
+      nq += (qLen + qStep - 1) / qStep;
+      if (kStep > 0) nk += (kLen + kStep - 1) / kStep;
+      g++;
+    };
+    if (nCu == 0) {
+      for (int b = 0; b < B; b++) add(b, 0, Tq, Tk);
+    } else {
+      for (int i = 0; i + 1 < nCu; i++) {
+        for (int s = cu[i], e = cu[i + 1]; s < e;) {  // a sample, cut at row ends
+          const int b = s / Tq, end = min(e, (b + 1) * Tq);
+          add(b, s - b * Tq, end - s, end - s);
+          s = end;
+        }
+      }
+    }
+    first[2 * g] = nq, first[2 * g + 1] = nk;
+    nSegs = g;
+  }
+  __syncthreads();  // also makes thread 0's global writes visible to the block
+  const int n = nSegs;
+  for (int g = threadIdx.x; g < n; g += blockDim.x) {
+    for (int i = 0, t = first[2 * g]; i < segs[4 * g + 2]; i += qStep, t++) qTiles[2 * t] = g, qTiles[2 * t + 1] = i;
+    if (kStep > 0) {
+      for (int i = 0, t = first[2 * g + 1]; i < segs[4 * g + 3]; i += kStep, t++) kTiles[2 * t] = g, kTiles[2 * t + 1] = i;
+    }
+  }
+  for (int t = first[2 * n] + threadIdx.x; t < maxQ; t += blockDim.x) qTiles[2 * t] = -1;
+  for (int t = first[2 * n + 1] + threadIdx.x; t < maxK; t += blockDim.x) kTiles[2 * t] = -1;
+}
+
 #define ATTN(T, s)                                                                                                        \
   extern "C" __global__ void attn_fwd_##s(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,        \
                                           const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,          \
                                           int causal) {                                                                   \
+    if (idle_tile(tiles)) return;                                                                                       \
     attn_fwd<T>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                                       \
   }                                                                                                                       \
   extern "C" __global__ void attn_bwd_delta_##s(const T* out, const T* dout, float* delta, i64 rows, int Tq, int Hq,      \
@@ -232,12 +286,14 @@ __device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout,
   extern "C" __global__ void attn_bwd_dq_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,         \
                                              const float* delta, T* dq, const int* segs, const int* tiles, int Tq,        \
                                              int Tk, int Hq, int Hkv, int D, float scale, int causal) {                   \
+    if (idle_tile(tiles)) return;                                                                                       \
     attn_bwd_dq<T>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                        \
   }                                                                                                                       \
   extern "C" __global__ void attn_bwd_dkdv_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,       \
                                                const float* delta, float* dk, float* dv, const int* segs,                 \
                                                const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,     \
                                                int causal) {                                                              \
+    if (idle_tile(tiles)) return;                                                                                       \
     attn_bwd_dkdv<T>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                  \
   }
 FOR_FLOATS(ATTN)

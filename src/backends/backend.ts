@@ -86,7 +86,18 @@ export interface AttentionShape {
   dtype: FloatDType;
 }
 
+/**
+ * cuSeqlens as int32 storage on the backend's device (the same boundaries, then repeats of B*T up
+ * to a fixed capacity: zero-length samples), so that a call copies nothing; the CUDA backend sizes
+ * its grids by `length`. Null: the backend reads `cuSeqlens` (the CPU backend always does).
+ */
+export interface DeviceCuSeqlens<S> {
+  storage: S;
+  length: number;
+}
+
 export interface AttentionArgs<S> extends AttentionShape {
+  cuSeqlensOnDevice?: DeviceCuSeqlens<S> | null;
   q: S;
   k: S;
   v: S;
@@ -97,6 +108,7 @@ export interface AttentionArgs<S> extends AttentionShape {
 }
 
 export interface AttentionBackwardArgs<S> extends AttentionShape {
+  cuSeqlensOnDevice?: DeviceCuSeqlens<S> | null;
   q: S;
   k: S;
   v: S;

@@ -68,6 +68,22 @@ export function checkCuSeqlens(cu: Int32Array | readonly number[], total: number
   return arr;
 }
 
+/** Smallest capacity of a padded cuSeqlens (entries). */
+const CU_SEQLENS_MIN_CAPACITY = 16;
+
+/**
+ * cuSeqlens padded with its last value (zero-length samples) to a power-of-two capacity: the
+ * length of its device copy, and so the attention grids sized by it, change only when a step's
+ * sample count crosses a power of two, not with every packing (a CUDA graph replays fixed grids).
+ */
+export function padCuSeqlens(cu: Int32Array): Int32Array {
+  let cap = CU_SEQLENS_MIN_CAPACITY;
+  while (cap < cu.length) cap *= 2;
+  const out = new Int32Array(cap).fill(cu[cu.length - 1]!);
+  out.set(cu);
+  return out;
+}
+
 /**
  * HF causal-LM targets: position t is scored against labels[t + 1] of the same row; the last
  * position of each row has no target (-100).

@@ -1,14 +1,18 @@
 // CUDA flash-style attention against the CPU backend on fresh random inputs, forward (out, lse)
 // and backward (dq, dk, dv): causal and not, GQA, fewer queries than keys (KV cache, causal
 // aligned bottom-right), single-token decoding, packed rows with cuSeqlens (a sample crossing a
-// row end, tokens outside every sample), head dimensions that are not multiples of 32, and 256.
+// row end, tokens outside every sample; on the device and padded, as training passes it: one
+// sample per row, one over all rows, many small ones), head dimensions that are not multiples of
+// 32, and 256.
 
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
-import { compareWithCpu, F32_REDUCE_TOL, SKIP, tolFor, uniform } from './helpers.ts';
+import { padCuSeqlens } from '../../src/models/inputs.ts';
+import { compareWithCpu, F32_REDUCE_TOL, SKIP, tolFor, uniform, type Buf } from './helpers.ts';
 
-type Case = Omit<AttentionShape, 'dtype' | 'scale'> & { name: string };
+/** onDevice: cuSeqlens also passed on the device, padded as the model pads it (the training path). */
+type Case = Omit<AttentionShape, 'dtype' | 'scale'> & { name: string; onDevice?: boolean };
 
 const CASES: Case[] = [
   { name: 'causal MHA', B: 2, Tq: 77, Tk: 77, Hq: 4, Hkv: 4, D: 64, causal: true, cuSeqlens: null },
@@ -24,10 +28,26 @@ const CASES: Case[] = [
   { name: 'several tiles, not causal, D=96', B: 1, Tq: 130, Tk: 150, Hq: 2, Hkv: 1, D: 96, causal: false, cuSeqlens: null },
   { name: 'KV cache, several key tiles', B: 1, Tq: 20, Tk: 150, Hq: 4, Hkv: 1, D: 64, causal: true, cuSeqlens: null },
   { name: 'packed, several tiles per sample, GQA 2:1', B: 1, Tq: 200, Tk: 200, Hq: 4, Hkv: 2, D: 32, causal: true, cuSeqlens: Int32Array.from([0, 7, 140, 200]) },
+  // worst-case grids (tileBound): most blocks idle, or nearly every block a tile of its own
+  { name: 'one sample per row, on the device', B: 3, Tq: 80, Tk: 80, Hq: 2, Hkv: 1, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 80, 160, 240]), onDevice: true },
+  { name: 'one sample over both rows, on the device', B: 2, Tq: 70, Tk: 70, Hq: 2, Hkv: 2, D: 32, causal: true, cuSeqlens: Int32Array.from([0, 140]), onDevice: true },
+  { name: 'many small samples across row ends, on the device', B: 2, Tq: 75, Tk: 75, Hq: 2, Hkv: 1, D: 32, causal: true, cuSeqlens: smallSamples(150, [1, 2, 3, 5, 8, 13, 4, 1, 1, 9]), onDevice: true },
 ];
 
+/** Boundaries of samples cycling through `lengths` until `total` tokens are covered. */
+function smallSamples(total: number, lengths: readonly number[]): Int32Array {
+  const cu = [0];
+  for (let i = 0; cu[cu.length - 1]! < total; i++) cu.push(Math.min(total, cu[cu.length - 1]! + lengths[i % lengths.length]!));
+  return Int32Array.from(cu);
+}
+
 function run(c: Case, dtype: FloatDType): void {
-  const shape: AttentionShape = { ...c, dtype, scale: 1 / Math.sqrt(c.D) };
+  const { name: _, onDevice, ...rest } = c;
+  const shape: AttentionShape = { ...rest, dtype, scale: 1 / Math.sqrt(c.D) };
+  const cu = onDevice && c.cuSeqlens ? padCuSeqlens(c.cuSeqlens) : null;
+  // the CPU backend ignores the device copy; the CUDA one builds its tiles from it
+  const cuBuf: Record<string, Buf> = cu ? { cu: { dtype: 'int32', data: cu } } : {};
+  const onDev = <S>(s: Record<string, S>) => (cu ? { cuSeqlensOnDevice: { storage: s['cu']!, length: cu.length } } : {});
   const qN = c.B * c.Tq * c.Hq * c.D;
   const kN = c.B * c.Tk * c.Hkv * c.D;
   const what = `attention ${c.name} ${dtype}`;
@@ -38,15 +58,16 @@ function run(c: Case, dtype: FloatDType): void {
   };
   const fwd = compareWithCpu(
     what,
-    { ...inputs, out: { dtype, size: qN }, lse: { dtype: 'float32', size: c.B * c.Hq * c.Tq } },
+    { ...inputs, ...cuBuf, out: { dtype, size: qN }, lse: { dtype: 'float32', size: c.B * c.Hq * c.Tq } },
     ['out', 'lse'],
     tolFor(dtype, true),
-    (b, s) => b.attention({ ...shape, q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
+    (b, s) => b.attention({ ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
   );
   compareWithCpu(
     `${what} backward`,
     {
       ...inputs,
+      ...cuBuf,
       out: { dtype, data: fwd['out']! },
       lse: { dtype: 'float32', data: fwd['lse']! },
       dout: { dtype, data: uniform(dtype, qN) },
@@ -58,7 +79,7 @@ function run(c: Case, dtype: FloatDType): void {
     dtype === 'float32' ? F32_REDUCE_TOL : tolFor(dtype),
     (b, s) =>
       b.attentionBackward({
-        ...shape, q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']!, dout: s['dout']!, dq: s['dq']!, dk: s['dk']!, dv: s['dv']!,
+        ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']!, dout: s['dout']!, dq: s['dq']!, dk: s['dk']!, dv: s['dv']!,
       }),
   );
 }

@@ -12,7 +12,7 @@ import { commit, f32Of, f32Out, type CpuStorage } from './storage.ts';
 const BLOCK_ROWS = 64;
 
 /** Segments as flat [b, start, qLen, kLen] quadruples; start is within the row. */
-function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null): Int32Array {
+export function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null): Int32Array {
   if (cuSeqlens === null) {
     const out = new Int32Array(B * 4);
     for (let b = 0; b < B; b++) out.set([b, 0, Tq, Tk], b * 4);

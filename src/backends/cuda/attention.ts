@@ -1,6 +1,7 @@
-// CUDA launchers of flash-style attention. The host cuts the token axis into segments (b, start,
-// qLen, kLen) (whole rows, or the cuSeqlens pieces, cut again at row ends) and lists tiles of query
-// rows and of keys per segment; kernels never cross a segment. Two kernel sets share that
+// CUDA launchers of flash-style attention. The token axis is cut into segments (b, start, qLen,
+// kLen) (whole rows, or the cuSeqlens pieces, cut again at row ends) with tiles of query rows and of
+// keys per segment, built on the device (attn_tiles) into grids sized for the worst case, so a call
+// uploads nothing and launches the same grids whatever the boundaries; kernels never cross a segment. Two kernel sets share that
 // contract: native/cuda/attention-mma.cu (tensor cores: bf16/f16, head dims MMA_HEAD_DIMS, 16-byte
 // aligned tensors) and native/cuda/attention.cu (CUDA cores: everything else).
 
@@ -20,30 +21,61 @@ const MMA_DQ_KEYS = 32; // keys per tile in dQ
 const MMA_DKDV_ROWS = 32; // query rows per step in dK/dV
 const MMA_THREADS = 128;
 const MMA_PAD = 8; // elements added to each shared row
+const TILE_THREADS = 128; // attn_tiles: one block
 
-/** Segments as flat [b, start, qLen, kLen] quadruples; start is within the row. */
-function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null): number[] {
-  const out: number[] = [];
-  if (cuSeqlens === null) {
-    for (let b = 0; b < B; b++) out.push(b, 0, Tq, Tk);
-    return out;
-  }
-  for (let i = 0; i + 1 < cuSeqlens.length; i++) {
-    for (let s = cuSeqlens[i]!, e = cuSeqlens[i + 1]!; s < e; ) {
-      const b = Math.floor(s / Tq);
-      const end = Math.min(e, (b + 1) * Tq);
-      out.push(b, s - b * Tq, end - s, end - s);
-      s = end;
+/**
+ * The segments and tile lists of one call, built on the device by attn_tiles from the call's
+ * cuSeqlens on the device (copied there when the caller passed none: small tests, generation).
+ * The grids are sized for the worst case of that many boundaries, so they depend only on the
+ * shapes and the capacity of cuSeqlens, never on where the boundaries fall:
+ *   segments <= samples + B - 1 (each row end inside a sample cuts it once more)
+ *   tiles of `step` rows = sum over segments of ceil(len / step) <= (B*T + segments * (step - 1)) / step
+ * (about ceil(T/step) + samples per row, tileBound); the entries past the real tiles send their
+ * blocks home. Without cuSeqlens the segments are the B rows and the counts exact. kStep 0: no key
+ * tiles.
+ */
+function tileLists(rt: CudaRuntime, a: AttentionArgs<CudaStorage> | AttentionBackwardArgs<CudaStorage>, qStep: number, kStep: number): TileLists {
+  const { B, Tq, Tk } = a;
+  let cu: CudaStorage | null = null;
+  let nCu = 0;
+  let owned = false;
+  if (a.cuSeqlens !== null) {
+    if (a.cuSeqlensOnDevice) {
+      cu = a.cuSeqlensOnDevice.storage;
+      nCu = a.cuSeqlensOnDevice.length;
+    } else {
+      cu = rt.uploadI32(a.cuSeqlens, 'attention cuSeqlens');
+      nCu = a.cuSeqlens.length;
+      owned = true;
     }
   }
-  return out;
+  const { segs, tiles: qBlocks } = tileBound(B, Tq, nCu, qStep);
+  const kBlocks = kStep > 0 ? tileBound(B, Tk, nCu, kStep).tiles : 0;
+  // segs [segs][4] | qTiles [qBlocks][2] | kTiles [kBlocks][2] | scratch [segs + 1][2]
+  const n = 4 * segs + 2 * qBlocks + 2 * kBlocks + 2 * (segs + 1);
+  const meta = rt.allocRaw(4 * n, () => `attention tile lists (${n} int32)`);
+  rt.launch('attention', 'attn_tiles', [1], [TILE_THREADS], 0, 'piiiipiiiii', [cu?.ptr ?? 0, nCu, B, Tq, Tk, meta.ptr, segs, qStep, qBlocks, kStep, kBlocks]);
+  if (owned) rt.free(cu!);
+  const qTiles = meta.ptr + 4 * 4 * segs;
+  return { meta, qTiles, kTiles: qTiles + 4 * 2 * qBlocks, qBlocks, kBlocks };
 }
 
-/** [segment, first] pairs covering each segment's length at field `field` (2 = qLen, 3 = kLen) in steps. */
-function tiles(segs: readonly number[], field: 2 | 3, step: number): number[] {
-  const out: number[] = [];
-  for (let g = 0; g < segs.length; g += 4) for (let i = 0; i < segs[g + field]!; i += step) out.push(g / 4, i);
-  return out;
+/**
+ * Most segments and most tiles of `step` rows a call can have: B rows of T tokens cut by nCu
+ * boundaries (nCu 0: whole rows, exact). Depends on the shapes and nCu only.
+ */
+export function tileBound(B: number, T: number, nCu: number, step: number): { segs: number; tiles: number } {
+  if (nCu === 0) return { segs: B, tiles: B * Math.ceil(T / step) };
+  const segs = nCu - 1 + B - 1;
+  return { segs, tiles: Math.floor((B * T + segs * (step - 1)) / step) };
+}
+
+interface TileLists {
+  meta: CudaStorage; // segments first: the kernels' `segs` argument is meta.ptr
+  qTiles: number; // device address of the query tile list
+  kTiles: number;
+  qBlocks: number; // grid sizes (worst case)
+  kBlocks: number;
 }
 
 function checkShape(a: AttentionShape): void {
@@ -75,25 +107,23 @@ function mmaSmem(D: number, rows: number, extra = 0): number {
 export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void {
   checkShape(a);
   const mma = useMma(a, [a.q, a.k, a.v, a.out]);
-  const segs = segments(a.B, a.Tq, a.Tk, a.cuSeqlens);
-  const qt = tiles(segs, 2, mma ? MMA_ROWS : WARPS);
   if (a.cuSeqlens !== null) {
     // rows outside every segment are written too (zeros), as the CPU backend leaves them
     rt.driver.memset(a.out.ptr, 1, 0, a.B * a.Tq * a.Hq * a.D * dtypeBytes(a.dtype));
     rt.driver.memset(a.lse.ptr, 4, 0, a.B * a.Hq * a.Tq);
   }
-  if (qt.length === 0) return;
-  const meta = rt.uploadI32(Int32Array.from([...segs, ...qt]), 'attention tiles');
-  const io = [a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, meta.ptr, meta.ptr + 4 * segs.length, a.Tq, a.Tk, a.Hq, a.Hkv];
+  if (a.B * a.Tq === 0) return;
+  const t = tileLists(rt, a, mma ? MMA_ROWS : WARPS, 0);
+  const io = [a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, t.meta.ptr, t.qTiles, a.Tq, a.Tk, a.Hq, a.Hkv];
   if (mma) {
-    rt.launch('attention-mma', `attn_mma_fwd_${sfx(a.dtype)}_d${a.D}`, [qt.length / 2, a.Hq], [MMA_THREADS], mmaSmem(a.D, MMA_ROWS + 2 * MMA_KEYS), 'pppppppiiiifi', [
+    rt.launch('attention-mma', `attn_mma_fwd_${sfx(a.dtype)}_d${a.D}`, [t.qBlocks, a.Hq], [MMA_THREADS], mmaSmem(a.D, MMA_ROWS + 2 * MMA_KEYS), 'pppppppiiiifi', [
       ...io, a.scale, a.causal ? 1 : 0,
     ]);
   } else {
     const smem = 4 * (2 * KEY_TILE * (a.D + 1) + WARPS * a.D);
-    rt.launch('attention', `attn_fwd_${sfx(a.dtype)}`, [qt.length / 2, a.Hq], [32 * WARPS], smem, 'pppppppiiiiifi', [...io, a.D, a.scale, a.causal ? 1 : 0]);
+    rt.launch('attention', `attn_fwd_${sfx(a.dtype)}`, [t.qBlocks, a.Hq], [32 * WARPS], smem, 'pppppppiiiiifi', [...io, a.D, a.scale, a.causal ? 1 : 0]);
   }
-  rt.free(meta);
+  rt.free(t.meta);
 }
 
 export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
@@ -104,9 +134,6 @@ export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<Cuda
   }
   const { B, Tq, Tk, Hq, Hkv, D } = a;
   const s = sfx(a.dtype);
-  const segs = segments(B, Tq, Tk, a.cuSeqlens);
-  const qt = tiles(segs, 2, WARPS);
-  const kt = tiles(segs, 3, KEY_TILE);
   const f32 = a.dtype === 'float32';
   // dK, dV accumulate atomically in float32: the outputs themselves when float32, else scratch
   const kvSize = B * Tk * Hkv * D;
@@ -117,19 +144,17 @@ export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<Cuda
   rt.driver.memset(a.dq.ptr, 1, 0, B * Tq * Hq * D * dtypeBytes(a.dtype));
   const rows = B * Tq * Hq;
   const delta = rt.scratchF32(rows, `attention backward delta (${rows} floats)`);
-  const meta = rt.uploadI32(Int32Array.from([...segs, ...qt, ...kt]), 'attention tiles');
-  const qTiles = meta.ptr + 4 * segs.length;
-  const kTiles = qTiles + 4 * qt.length;
   launchDelta(rt, a, delta);
+  const t = tileLists(rt, a, WARPS, KEY_TILE);
   const tail = [Tq, Tk, Hq, Hkv, D, a.scale, a.causal ? 1 : 0];
-  if (qt.length > 0) {
-    rt.launch('attention', `attn_bwd_dq_${s}`, [qt.length / 2, Hq], [32 * WARPS], 4 * (2 * KEY_TILE * (D + 1) + 2 * WARPS * D), 'pppppppppiiiiifi', [
-      a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr, a.dq.ptr, meta.ptr, qTiles, ...tail,
+  if (t.qBlocks > 0) {
+    rt.launch('attention', `attn_bwd_dq_${s}`, [t.qBlocks, Hq], [32 * WARPS], 4 * (2 * KEY_TILE * (D + 1) + 2 * WARPS * D), 'pppppppppiiiiifi', [
+      a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr, a.dq.ptr, t.meta.ptr, t.qTiles, ...tail,
     ]);
   }
-  if (kt.length > 0) {
-    rt.launch('attention', `attn_bwd_dkdv_${s}`, [kt.length / 2, Hq], [32], 4 * (4 * KEY_TILE * (D + 1) + 2 * D), 'ppppppppppiiiiifi', [
-      a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr, dk32.ptr, dv32.ptr, meta.ptr, kTiles, ...tail,
+  if (t.kBlocks > 0) {
+    rt.launch('attention', `attn_bwd_dkdv_${s}`, [t.kBlocks, Hq], [32], 4 * (4 * KEY_TILE * (D + 1) + 2 * D), 'ppppppppppiiiiifi', [
+      a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr, dk32.ptr, dv32.ptr, t.meta.ptr, t.kTiles, ...tail,
     ]);
   }
   if (!f32) {
@@ -139,7 +164,7 @@ export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<Cuda
     }
   }
   rt.free(delta);
-  rt.free(meta);
+  rt.free(t.meta);
 }
 
 /** delta = rowsum(dO * O) [B,Hq,Tq], which both backward kernel sets read. */
@@ -155,9 +180,6 @@ function launchDelta(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>, del
 function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
   const { B, Tq, Tk, Hq, Hkv, D } = a;
   const name = `${sfx(a.dtype)}_d${D}`;
-  const segs = segments(B, Tq, Tk, a.cuSeqlens);
-  const qt = tiles(segs, 2, MMA_ROWS);
-  const kt = tiles(segs, 3, MMA_KEYS);
   if (a.cuSeqlens !== null) {
     // rows outside every segment get zero gradients; the kernels write every row inside one
     const bytes = dtypeBytes(a.dtype);
@@ -168,22 +190,20 @@ function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStor
   const rows = B * Tq * Hq;
   const delta = rt.scratchF32(rows, `attention backward delta (${rows} floats)`);
   launchDelta(rt, a, delta);
-  const meta = rt.uploadI32(Int32Array.from([...segs, ...qt, ...kt]), 'attention tiles');
-  const qTiles = meta.ptr + 4 * segs.length;
-  const kTiles = qTiles + 4 * qt.length;
+  const t = tileLists(rt, a, MMA_ROWS, MMA_KEYS);
   const inputs = [a.q.ptr, a.k.ptr, a.v.ptr, a.dout.ptr, a.lse.ptr, delta.ptr];
   const tail = [Tq, Tk, Hq, Hkv, a.scale, a.causal ? 1 : 0];
-  if (qt.length > 0) {
-    rt.launch('attention-mma', `attn_mma_bwd_dq_${name}`, [qt.length / 2, Hq], [MMA_THREADS], mmaSmem(D, 2 * MMA_ROWS + 2 * MMA_DQ_KEYS), 'pppppppppiiiifi', [
-      ...inputs, a.dq.ptr, meta.ptr, qTiles, ...tail,
+  if (t.qBlocks > 0) {
+    rt.launch('attention-mma', `attn_mma_bwd_dq_${name}`, [t.qBlocks, Hq], [MMA_THREADS], mmaSmem(D, 2 * MMA_ROWS + 2 * MMA_DQ_KEYS), 'pppppppppiiiifi', [
+      ...inputs, a.dq.ptr, t.meta.ptr, t.qTiles, ...tail,
     ]);
   }
-  if (kt.length > 0) {
+  if (t.kBlocks > 0) {
     const smem = mmaSmem(D, 2 * MMA_KEYS + 2 * MMA_DKDV_ROWS, 2 * 4 * MMA_DKDV_ROWS); // + lse and delta of a step
-    rt.launch('attention-mma', `attn_mma_bwd_dkdv_${name}`, [kt.length / 2, Hkv], [MMA_THREADS], smem, 'ppppppppppiiiifi', [
-      ...inputs, a.dk.ptr, a.dv.ptr, meta.ptr, kTiles, ...tail,
+    rt.launch('attention-mma', `attn_mma_bwd_dkdv_${name}`, [t.kBlocks, Hkv], [MMA_THREADS], smem, 'ppppppppppiiiifi', [
+      ...inputs, a.dk.ptr, a.dv.ptr, t.meta.ptr, t.kTiles, ...tail,
     ]);
   }
   rt.free(delta);
-  rt.free(meta);
+  rt.free(t.meta);
 }

@@ -15,6 +15,13 @@ export interface AttentionOptions {
   /** Default 1 / sqrt(D). */
   scale?: number;
   cuSeqlens?: Int32Array | null;
+  /**
+   * The same boundaries already on q's device (int32 [capacity >= cuSeqlens.length], padded with
+   * B*T), e.g. uploaded once per training step with the step's other inputs: the CUDA backend then
+   * copies nothing per call and sizes its grids by the capacity. Its values are not read back to
+   * be checked against cuSeqlens (that would wait on the device).
+   */
+  cuSeqlensOnDevice?: Tensor;
 }
 
 function checkCuSeqlens(cu: Int32Array, total: number): void {
@@ -44,17 +51,27 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     if (Tq !== Tk) throw new XtunerError(`attention: cuSeqlens needs Tq == Tk, got ${Tq} and ${Tk}`);
     checkCuSeqlens(cuSeqlens, B * Tq);
   }
+  const cuDev = opts.cuSeqlensOnDevice;
+  if (cuDev) {
+    if (!cuSeqlens) throw new XtunerError('attention: cuSeqlensOnDevice needs cuSeqlens (the host copy, checked here)');
+    if (cuDev.dtype !== 'int32' || cuDev.device !== device || cuDev.shape.length !== 1 || cuDev.shape[0]! < cuSeqlens.length) {
+      throw new XtunerError(`attention: cuSeqlensOnDevice must be int32 [>= ${cuSeqlens.length}] on ${device}, got ${cuDev.dtype} ${fmt(cuDev.shape)} on ${cuDev.device}`);
+    }
+  }
   const shape = { B, Tq, Tk, Hq, Hkv, D, scale: opts.scale ?? 1 / Math.sqrt(D), causal, cuSeqlens, dtype };
+  const onDevice = (t: Tensor | undefined) => (t ? { storage: t.storage, length: t.shape[0]! } : null);
   const out = empty(q.shape, dtype, device);
   const lse = empty([B, Hq, Tq], 'float32', device);
   const be = q.backend;
-  be.attention({ ...shape, q: q.storage, k: k.storage, v: v.storage, out: out.storage, lse: lse.storage });
-  recordOp('attention', out, [q, k, v], [q, k, v, out, lse], ([sq, sk, sv, so, sl], dy) => {
+  be.attention({ ...shape, cuSeqlensOnDevice: onDevice(cuDev), q: q.storage, k: k.storage, v: v.storage, out: out.storage, lse: lse.storage });
+  // the device cuSeqlens is saved too: the backward reads it after the caller may have let it go
+  recordOp('attention', out, [q, k, v], [q, k, v, out, lse, ...(cuDev ? [cuDev] : [])], ([sq, sk, sv, so, sl, sc], dy) => {
     const dq = empty(q.shape, dtype, device);
     const dk = empty(k.shape, dtype, device);
     const dv = empty(v.shape, dtype, device);
     be.attentionBackward({
       ...shape,
+      cuSeqlensOnDevice: onDevice(sc),
       q: sq!.storage, k: sk!.storage, v: sv!.storage, out: so!.storage, dout: dy.storage, lse: sl!.storage,
       dq: dq.storage, dk: dk.storage, dv: dv.storage,
     });
