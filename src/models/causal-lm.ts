@@ -12,7 +12,7 @@ import { PreallocatedKvCache } from '../generate/kv-cache.ts';
 import type { Architecture } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
 import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSource, type StepContext } from './decoder.ts';
-import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
+import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, padCuSeqlens, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
 
@@ -144,7 +144,8 @@ export class CausalLM extends Module implements DecodingModel {
 
     const ctx: StepContext = {
       ...this.#rope(positions, ids.b, ids.t),
-      ...(cu ? { cuSeqlens: cu } : {}),
+      // the boundaries go to the device once here, not once per layer and call
+      ...(cu ? { cuSeqlens: cu, cuSeqlensOnDevice: tensor(padCuSeqlens(cu), undefined, { device: this.#device, dtype: 'int32' }) } : {}),
       ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
     };
     const labels = opts.labels === undefined ? null : toIdBatch(opts.labels, 'labels');

@@ -38,6 +38,8 @@ export interface StepContext {
   cos: Tensor; // [B, T, D]
   sin: Tensor; // [B, T, D]
   cuSeqlens?: Int32Array;
+  /** The same on the device, padded (padCuSeqlens), uploaded once per step for every layer's attention. */
+  cuSeqlensOnDevice?: Tensor;
   cache?: KvCache;
   /**
    * Set: each layer's forward runs under checkpoint(), keeping only its output; the generators
@@ -80,7 +82,8 @@ export class Attention extends Module {
     q = rope(q, ctx.cos, ctx.sin);
     k = rope(k, ctx.cos, ctx.sin);
     if (ctx.cache) ({ k, v } = ctx.cache.append(this.#layer, k, v));
-    const o = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(d), ...(ctx.cuSeqlens ? { cuSeqlens: ctx.cuSeqlens } : {}) });
+    const packed = ctx.cuSeqlens ? { cuSeqlens: ctx.cuSeqlens, ...(ctx.cuSeqlensOnDevice ? { cuSeqlensOnDevice: ctx.cuSeqlensOnDevice } : {}) } : {};
+    const o = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(d), ...packed });
     return this.child<LinearLike>(this.#layout.o).forward(reshape(o, [b, t, nH * d])); // [B, T, nH*D] -> [B, T, H]
   }
 
