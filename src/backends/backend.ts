@@ -180,6 +180,11 @@ export interface Backend<S> {
   allocUninit(dtype: DType, size: number): S;
   /** The storage is never used again by the caller; the backend may recycle it. */
   free(s: S): void;
+  /**
+   * Elements [offset, offset + size) of `s` as storage of their own, sharing s's memory (no copy).
+   * It owns nothing: never pass it to `free`; it is valid while `s` is (the engine keeps s alive).
+   */
+  view(s: S, dtype: DType, offset: number, size: number): S;
   /** Copy host elements into dst[offset, offset + src.length). `src` matches `dtype`'s host type. */
   write(dst: S, dtype: DType, offset: number, src: HostArray): void;
   /** A host copy of src[offset, offset + size). */

@@ -18,6 +18,8 @@ export interface StorageRef {
   version: number;
   /** Cast copies by dtype (castCopy of ops/cast.ts), each valid at the version it was made at; freed with the storage. */
   casts: Map<DType, CastCopy> | null;
+  /** Set for a view (viewStorage): the storage it lies in, kept alive by it and freed with the last handle on either. */
+  readonly parent?: StorageRef;
 }
 
 /** A cached cast of a storage: `copy` holds the values of the storage at `version`, in copy.dtype. */
@@ -50,8 +52,18 @@ export function retainStorage(ref: StorageRef): void {
   ref.refs++;
 }
 
+/** Elements [offset, offset + size) of `base` as storage of their own (Backend.view): no copy, base retained. */
+export function viewStorage(base: StorageRef, dtype: DType, offset: number, size: number): StorageRef {
+  retainStorage(base);
+  return { storage: base.backend.view(base.storage, dtype, offset, size), backend: base.backend, bytes: 0, refs: 1, version: 0, casts: null, parent: base };
+}
+
 export function releaseStorage(ref: StorageRef): void {
   if (--ref.refs === 0) {
+    if (ref.parent) {
+      releaseStorage(ref.parent); // a view owns no memory (its bytes count in the parent's)
+      return;
+    }
     ref.backend.free(ref.storage);
     stats.liveBytes -= ref.bytes;
     if (ref.casts) for (const c of ref.casts.values()) c.copy.dispose();

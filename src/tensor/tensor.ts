@@ -6,7 +6,7 @@ import type { Backend, Device, Storage } from '../backends/index.ts';
 import { XtunerError } from '../errors.ts';
 import { decRefNode, runBackward, type GradNode } from './autograd.ts';
 import { hostToF32, isFloatDType, toHostOf, type DType, type FloatDType, type HostArray } from './dtype.ts';
-import { allocStorage, markWritten, releaseStorage, retainStorage, tensorCreated, tensorDisposed, untrack, type Disposable, type StorageRef } from './engine.ts';
+import { allocStorage, markWritten, releaseStorage, retainStorage, tensorCreated, tensorDisposed, untrack, viewStorage, type Disposable, type StorageRef } from './engine.ts';
 import { sizeOf } from './shape.ts';
 
 export class Tensor implements Disposable {
@@ -49,6 +49,16 @@ export class Tensor implements Disposable {
     const ref = this._live();
     retainStorage(ref);
     return new Tensor(ref, shape, this.dtype, this.device, tracked);
+  }
+
+  /**
+   * @internal a tensor over elements [offset, offset + size(shape)) of this one's storage (no copy;
+   * not recorded for autograd): one upload can fill several inputs (models/step-inputs.ts)
+   */
+  _view(offset: number, shape: readonly number[]): Tensor {
+    const n = sizeOf(shape);
+    if (!(offset >= 0 && offset + n <= this.#size)) throw new Error(`view [${offset}, ${offset + n}) outside a tensor of ${this.#size} elements`);
+    return new Tensor(viewStorage(this._live(), this.dtype, offset, n), shape, this.dtype, this.device);
   }
 
   get size(): number {

@@ -40,6 +40,7 @@ export const cpuBackend: Backend<CpuStorage> = {
   alloc: cpuAlloc,
   allocUninit: cpuAllocUninit,
   free: cpuFree, // into the cache of reusable arrays, or to the garbage collector
+  view: (s, _dtype, offset, size) => s.subarray(offset, offset + size),
   write: cpuWrite,
   read: cpuRead,
   fill,

@@ -12,7 +12,8 @@ import { gemm } from './gemm.ts';
 import { layerKernels } from './layers.ts';
 import { optimKernels } from './optim.ts';
 import { quantKernels } from './quant.ts';
-import { CudaRuntime, type CudaStorage } from './runtime.ts';
+import { dtypeBytes } from '../../tensor/dtype.ts';
+import { CudaRuntime, CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
 export type { AllocatorStats } from './allocator.ts';
@@ -49,6 +50,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     ...layerKernels(rt),
     ...optimKernels(rt),
     ...quantKernels(rt),
+    view: (s, dtype, offset, size) => new CudaStorage(s.ptr + offset * dtypeBytes(dtype), size * dtypeBytes(dtype), null),
     gemm: (g) => gemm(rt, g),
     attention: (a) => attention(rt, a),
     attentionBackward: (a) => attentionBackward(rt, a),
