@@ -15,6 +15,11 @@ import { checkFloat, checkRank, empty } from './util.ts';
 
 export interface CrossEntropyOptions {
   ignoreIndex?: number;
+  /**
+   * With host labels: the same labels already on the logits' device (int32 [N]), e.g. uploaded with
+   * a step's other inputs, used instead of an upload (the host copy is what is checked and counted).
+   */
+  labelsOnDevice?: Tensor;
 }
 
 export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: CrossEntropyOptions = {}): Tensor {
@@ -34,13 +39,17 @@ export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: 
     count++;
   }
   const device = logits.device;
-  const lab = tensor(host, [N], { device, dtype: 'int32' });
+  const dev = opts.labelsOnDevice;
+  if (dev && (dev.dtype !== 'int32' || dev.device !== device || fmt(dev.shape) !== fmt([N]))) {
+    throw new XtunerError(`crossEntropy: labelsOnDevice must be int32 [${N}] on ${device}, got ${dev.dtype} ${fmt(dev.shape)} on ${dev.device}`);
+  }
+  const lab = dev ?? tensor(host, [N], { device, dtype: 'int32' });
   const rowLoss = empty([N], 'float32', device);
   const grad = isRecording([logits]) ? empty(logits.shape, dtype, device) : null;
   const be = logits.backend;
   const inv = count === 0 ? 0 : 1 / count;
   be.crossEntropy(logits.storage, lab.storage, rowLoss.storage, grad?.storage ?? null, N, V, ignoreIndex, inv, dtype);
-  lab.dispose();
+  if (!dev) lab.dispose();
   // mean over the counted rows: a sum over N, then 1/count
   const out = empty([], 'float32', device);
   be.reduceSum(rowLoss.storage, out.storage, 1, N, 1, 'float32');

@@ -3,7 +3,8 @@
 // number[], 1-D, or { data, shape }) are checked there before the upload, so a training step
 // reads nothing back here. Ids already in a device tensor are checked by reading them back (one
 // host wait on CUDA): the error must name the bad id and its position when the op is called, and
-// nothing in the training path passes device ids (CausalLM, the trainer and generate pass host ids).
+// nothing in the training path passes device ids alone: CausalLM passes host ids, with `onDevice`
+// the same ids already uploaded with the step's other inputs (checked from `data`, not copied).
 
 import { XtunerError } from '../../errors.ts';
 import { recordOp } from '../autograd.ts';
@@ -17,6 +18,8 @@ import { checkFloat, empty, castRaw } from './util.ts';
 export interface HostIds {
   data: Int32Array;
   shape: readonly number[];
+  /** The same ids already on the weight's device (int32, `shape`), used instead of an upload. */
+  onDevice?: Tensor;
 }
 
 export type EmbeddingIds = Tensor | Int32Array | readonly number[] | HostIds;
@@ -34,6 +37,13 @@ function checkedIds(op: string, ids: EmbeddingIds, V: number, device: Tensor['de
     const host = ids instanceof Int32Array ? { data: ids, shape: [ids.length] } : Array.isArray(ids) ? { data: Int32Array.from(ids as number[]), shape: [ids.length] } : (ids as HostIds);
     if (sizeOf(host.shape) !== host.data.length) throw new XtunerError(`${op}: ids shape ${fmt(host.shape)} does not match ${host.data.length} values`);
     checkRange(op, host.data, V); // before the upload: no read-back
+    const dev = host.onDevice;
+    if (dev) {
+      if (dev.dtype !== 'int32' || dev.device !== device || fmt(dev.shape) !== fmt(host.shape)) {
+        throw new XtunerError(`${op}: ids onDevice must be int32 ${fmt(host.shape)} on ${device}, got ${dev.dtype} ${fmt(dev.shape)} on ${dev.device}`);
+      }
+      return { ids: dev, owned: false };
+    }
     return { ids: tensor(host.data, host.shape, { device, dtype: 'int32' }), owned: true };
   }
   let t: Tensor;
