@@ -15,6 +15,7 @@ import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSour
 import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, padCuSeqlens, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
+import { StepInputBuffer } from './step-inputs.ts';
 
 export interface ForwardOptions {
   /** Same shape as inputIds; -100 where not supervised. Shifted by one inside (HF semantics). */
@@ -57,6 +58,8 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #arch: Architecture;
   readonly #dtype: DType;
   readonly #device: Device;
+  /** The persistent device buffer of forward's int32 inputs (one upload per step). */
+  readonly #inputs = new StepInputBuffer();
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
   #checkpointLayers = false;
   #replayStreams: readonly DropoutStream[] = [defaultDropoutStream];
@@ -141,21 +144,24 @@ export class CausalLM extends Module implements DecodingModel {
     } else positions = defaultPositions(ids.b, ids.t);
     const cu = opts.cuSeqlens === undefined ? undefined : checkCuSeqlens(opts.cuSeqlens, ids.b * ids.t);
     this.#checkWindow(ids, cu);
-
-    const ctx: StepContext = {
-      ...this.#rope(positions, ids.b, ids.t),
-      // the boundaries go to the device once here, not once per layer and call
-      ...(cu ? { cuSeqlens: cu, cuSeqlensOnDevice: tensor(padCuSeqlens(cu), undefined, { device: this.#device, dtype: 'int32' }) } : {}),
-      ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
-    };
     const labels = opts.labels === undefined ? null : toIdBatch(opts.labels, 'labels');
     if (labels) this.#checkLabels(labels, ids);
-    const hidden = this.#inner().forward(this.#ids(ids), ctx); // [B, T, H]
-    if (opts.logits === false) return { loss: this.#chunkedLoss(hidden, shiftLabels(labels!), opts.lossChunkRows ?? LOSS_CHUNK_ROWS) };
+    const targets = labels ? shiftLabels(labels) : null;
+
+    // every int32 input in one upload, before any kernel of the step: nothing uploads per layer or loss chunk
+    const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
+    // the views live as long as the rope tables: layers checkpointed under ctx read them again in the backward
+    const ctx: StepContext = {
+      ...this.#rope(positions, ids.b, ids.t),
+      ...(cu ? { cuSeqlens: cu, cuSeqlensOnDevice: dev.cuSeqlens! } : {}),
+      ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
+    };
+    const hidden = this.#inner().forward({ data: ids.data, shape: [ids.b, ids.t], onDevice: dev.ids }, ctx); // [B, T, H]
+    if (opts.logits === false) return { loss: this.#chunkedLoss(hidden, targets!, dev.targets!, opts.lossChunkRows ?? LOSS_CHUNK_ROWS) };
     const logits = this.#logits(hidden); // [B, T, V]
-    if (!labels) return { logits };
+    if (!targets) return { logits };
     const flat = reshape(logits, [ids.b * ids.t, this.#cfg.vocabSize]); // [B*T, V]
-    return { logits, loss: crossEntropy(flat, shiftLabels(labels), { ignoreIndex: -100 }) };
+    return { logits, loss: crossEntropy(flat, targets, { ignoreIndex: -100, labelsOnDevice: dev.targets! }) };
   }
 
   #checkLabels(labels: IdBatch, ids: IdBatch): void {
@@ -172,7 +178,7 @@ export class CausalLM extends Module implements DecodingModel {
    * shifted targets, `rows` tokens at a time: each chunk's mean is weighted by its share of the
    * supervised targets, so the sum is the batch mean, not a mean of chunk means.
    */
-  #chunkedLoss(hidden: Tensor, targets: Int32Array, rows: number): Tensor {
+  #chunkedLoss(hidden: Tensor, targets: Int32Array, targetsOnDevice: Tensor, rows: number): Tensor {
     if (!(Number.isInteger(rows) && rows > 0)) throw new XtunerError(`forward: lossChunkRows must be a positive integer, got ${rows}`);
     const n = targets.length;
     const flat = reshape(hidden, [n, hidden.shape[2]!]); // [B*T, H]
@@ -186,9 +192,11 @@ export class CausalLM extends Module implements DecodingModel {
       // Chunks without targets add nothing; with none at all, one chunk still gives the 0 loss (and its zero grads).
       if (count === 0 && !(total === 0 && s === 0)) continue;
       const weight = total === 0 ? 1 : count / total;
-      const part = checkpoint((x) => scale(crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100 }), weight), [slice(flat, 0, s, e)], {
-        streams: this.#replayStreams,
-      });
+      // the chunk's targets on the device: an input of the checkpoint, so its recomputation has them
+      const onDevice = targetsOnDevice._view(s, [e - s]);
+      const lossOf = (x: Tensor, lab: Tensor): Tensor => scale(crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100, labelsOnDevice: lab }), weight);
+      const part = checkpoint(lossOf, [slice(flat, 0, s, e), onDevice], { streams: this.#replayStreams });
+      onDevice.dispose();
       loss = loss ? add(loss, part) : part;
     }
     return loss!;
@@ -239,13 +247,13 @@ export class CausalLM extends Module implements DecodingModel {
     return this.child<DecoderModel>(this.#arch.layout.model);
   }
 
-  #logits(hidden: Tensor): Tensor {
-    return this.child<LinearLike>(this.#arch.layout.head).forward(hidden);
-  }
-
   /** The ids as the embedding takes them from the host: checked there, then uploaded (no read-back). */
   #ids(ids: IdBatch): HostIds {
     return { data: ids.data, shape: [ids.b, ids.t] };
+  }
+
+  #logits(hidden: Tensor): Tensor {
+    return this.child<LinearLike>(this.#arch.layout.head).forward(hidden);
   }
 
   /** cos/sin [B, T, D] for the given positions. */
