@@ -24,6 +24,16 @@ const MMA_PAD = 8; // elements added to each shared row
 const TILE_THREADS = 128; // attn_tiles: one block
 
 /**
+ * Whether every token lies in a segment, so the kernels write every row of the outputs and no
+ * memset is needed: always without cuSeqlens, and with it whenever it spans [0, B*T] (the op checks
+ * that it does; a backend call may leave tokens outside every sample).
+ */
+function coversAll(a: AttentionShape): boolean {
+  const cu = a.cuSeqlens;
+  return cu === null || (cu[0] === 0 && cu[cu.length - 1] === a.B * a.Tq);
+}
+
+/**
  * The segments and tile lists of one call, built on the device by attn_tiles from the call's
  * cuSeqlens on the device (copied there when the caller passed none: small tests, generation).
  * The grids are sized for the worst case of that many boundaries, so they depend only on the
@@ -107,7 +117,7 @@ function mmaSmem(D: number, rows: number, extra = 0): number {
 export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void {
   checkShape(a);
   const mma = useMma(a, [a.q, a.k, a.v, a.out]);
-  if (a.cuSeqlens !== null) {
+  if (!coversAll(a)) {
     // rows outside every segment are written too (zeros), as the CPU backend leaves them
     rt.driver.memset(a.out.ptr, 1, 0, a.B * a.Tq * a.Hq * a.D * dtypeBytes(a.dtype));
     rt.driver.memset(a.lse.ptr, 4, 0, a.B * a.Hq * a.Tq);
@@ -180,7 +190,7 @@ function launchDelta(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>, del
 function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
   const { B, Tq, Tk, Hq, Hkv, D } = a;
   const name = `${sfx(a.dtype)}_d${D}`;
-  if (a.cuSeqlens !== null) {
+  if (!coversAll(a)) {
     // rows outside every segment get zero gradients; the kernels write every row inside one
     const bytes = dtypeBytes(a.dtype);
     rt.driver.memset(a.dq.ptr, 1, 0, B * Tq * Hq * D * bytes);
