@@ -1,6 +1,6 @@
 // Benchmark (not a test): training throughput on the GPU, for comparison with the PyTorch peer
 // (shared/peer/peer_bench.py) run in the same device call. Random weights of a real model shape,
-// one packed row of --seq tokens per step, LoRA r=64 alpha=16 dropout 0.1 on every linear but the
+// one packed row of --seq tokens per step (--samples of them, cut by cuSeqlens), LoRA r=64 alpha=16 dropout 0.1 on every linear but the
 // head (XTuner's defaults), QLoRA (the same on NF4 base linears with double quantisation, as
 // XTuner's QLoRA configs) or full fine-tuning, AdamW lr 2e-4, clipping at 1.0, bf16 weights and
 // activations. Weights are tiled random normal values by default (createModel's init 'tiled':
@@ -17,7 +17,7 @@
 // queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
 // (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
-//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal]
+//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal] [--samples 1]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, cudaStatus, type DriverCounters } from '../src/backends/cuda/index.ts';
@@ -39,6 +39,7 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cuda' },
     ckpt: { type: 'boolean', default: false },
     init: { type: 'string', default: 'tiled' },
+    samples: { type: 'string', default: '1' },
   },
 });
 /** One line on stderr and exit 2: bad arguments or no GPU are not crashes. */
@@ -54,6 +55,8 @@ if (init !== 'tiled' && init !== 'normal') fail(`--init: expected tiled or norma
 const seq = Number(values.seq);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
+const samples = Number(values.samples);
+if (!(Number.isInteger(samples) && samples >= 1 && samples <= seq)) fail(`--samples: expected an integer in [1, ${seq}], got ${values.samples}`);
 
 const onCuda = values.device !== 'cpu';
 const cuda = onCuda ? cudaStatus() : null;
@@ -96,6 +99,13 @@ console.error(
 
 const rng = new Rng(2);
 const ids = [Array.from({ length: seq }, () => rng.int(Number(shape.vocab_size)))];
+// --samples N > 1: the row packs N samples of (nearly) equal length (cuSeqlens, positions restarting at each)
+const cu = Array.from({ length: samples + 1 }, (_, i) => Math.round((i * seq) / samples));
+const packing = samples === 1 ? {} : {
+  cuSeqlens: cu,
+  positionIds: [Array.from({ length: seq }, (_, t) => t - cu[cu.findLastIndex((c) => c <= t)]!)],
+};
+const stepOpts = { labels: ids, logits: false as const, ...packing };
 const times: number[] = [];
 resetPeakBytes();
 const ms = (a: number, b: number): string => (b - a).toFixed(0);
@@ -107,7 +117,7 @@ for (let i = 0; i < warmup + steps; i++) {
   let tf = 0;
   let tb = 0;
   const lossT = tidy(() => {
-    const out = model.forward(ids, { labels: ids, logits: false });
+    const out = model.forward(ids, stepOpts);
     tf = performance.now();
     out.loss.backward();
     tb = performance.now();
@@ -137,7 +147,7 @@ if (onCuda) {
   loraDropout.nextStep();
   tidy(() => {
     let out: { loss: Tensor } | null = null;
-    dev['forward'] = be.time(() => void (out = model.forward(ids, { labels: ids, logits: false })));
+    dev['forward'] = be.time(() => void (out = model.forward(ids, stepOpts)));
     dev['backward'] = be.time(() => out!.loss.backward());
   });
   let clip: { norm: Tensor; coef: Tensor } | null = null;
