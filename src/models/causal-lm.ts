@@ -15,7 +15,7 @@ import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSour
 import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, padCuSeqlens, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
-import { StepInputBuffer } from './step-inputs.ts';
+import { PersistentBuffer, StepInputBuffer } from './step-inputs.ts';
 
 export interface ForwardOptions {
   /** Same shape as inputIds; -100 where not supervised. Shifted by one inside (HF semantics). */
@@ -60,6 +60,8 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #device: Device;
   /** The persistent device buffer of forward's int32 inputs (one upload per step). */
   readonly #inputs = new StepInputBuffer();
+  /** The persistent device buffer of the rope tables, cos | sin (one upload per step). */
+  readonly #ropeTables: PersistentBuffer;
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
   #checkpointLayers = false;
   #replayStreams: readonly DropoutStream[] = [defaultDropoutStream];
@@ -78,6 +80,7 @@ export class CausalLM extends Module implements DecodingModel {
     this.#arch = arch;
     this.#dtype = opts.dtype;
     this.#device = opts.device;
+    this.#ropeTables = new PersistentBuffer(opts.dtype);
     const hook = opts.linear ?? keepLinear;
     const l = arch.layout;
     const inner = new DecoderModel(cfg, l, p, hook, l.model);
@@ -152,7 +155,7 @@ export class CausalLM extends Module implements DecodingModel {
     const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
     // the views live as long as the rope tables: layers checkpointed under ctx read them again in the backward
     const ctx: StepContext = {
-      ...this.#rope(positions, ids.b, ids.t),
+      ...this.#rope(positions, ids.b, ids.t, true),
       ...(cu ? { cuSeqlens: cu, cuSeqlensOnDevice: dev.cuSeqlens! } : {}),
       ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
     };
@@ -234,7 +237,7 @@ export class CausalLM extends Module implements DecodingModel {
     const positions = defaultPositions(1, t, cache.length);
     return noGrad(() =>
       tidy(() => {
-        const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t), cache }); // [1, T, H]
+        const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t, false), cache }); // [1, T, H]
         const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
         return this.#logits(last).toFloat32Array();
       }),
@@ -256,8 +259,12 @@ export class CausalLM extends Module implements DecodingModel {
     return this.child<LinearLike>(this.#arch.layout.head).forward(hidden);
   }
 
-  /** cos/sin [B, T, D] for the given positions. */
-  #rope(positions: Int32Array, b: number, t: number): { cos: Tensor; sin: Tensor } {
+  /**
+   * cos/sin [B, T, D] for the given positions, in one upload: into the persistent buffer for a
+   * forward (training steps read them from the same addresses every step), into a fresh one that
+   * goes with its views for decoding (whose sizes change every step).
+   */
+  #rope(positions: Int32Array, b: number, t: number, persistent: boolean): { cos: Tensor; sin: Tensor } {
     const { rope, headDim } = this.#cfg;
     let maxPos = 0;
     for (const p of positions) if (p > maxPos) maxPos = p;
@@ -265,8 +272,13 @@ export class CausalLM extends Module implements DecodingModel {
     const seqLen = rope.type === 'dynamic' ? Math.max(maxPos + 1, rope.originalMaxPositions) : 0;
     if (this.#invFreq?.seqLen !== seqLen) this.#invFreq = { seqLen, inv: inverseFrequencies(rope, headDim, seqLen) };
     const { cos, sin } = ropeTables(this.#invFreq.inv, positions);
-    const opts = { dtype: this.#dtype, device: this.#device };
-    return { cos: tensor(cos, [b, t, headDim], opts), sin: tensor(sin, [b, t, headDim], opts) };
+    const both = new Float32Array(2 * cos.length); // [cos | sin], one upload
+    both.set(cos);
+    both.set(sin, cos.length);
+    const buf = persistent ? this.#ropeTables.write(this.#device, both) : tensor(both, undefined, { dtype: this.#dtype, device: this.#device });
+    const views = { cos: buf._view(0, [b, t, headDim]), sin: buf._view(cos.length, [b, t, headDim]) };
+    if (!persistent) buf.dispose(); // the views keep it until they go
+    return views;
   }
 
   /** Sliding-window attention is not implemented: refuse sequences that would need it. */
