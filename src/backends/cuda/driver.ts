@@ -1,5 +1,5 @@
 // The CUDA driver API through koffi: device and context, one stream, device memory, module loading,
-// kernel launches with packed parameters, events. Every call's result is checked; a failure is an
+// kernel launches with packed parameters, events, stream capture into CUDA graphs and their launch. Every call's result is checked; a failure is an
 // Error naming the call and the CUDA error. Device pointers are plain numbers (48-bit addresses fit
 // a double exactly); koffi's own pointers (modules, functions, streams) are BigInts.
 // Not here: which kernels exist (kernels.ts), memory policy (allocator.ts), cuBLAS (cublas.ts).
@@ -17,6 +17,8 @@ const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_STREAM_NON_BLOCKING = 1;
+/** Other threads' CUDA calls and this thread's allocations are not checked against the capture. */
+const CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 export const CUDA_ERROR_OUT_OF_MEMORY = 2;
 
 // Errors worth a plain-words explanation; cuGetErrorName supplies the names of the rest.
@@ -30,6 +32,8 @@ const EXPLAIN: Record<number, string> = {
   701: 'too many resources requested for a launch',
   803: 'the driver and the kernel module versions differ (reboot or reinstall the driver)',
   804: 'forward compatibility is not supported on this GPU',
+  900: 'the operation cannot be captured into a CUDA graph (a host copy or wait during capture)',
+  901: 'the CUDA graph capture was invalidated by an operation that cannot be captured',
 };
 
 /**
@@ -95,6 +99,8 @@ export class CudaDriver {
   private readonly dynSmemSet = new Map<bigint, number>();
   /** Traffic since the last reset (see DriverCounters). */
   counters: DriverCounters = newCounters();
+  /** Whether work on the stream is being captured into a graph (see beginCapture). */
+  private capturing = false;
   // launch parameters: values at 16-byte aligned slots of `argStore`, their addresses in `argPtrs`
   private readonly argStore = Buffer.alloc(4096);
   private readonly argPtrs = Buffer.alloc(64 * 8);
@@ -135,6 +141,12 @@ export class CudaDriver {
       cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, void *start, void *end)',
       cuEventDestroy: 'int cuEventDestroy_v2(void *event)',
       cuGetErrorName: 'int cuGetErrorName(int error, _Out_ void **name)',
+      cuStreamBeginCapture: 'int cuStreamBeginCapture_v2(void *stream, int mode)',
+      cuStreamEndCapture: 'int cuStreamEndCapture(void *stream, _Out_ void **graph)',
+      cuGraphInstantiate: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, uint64_t flags)',
+      cuGraphLaunch: 'int cuGraphLaunch(void *exec, void *stream)',
+      cuGraphExecDestroy: 'int cuGraphExecDestroy(void *exec)',
+      cuGraphDestroy: 'int cuGraphDestroy(void *graph)',
     };
     const f: Record<string, CFn> = {};
     for (const [name, s] of Object.entries(sig)) {
@@ -236,15 +248,20 @@ export class CudaDriver {
     return { free: Number(free[0]), total: Number(total[0]) };
   }
 
-  /** Host to device. Returns once `src` has been staged, so the caller may reuse it at once. */
-  copyToDevice(dst: number, src: ArrayBufferView, bytes: number): void {
+  /**
+   * Host to device. Returns once `src` has been staged, so the caller may reuse it at once. `what`
+   * names the operation in the error when this is attempted during graph capture.
+   */
+  copyToDevice(dst: number, src: ArrayBufferView, bytes: number, what = 'a copy to the device'): void {
+    this.refuseInCapture(what, 'copies host memory to the device');
     this.count('htod', bytes);
     if (bytes > 0) this.check('cuMemcpyHtoDAsync', this.f['cuMemcpyHtoDAsync']!(dst, src, bytes, this.stream));
   }
 
   /** Device to host, after all work queued before it; waits for the data. */
-  copyToHost(dst: ArrayBufferView, src: number, bytes: number): void {
+  copyToHost(dst: ArrayBufferView, src: number, bytes: number, what = 'a copy to the host'): void {
     if (bytes === 0) return;
+    this.refuseInCapture(what, 'reads device memory back to the host');
     this.count('dtoh', bytes);
     this.check('cuMemcpyDtoHAsync', this.f['cuMemcpyDtoHAsync']!(dst, src, bytes, this.stream));
     this.synchronize();
@@ -266,6 +283,7 @@ export class CudaDriver {
   }
 
   synchronize(): void {
+    this.refuseInCapture('synchronize', 'waits for the device');
     this.count('sync', 0);
     this.check('cuStreamSynchronize', this.f['cuStreamSynchronize']!(this.stream));
   }
@@ -372,7 +390,65 @@ export class CudaDriver {
       fn, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, smem, this.stream, this.argPtrs, null,
     );
     this.check('cuLaunchKernel', rc, `${name} grid [${grid.join(',')}] block [${block.join(',')}] smem ${smem}`);
-    if (process.env['XTUNER_CUDA_SYNC'] === '1') this.check(`${name} (synchronous check)`, this.f['cuStreamSynchronize']!(this.stream));
+    if (process.env['XTUNER_CUDA_SYNC'] === '1' && !this.capturing) this.check(`${name} (synchronous check)`, this.f['cuStreamSynchronize']!(this.stream));
+  }
+
+  // ---- CUDA graphs ----
+
+  /** Whether the stream's work is being captured (between beginCapture and endCapture). */
+  get isCapturing(): boolean {
+    return this.capturing;
+  }
+
+  /**
+   * From now until endCapture, launches, memsets and device-to-device copies on the stream are
+   * recorded into a graph instead of run. Relaxed mode: the allocator may still call cuMemAlloc
+   * during capture (the global mode forbids such "unsafe" calls on this thread).
+   */
+  beginCapture(): void {
+    if (this.capturing) throw new Error('a CUDA graph capture is already under way on this stream');
+    this.check('cuStreamBeginCapture', this.f['cuStreamBeginCapture']!(this.stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+    this.capturing = true;
+  }
+
+  /** Ends the capture and returns the graph (CUgraph); throws when the capture was invalidated. */
+  endCapture(): bigint {
+    if (!this.capturing) throw new Error('no CUDA graph capture to end');
+    this.capturing = false;
+    const g: unknown[] = [null];
+    this.check('cuStreamEndCapture', this.f['cuStreamEndCapture']!(this.stream, g));
+    return g[0] as bigint;
+  }
+
+  /** An executable graph (CUgraphExec) of `graph`; the graph itself may be destroyed afterwards. */
+  instantiateGraph(graph: bigint): bigint {
+    const x: unknown[] = [null];
+    this.check('cuGraphInstantiateWithFlags', this.f['cuGraphInstantiate']!(x, graph, 0));
+    return x[0] as bigint;
+  }
+
+  /** Queue a replay of `exec` on the stream. */
+  launchGraph(exec: bigint): void {
+    this.check('cuGraphLaunch', this.f['cuGraphLaunch']!(exec, this.stream));
+  }
+
+  destroyGraphExec(exec: bigint): void {
+    this.check('cuGraphExecDestroy', this.f['cuGraphExecDestroy']!(exec));
+  }
+
+  destroyGraph(graph: bigint): void {
+    this.check('cuGraphDestroy', this.f['cuGraphDestroy']!(graph));
+  }
+
+  /**
+   * Host copies and waits cannot be part of a graph: on a card they fail for pageable memory and
+   * invalidate the capture. Refused here first, with the operation and its caller named.
+   */
+  private refuseInCapture(what: string, does: string): void {
+    if (!this.capturing) return;
+    throw new XtunerError(`${what} ${does} during CUDA graph capture (called from ${caller()})`, {
+      hint: 'a captured graph may only queue device work: write its inputs before capture (or before each launch), read results after',
+    });
   }
 
   // ---- events (timing) ----

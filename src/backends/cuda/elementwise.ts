@@ -78,12 +78,12 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
     write(dst, dtype, offset, src) {
       if (!hostArrayMatches(src, dtype)) throw new Error(`cuda write: host array ${src.constructor.name} does not carry ${dtype}`);
       if ((offset + src.length) * dtypeBytes(dtype) > dst.bytes) throw new Error(`cuda write: [${offset}, ${offset + src.length}) is outside the storage`);
-      d.copyToDevice(at(dst, dtype, offset), src, src.byteLength);
+      d.copyToDevice(at(dst, dtype, offset), src, src.byteLength, 'the write op');
     },
     read(src, dtype, offset, size) {
       if ((offset + size) * dtypeBytes(dtype) > src.bytes) throw new Error(`cuda read: [${offset}, ${offset + size}) is outside the storage`);
       const out = allocHost(dtype, size);
-      d.copyToHost(out, at(src, dtype, offset), out.byteLength);
+      d.copyToHost(out, at(src, dtype, offset), out.byteLength, 'the read op');
       return out;
     },
     fill(dst, dtype, offset, size, value) {

@@ -21,7 +21,7 @@ export function quantKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'nf4Qu
       host.set(NF4_MIDS, 272);
       host.set(DYNAMIC_MIDS, 287);
       tableStorage = rt.allocRaw(host.byteLength, () => 'NF4 code tables');
-      rt.driver.copyToDevice(tableStorage.ptr, host, host.byteLength);
+      rt.driver.copyToDevice(tableStorage.ptr, host, host.byteLength, 'the upload of the NF4 code tables');
     }
     return tableStorage;
   };

@@ -90,7 +90,7 @@ export class CudaRuntime {
   /** Host int32 values copied into fresh device scratch. */
   uploadI32(values: Int32Array, what: string): CudaStorage {
     const s = this.allocRaw(values.byteLength, () => what);
-    this.driver.copyToDevice(s.ptr, values, values.byteLength);
+    this.driver.copyToDevice(s.ptr, values, values.byteLength, `the upload of ${what}`);
     return s;
   }
 

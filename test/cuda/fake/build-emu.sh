@@ -19,10 +19,10 @@ cp native/cuda/*.cuh "$OUT/src/"
     sed -E 's/extern __shared__ float ([A-Za-z_]+)\[\];/float* \1 = (float*)emu_dynamic_smem();/' "$f" > "$OUT/src/$n.cpp"
     echo "#include \"$n.cpp\""
   done
-  echo 'struct EmuEntry { const char* name; void (*call)(void**); };'
+  echo 'struct EmuEntry { const char* name; void (*call)(void**); const std::size_t* param_sizes; };'
   echo 'extern "C" const EmuEntry emu_table[] = {'
-  cat native/cuda/build/*.params | awk 'NF { printf "  {\"%s\", [](void** p) { emu_invoke(%s, p); }},\n", $1, $1 }'
-  echo '  {nullptr, nullptr}};'
+  cat native/cuda/build/*.params | awk 'NF { printf "  {\"%s\", [](void** p) { emu_invoke(%s, p); }, emu_param_sizes(%s)},\n", $1, $1, $1 }'
+  echo '  {nullptr, nullptr, nullptr}};'
 } > "$OUT/src/kernels.cpp"
 CXX="g++ -std=c++17 -O2 -fPIC -w -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=0 -I$FAKE/include -I$OUT/src"
 $CXX -include $FAKE/emu.h -c -o "$OUT/kernels.o" "$OUT/src/kernels.cpp" &

@@ -62,3 +62,10 @@ template <typename... A>
 void emu_invoke(void (*f)(A...), void** p) {
   emu_invoke_(f, p, std::index_sequence_for<A...>{});
 }
+// The bytes of each parameter of a kernel, 0-terminated: what the fake driver copies out of a
+// launch's parameter array when it records the launch into a graph.
+template <typename... A>
+const std::size_t* emu_param_sizes(void (*)(A...)) {
+  static const std::size_t sizes[] = {sizeof(std::remove_cv_t<std::remove_reference_t<A>>)..., 0};
+  return sizes;
+}

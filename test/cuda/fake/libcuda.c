@@ -6,6 +6,13 @@
  * FAKE_CUDA_NULL=1 (without the emulator) makes device-side work free: memsets and device-to-device
  * copies do nothing (and the fake cuBLAS computes nothing), so "device" pages are never touched and
  * a step of a real model shape runs in little host memory, leaving only the host side to time.
+ * Stream capture (cuStreamBeginCapture_v2 .. cuStreamEndCapture) records the launches, memsets and
+ * device-to-device copies queued on the stream into a graph instead of doing them (launches still
+ * go to the launch log, once, when captured); cuGraphLaunch replays them in order (kernels run only
+ * with the emulator, which snapshots each launch's parameter values at capture; memsets and copies
+ * are skipped on the null device). Host<->device copies and stream waits during capture fail with
+ * CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidate the capture, as a card does for pageable
+ * host memory: cuStreamEndCapture then returns CUDA_ERROR_STREAM_CAPTURE_INVALIDATED.
  * Build: cc -shared -fPIC -o libcuda.so.1 libcuda.c */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +22,7 @@
 struct EmuEntry {
   const char *name;
   void (*call)(void **);
+  const size_t *param_sizes; /* bytes of each parameter, 0-terminated (build-emu.sh) */
 };
 extern const struct EmuEntry emu_table[];
 void emu_launch(const char *name, void (*fn)(void **), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
@@ -29,6 +37,65 @@ static int fn_smem[MAX_FN];
 static int n_fn;
 static char log_buf[1 << 20];
 static size_t log_len;
+
+/* A captured graph: its nodes in stream order. */
+enum { NODE_LAUNCH, NODE_MEMSET, NODE_COPY, NODE_HOST };
+struct Node {
+  int kind;
+  uint64_t dst, src; /* memset: dst; copy: dst, src */
+  size_t n;          /* memset: elements; copy: bytes */
+  unsigned value, elem;
+  void (*host_fn)(void *); /* NODE_HOST: work of the fake cuBLAS, on a copy of its arguments */
+  void *host_data;
+#ifdef FAKE_EMULATE
+  const struct EmuEntry *entry;
+  unsigned grid[3], block[3], smem;
+  int nparams;
+  char *args;        /* the parameter values at capture, each at a 16-byte aligned offset */
+#endif
+};
+struct Graph {
+  struct Node *nodes;
+  int n, cap;
+  int invalid; /* an operation that cannot be captured was attempted */
+};
+static struct Graph *capture; /* the graph being captured on the (one) stream, or null */
+#define CUDA_ERROR_ILLEGAL_STATE 401
+#define CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED 900
+#define CUDA_ERROR_STREAM_CAPTURE_INVALIDATED 901
+
+static struct Node *add_node(int kind) {
+  if (capture->n == capture->cap) {
+    capture->cap = capture->cap ? 2 * capture->cap : 64;
+    capture->nodes = realloc(capture->nodes, capture->cap * sizeof *capture->nodes);
+  }
+  struct Node *nd = &capture->nodes[capture->n++];
+  memset(nd, 0, sizeof *nd);
+  nd->kind = kind;
+  return nd;
+}
+/* An operation a capture cannot hold: it fails and the capture is invalidated. */
+static int refuse_in_capture(void) {
+  capture->invalid = 1;
+  return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+}
+
+static void do_memset(uint64_t p, unsigned v, size_t n, unsigned elem) {
+  if (null_device) return;
+  if (elem == 1) { memset((void *)(uintptr_t)p, (int)v, n); return; }
+  if (elem == 2) { unsigned short *q = (void *)(uintptr_t)p; for (size_t i = 0; i < n; i++) q[i] = (unsigned short)v; return; }
+  unsigned *q = (void *)(uintptr_t)p;
+  for (size_t i = 0; i < n; i++) q[i] = v;
+}
+static int memset_or_record(uint64_t p, unsigned v, size_t n, unsigned elem) {
+  if (capture) {
+    struct Node *nd = add_node(NODE_MEMSET);
+    nd->dst = p; nd->value = v; nd->n = n; nd->elem = elem;
+    return 0;
+  }
+  do_memset(p, v, n, elem);
+  return 0;
+}
 
 int cuInit(unsigned flags) {
   const char *m = getenv("FAKE_CUDA_MEM");
@@ -54,7 +121,7 @@ int cuDeviceTotalMem_v2(size_t *b, int dev) { *b = budget; return 0; }
 int cuDevicePrimaryCtxRetain(void **ctx, int dev) { *ctx = (void *)0x1; return 0; }
 int cuCtxSetCurrent(void *ctx) { return ctx ? 0 : 201; }
 int cuStreamCreate(void **s, unsigned flags) { *s = (void *)0x2; return 0; }
-int cuStreamSynchronize(void *s) { return 0; }
+int cuStreamSynchronize(void *s) { return capture ? refuse_in_capture() : 0; }
 
 /* allocations carry their size in front, for the budget */
 int cuMemAlloc_v2(uint64_t *p, size_t bytes) {
@@ -74,26 +141,27 @@ int cuMemFree_v2(uint64_t p) {
   return 0;
 }
 int cuMemGetInfo_v2(size_t *f, size_t *t) { *f = budget - used; *t = budget; return 0; }
-int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) { memcpy((void *)(uintptr_t)dst, src, n); return 0; }
-int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) { memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
+int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) {
+  if (capture) return refuse_in_capture();
+  memcpy((void *)(uintptr_t)dst, src, n); return 0; }
+int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) {
+  if (capture) return refuse_in_capture();
+  memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
+static void do_copy(uint64_t dst, uint64_t src, size_t n) {
+  if (!null_device) memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n);
+}
 int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s) {
-  if (null_device) return 0;
-  memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n); return 0; }
-int cuMemsetD8Async(uint64_t p, unsigned char v, size_t n, void *s) {
-  if (null_device) return 0;
-  memset((void *)(uintptr_t)p, v, n); return 0; }
-int cuMemsetD16Async(uint64_t p, unsigned short v, size_t n, void *s) {
-  if (null_device) return 0;
-  unsigned short *q = (void *)(uintptr_t)p;
-  for (size_t i = 0; i < n; i++) q[i] = v;
+  if (capture) {
+    struct Node *nd = add_node(NODE_COPY);
+    nd->dst = dst; nd->src = src; nd->n = n;
+    return 0;
+  }
+  do_copy(dst, src, n);
   return 0;
 }
-int cuMemsetD32Async(uint64_t p, unsigned v, size_t n, void *s) {
-  if (null_device) return 0;
-  unsigned *q = (void *)(uintptr_t)p;
-  for (size_t i = 0; i < n; i++) q[i] = v;
-  return 0;
-}
+int cuMemsetD8Async(uint64_t p, unsigned char v, size_t n, void *s) { return memset_or_record(p, v, n, 1); }
+int cuMemsetD16Async(uint64_t p, unsigned short v, size_t n, void *s) { return memset_or_record(p, v, n, 2); }
+int cuMemsetD32Async(uint64_t p, unsigned v, size_t n, void *s) { return memset_or_record(p, v, n, 4); }
 
 int cuModuleLoadData(void **m, const void *image) {
   static const unsigned char magic[4] = {0x50, 0xed, 0x55, 0xba}; /* fatbin header, little-endian 0xBA55ED50 */
@@ -130,17 +198,121 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   const struct EmuEntry *e = emu_table;
   while (e->name && strcmp(e->name, fn_names[i - 1]) != 0) e++;
   if (!e->name) return 500; /* CUDA_ERROR_NOT_FOUND */
+  if (capture) {
+    struct Node *nd = add_node(NODE_LAUNCH);
+    unsigned g[3] = {gx, gy, gz}, b[3] = {bx, by, bz};
+    memcpy(nd->grid, g, sizeof g);
+    memcpy(nd->block, b, sizeof b);
+    nd->entry = e;
+    nd->smem = smem;
+    size_t bytes = 0;
+    while (e->param_sizes[nd->nparams]) bytes += (e->param_sizes[nd->nparams++] + 15) & ~(size_t)15;
+    nd->args = malloc(bytes ? bytes : 1);
+    for (int k = 0, off = 0; k < nd->nparams; off += (e->param_sizes[k++] + 15) & ~(size_t)15)
+      memcpy(nd->args + off, params[k], e->param_sizes[k]);
+    return 0;
+  }
   emu_launch(e->name, e->call, gx, gy, gz, bx, by, bz, smem, params);
+#else
+  if (capture) add_node(NODE_LAUNCH); /* kernels do not run here: nothing to replay but the count */
 #endif
   return 0;
 }
+
+int cuStreamBeginCapture_v2(void *s, int mode) {
+  if (capture) return CUDA_ERROR_ILLEGAL_STATE;
+  if (mode < 0 || mode > 2) return 1;
+  capture = calloc(1, sizeof *capture);
+  return 0;
+}
+/* Test hook for the fake cuBLAS (a card captures cuBLAS's kernels): run fn(data) now, or record it
+ * with a copy of `bytes` of data when the stream is being captured. */
+int fake_enqueue(void (*fn)(void *), const void *data, size_t bytes) {
+  if (!capture) { fn((void *)data); return 0; }
+  struct Node *nd = add_node(NODE_HOST);
+  nd->host_fn = fn;
+  nd->n = bytes;
+  nd->host_data = malloc(bytes);
+  memcpy(nd->host_data, data, bytes);
+  return 0;
+}
+static void free_graph(struct Graph *g) {
+  for (int i = 0; i < g->n; i++) if (g->nodes[i].kind == NODE_HOST) free(g->nodes[i].host_data);
+#ifdef FAKE_EMULATE
+  for (int i = 0; i < g->n; i++) free(g->nodes[i].args);
+#endif
+  free(g->nodes);
+  free(g);
+}
+int cuStreamEndCapture(void *s, void **graph) {
+  if (!capture) return CUDA_ERROR_ILLEGAL_STATE;
+  struct Graph *g = capture;
+  capture = 0;
+  if (g->invalid) {
+    free_graph(g);
+    *graph = 0;
+    return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+  }
+  *graph = g;
+  return 0;
+}
+/* The executable graph is a deep copy: the graph may be destroyed after instantiation. */
+int cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long flags) {
+  struct Graph *g = graph, *x = calloc(1, sizeof *x);
+  if (!g || flags) return 1;
+  x->n = x->cap = g->n;
+  x->nodes = malloc((g->n ? g->n : 1) * sizeof *x->nodes);
+  memcpy(x->nodes, g->nodes, g->n * sizeof *x->nodes);
+  for (int i = 0; i < g->n; i++) {
+    if (x->nodes[i].kind != NODE_HOST) continue;
+    x->nodes[i].host_data = malloc(g->nodes[i].n);
+    memcpy(x->nodes[i].host_data, g->nodes[i].host_data, g->nodes[i].n);
+  }
+#ifdef FAKE_EMULATE
+  for (int i = 0; i < g->n; i++) {
+    struct Node *nd = &x->nodes[i];
+    if (nd->kind != NODE_LAUNCH) continue;
+    size_t bytes = 0;
+    for (int k = 0; k < nd->nparams; k++) bytes += (nd->entry->param_sizes[k] + 15) & ~(size_t)15;
+    nd->args = malloc(bytes ? bytes : 1);
+    memcpy(nd->args, g->nodes[i].args, bytes);
+  }
+#endif
+  *exec = x;
+  return 0;
+}
+int cuGraphLaunch(void *exec, void *s) {
+  struct Graph *x = exec;
+  if (!x) return 400;
+  if (capture) return refuse_in_capture(); /* a graph inside a capture: not needed, not faked */
+  for (int i = 0; i < x->n; i++) {
+    struct Node *nd = &x->nodes[i];
+    if (nd->kind == NODE_MEMSET) do_memset(nd->dst, nd->value, nd->n, nd->elem);
+    else if (nd->kind == NODE_COPY) do_copy(nd->dst, nd->src, nd->n);
+    else if (nd->kind == NODE_HOST) nd->host_fn(nd->host_data);
+#ifdef FAKE_EMULATE
+    else {
+      void *params[64];
+      for (int k = 0, off = 0; k < nd->nparams; off += (nd->entry->param_sizes[k++] + 15) & ~(size_t)15) params[k] = nd->args + off;
+      emu_launch(nd->entry->name, nd->entry->call, nd->grid[0], nd->grid[1], nd->grid[2], nd->block[0], nd->block[1],
+                 nd->block[2], nd->smem, params);
+    }
+#endif
+  }
+  return 0;
+}
+int cuGraphExecDestroy(void *exec) { if (!exec) return 400; free_graph(exec); return 0; }
+int cuGraphDestroy(void *graph) { if (!graph) return 400; free_graph(graph); return 0; }
 int cuEventCreate(void **e, unsigned flags) { *e = (void *)0x4; return 0; }
 int cuEventRecord(void *e, void *s) { return 0; }
 int cuEventSynchronize(void *e) { return 0; }
 int cuEventElapsedTime(float *ms, void *a, void *b) { *ms = 0.5f; return 0; }
 int cuEventDestroy_v2(void *e) { return 0; }
 int cuGetErrorName(int e, const char **s) {
-  *s = e == 1 ? "CUDA_ERROR_INVALID_VALUE" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : e == 200 ? "CUDA_ERROR_INVALID_IMAGE" : "CUDA_ERROR_UNKNOWN";
+  *s = e == 1 ? "CUDA_ERROR_INVALID_VALUE" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : e == 200 ? "CUDA_ERROR_INVALID_IMAGE"
+     : e == CUDA_ERROR_ILLEGAL_STATE ? "CUDA_ERROR_ILLEGAL_STATE"
+     : e == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED ? "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"
+     : e == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" : "CUDA_ERROR_UNKNOWN";
   return 0;
 }
 
