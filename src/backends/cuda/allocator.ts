@@ -9,7 +9,18 @@
 // is tried once more before failing with an error that says what was asked, what is free, and what
 // to change. All work runs on one stream, so a freed block is safe to reuse at once: later work
 // on it queues behind the work that used it.
-// Not here: pinned host memory, several streams, CUDA graphs' private pools.
+// CUDA graphs: while a graph is captured, allocations come from a pool private to it (as PyTorch's
+// graph pools): its own free lists first, then blocks moved out of the shared cache, and only when
+// both are empty a fresh cuMemAlloc (allowed: the capture is in relaxed mode; a warm-up run of the
+// captured work before capture leaves the cache holding what the capture needs, so it allocates
+// nothing from the driver). Every block freed during capture joins the pool, wherever it came
+// from, since the graph's kernels may still touch it. After capture the pool's blocks stay
+// reserved by the graph: a pool block freed later goes back to the pool, never to the shared
+// cache, so each replay finds its buffers where capture left them and nothing else is put there.
+// Disposing of the pool hands its free blocks to the shared cache and its live ones (the graph's
+// outputs still held) to ordinary ownership. Out of memory during capture does not empty the
+// cache (cuMemFree inside a capture may synchronise): the error says so.
+// Not here: pinned host memory, several streams, pools shared between graphs.
 
 import { XtunerError } from '../../errors.ts';
 
@@ -37,6 +48,17 @@ export interface AllocatorStats {
   /** Allocations served, and how many of them needed the driver. */
   allocations: number;
   deviceAllocations: number;
+  /** Bytes (class sizes) held by graph pools, live or free: reserved by their graphs until disposed. */
+  graphPoolBytes: number;
+}
+
+/** The blocks of one CUDA graph (see the header). */
+export class GraphPool {
+  /** class size -> free block pointers, reused only by this pool's graph. */
+  readonly free = new Map<number, number[]>();
+  /** ptr -> class size of every block the pool holds, live or free. */
+  readonly blocks = new Map<number, number>();
+  disposed = false;
 }
 
 const KiB = 1024;
@@ -65,7 +87,12 @@ export class CachingAllocator {
   private readonly free = new Map<number, number[]>(); // class size -> cached block pointers
   private readonly live = new Map<number, number>(); // ptr -> class size
   private cachedLarge = 0;
-  private s: AllocatorStats = { allocatedBytes: 0, peakAllocatedBytes: 0, reservedBytes: 0, peakReservedBytes: 0, allocations: 0, deviceAllocations: 0 };
+  private readonly owner = new Map<number, GraphPool>(); // ptr -> the graph pool holding it
+  /** The pool of the graph being captured: allocations come from it and frees go to it. */
+  private capturing: GraphPool | null = null;
+  private s: AllocatorStats = {
+    allocatedBytes: 0, peakAllocatedBytes: 0, reservedBytes: 0, peakReservedBytes: 0, allocations: 0, deviceAllocations: 0, graphPoolBytes: 0,
+  };
 
   constructor(
     private readonly device: DeviceMemory,
@@ -75,11 +102,16 @@ export class CachingAllocator {
   /** A block of at least `bytes` (> 0). `what` describes the request for the out-of-memory error. */
   alloc(bytes: number, what: () => string): Block {
     const cls = sizeClass(bytes);
-    let ptr = this.free.get(cls)?.pop();
+    const pool = this.capturing;
+    let ptr = pool?.free.get(cls)?.pop();
     if (ptr === undefined) {
-      ptr = cls <= SMALL_MAX ? this.newSlabBlock(cls, bytes, what) : this.deviceAlloc(cls, bytes, what);
-    } else if (cls > SMALL_MAX) {
-      this.cachedLarge -= cls;
+      ptr = this.free.get(cls)?.pop();
+      if (ptr === undefined) {
+        ptr = cls <= SMALL_MAX ? this.newSlabBlock(cls, bytes, what) : this.deviceAlloc(cls, bytes, what);
+      } else if (cls > SMALL_MAX) {
+        this.cachedLarge -= cls;
+      }
+      if (pool) this.adopt(pool, ptr, cls);
     }
     this.live.set(ptr, cls);
     this.s.allocations++;
@@ -93,13 +125,46 @@ export class CachingAllocator {
     if (cls === undefined) throw new Error(`CUDA allocator: block ${block.ptr.toString(16)} freed twice or never allocated`);
     this.live.delete(block.ptr);
     this.s.allocatedBytes -= cls;
-    let list = this.free.get(cls);
-    if (!list) this.free.set(cls, (list = []));
-    list.push(block.ptr);
+    const pool = this.owner.get(block.ptr) ?? this.capturing;
+    if (pool) {
+      if (!this.owner.has(block.ptr)) this.adopt(pool, block.ptr, cls);
+      pushTo(pool.free, cls, block.ptr);
+      return;
+    }
+    pushTo(this.free, cls, block.ptr);
     if (cls > SMALL_MAX) this.cachedLarge += cls;
   }
 
-  /** Return every cached large block to the driver (slabs stay). */
+  /** Start serving allocations from a fresh graph pool (called when the capture begins). */
+  beginCapture(): GraphPool {
+    if (this.capturing) throw new Error('CUDA allocator: a graph capture is already under way');
+    this.capturing = new GraphPool();
+    return this.capturing;
+  }
+
+  /** Back to the shared cache for new allocations; the pool keeps its blocks (see the header). */
+  endCapture(): void {
+    this.capturing = null;
+  }
+
+  /** The graph is gone: its free blocks join the shared cache, its live ones become ordinary blocks. */
+  disposePool(pool: GraphPool): void {
+    if (pool.disposed) return;
+    if (this.capturing === pool) throw new Error('CUDA allocator: disposing of the pool of the graph being captured');
+    pool.disposed = true;
+    for (const [ptr, cls] of pool.blocks) {
+      this.owner.delete(ptr);
+      this.s.graphPoolBytes -= cls;
+    }
+    for (const [cls, list] of pool.free) {
+      for (const ptr of list) pushTo(this.free, cls, ptr);
+      if (cls > SMALL_MAX) this.cachedLarge += cls * list.length;
+    }
+    pool.blocks.clear();
+    pool.free.clear();
+  }
+
+  /** Return every cached large block to the driver (slabs stay; graph pools' blocks stay). */
   emptyCache(): void {
     for (const [cls, list] of this.free) {
       if (cls <= SMALL_MAX) continue;
@@ -122,9 +187,15 @@ export class CachingAllocator {
     this.s.peakReservedBytes = this.s.reservedBytes;
   }
 
+  private adopt(pool: GraphPool, ptr: number, cls: number): void {
+    pool.blocks.set(ptr, cls);
+    this.owner.set(ptr, pool);
+    this.s.graphPoolBytes += cls;
+  }
+
   private deviceAlloc(bytes: number, requested: number, what: () => string): number {
     let p = this.device.memAlloc(bytes);
-    if (p === null && this.cachedLarge > 0) {
+    if (p === null && this.cachedLarge > 0 && !this.capturing) {
       this.emptyCache();
       p = this.device.memAlloc(bytes);
     }
@@ -135,12 +206,17 @@ export class CachingAllocator {
     return p;
   }
 
-  /** Carve a new slab into blocks of `cls`; keep all but the first on the free list. */
+  /**
+   * Carve a new slab into blocks of `cls`; keep all but the first on the free list (the capturing
+   * pool's during capture: the whole slab is then the graph's).
+   */
   private newSlabBlock(cls: number, requested: number, what: () => string): number {
     const base = this.deviceAlloc(SLAB, requested, what);
-    const list = this.free.get(cls) ?? [];
-    this.free.set(cls, list);
-    for (let off = SLAB - cls - (SLAB % cls); off > 0; off -= cls) list.push(base + off);
+    const pool = this.capturing;
+    for (let off = SLAB - cls - (SLAB % cls); off > 0; off -= cls) {
+      if (pool) this.adopt(pool, base + off, cls);
+      pushTo(pool?.free ?? this.free, cls, base + off);
+    }
     return base;
   }
 
@@ -149,7 +225,8 @@ export class CachingAllocator {
     return new XtunerError(
       `CUDA out of memory on ${this.deviceName}: allocating ${formatBytes(requested)} (${formatBytes(cls)} block) for ${what}; ` +
         `the GPU has ${formatBytes(free)} free of ${formatBytes(total)}, this process holds ${formatBytes(this.s.allocatedBytes)} in tensors ` +
-        `(peak ${formatBytes(this.s.peakAllocatedBytes)}) and ${formatBytes(this.s.reservedBytes)} reserved`,
+        `(peak ${formatBytes(this.s.peakAllocatedBytes)}) and ${formatBytes(this.s.reservedBytes)} reserved` +
+        (this.capturing ? ' (during CUDA graph capture, when the cache is not emptied: run the captured work once before capture)' : ''),
       {
         hint:
           'lower batch_size or max_length, turn on activation checkpointing, train with LoRA instead of full ' +
@@ -157,4 +234,10 @@ export class CachingAllocator {
       },
     );
   }
+}
+
+function pushTo(free: Map<number, number[]>, cls: number, ptr: number): void {
+  let list = free.get(cls);
+  if (!list) free.set(cls, (list = []));
+  list.push(ptr);
 }

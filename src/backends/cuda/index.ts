@@ -9,6 +9,7 @@ import { attention, attentionBackward } from './attention.ts';
 import { newCounters, type DeviceInfo, type DriverCounters } from './driver.ts';
 import { elementwiseKernels } from './elementwise.ts';
 import { gemm } from './gemm.ts';
+import { captureGraph, type CudaGraph } from './graph.ts';
 import { layerKernels } from './layers.ts';
 import { optimKernels } from './optim.ts';
 import { quantKernels } from './quant.ts';
@@ -18,6 +19,7 @@ import { CudaRuntime, CudaStorage } from './runtime.ts';
 export { CudaStorage } from './runtime.ts';
 export type { AllocatorStats } from './allocator.ts';
 export type { DeviceInfo, DriverCounters } from './driver.ts';
+export type { CudaGraph } from './graph.ts';
 
 export interface CudaBackend extends Backend<CudaStorage> {
   readonly info: DeviceInfo;
@@ -31,6 +33,11 @@ export interface CudaBackend extends Backend<CudaStorage> {
   takeCounters(): DriverCounters;
   /** Milliseconds of device time of the work `fn` queues (events on the stream). */
   time(fn: () => void): number;
+  /**
+   * The device work `fn` queues, captured into a CUDA graph that launch() replays (see graph.ts:
+   * run `fn` once first; inputs are rewritten in place; no host copies or reads inside `fn`).
+   */
+  captureGraph(fn: () => void): CudaGraph;
 }
 
 function createCudaBackend(rt: CudaRuntime): CudaBackend {
@@ -41,6 +48,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     emptyCache: () => rt.allocator.emptyCache(),
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
+    captureGraph: (fn) => captureGraph(rt, fn),
     takeCounters() {
       const c = rt.driver.counters;
       rt.driver.counters = newCounters();
