@@ -103,6 +103,39 @@ test('alloc zeroes; write/read at offsets; fill and same-dtype cast move real by
   }
 });
 
+test('a captured memset, device copy and GEMM replay on launch; host copies are refused by the fake itself', { skip: SKIP }, () => {
+  const a = upload('float32', [1, 2, 3, 4, 5, 6]); // [2, 3]
+  const w = upload('float32', [1, 0, 0, 1, 1, 1]); // [3, 2]
+  const c = b.alloc('float32', 4);
+  const d = b.alloc('float32', 4);
+  const graph = b.captureGraph(() => {
+    b.fill(c, 'float32', 0, 4, 7); // a memset
+    b.gemm({
+      transA: false, transB: false, m: 2, n: 2, k: 3, alpha: 1, beta: 1, a, aOffset: 0, lda: 3, aDtype: 'float32',
+      b: w, bOffset: 0, ldb: 2, bDtype: 'float32', c, cOffset: 0, ldc: 2, cDtype: 'float32', batch: 1, strideA: 0, strideB: 0, strideC: 0,
+    });
+    b.cast(c, 'float32', d, 'float32', 4); // a device-to-device copy
+  });
+  assert.deepEqual([...b.read(d, 'float32', 0, 4)], [0, 0, 0, 0], 'capture runs nothing');
+  for (const scale of [1, 2]) {
+    b.write(a, 'float32', 0, Float32Array.from([1, 2, 3, 4, 5, 6], (v) => v * scale));
+    graph.launch();
+    assert.deepEqual([...b.read(d, 'float32', 0, 4)], [7 + 4 * scale, 7 + 5 * scale, 7 + 10 * scale, 7 + 11 * scale]);
+  }
+  graph.dispose();
+  for (const s of [a, w, c, d]) b.free(s);
+  // below the backend's own refusal: the fake fails a host copy in capture and invalidates it, as a card does
+  const fake = koffi.load(process.env['XTUNER_LIBCUDA']!);
+  const begin = fake.func('int cuStreamBeginCapture_v2(void *stream, int mode)');
+  const htod = fake.func('int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t bytes, void *stream)');
+  const end = fake.func('int cuStreamEndCapture(void *stream, _Out_ void **graph)');
+  const buf = b.alloc('float32', 1);
+  assert.equal(begin(null, 2), 0);
+  assert.equal(htod(buf.ptr, Buffer.alloc(4), 4, null), 900, 'CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED');
+  assert.equal(end(null, [null]), 901, 'CUDA_ERROR_STREAM_CAPTURE_INVALIDATED');
+  b.free(buf);
+});
+
 test('freed blocks are reused without the driver; out of memory says what to change', { skip: SKIP }, () => {
   const held = [100, 5000, 3_000_000].map((n) => b.alloc('float32', n));
   for (const s of held) b.free(s);

@@ -1,0 +1,97 @@
+// The caching allocator's graph pools (src/backends/cuda/allocator.ts) on a counting fake device:
+// during capture allocations come from the pool, then from the shared cache, and only then from
+// the device; blocks freed during capture (wherever they came from) join the pool; after capture
+// the pool's blocks are never handed out to others, so replays find them; dispose returns them.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { CachingAllocator, SMALL_MAX, type DeviceMemory } from '../../src/backends/cuda/allocator.ts';
+
+const MiB = 1024 * 1024;
+
+function fakeDevice(): DeviceMemory & { allocs: number; frees: number } {
+  let next = 0x10000000;
+  const d = {
+    allocs: 0,
+    frees: 0,
+    memAlloc(bytes: number): number {
+      d.allocs++;
+      const p = next;
+      next += bytes;
+      return p;
+    },
+    memFree(): void {
+      d.frees++;
+    },
+    memInfo: () => ({ free: 1 << 30, total: 1 << 30 }),
+  };
+  return d;
+}
+
+const what = () => 'test';
+
+test('a warm cache serves the capture without the device; blocks freed during capture are reused inside it', () => {
+  const dev = fakeDevice();
+  const a = new CachingAllocator(dev, 'fake');
+  const warm = [a.alloc(4 * MiB, what), a.alloc(4 * MiB, what), a.alloc(1000, what)];
+  for (const b of warm) a.release(b);
+  const allocs = dev.allocs;
+  const pool = a.beginCapture();
+  const x = a.alloc(4 * MiB, what);
+  a.release(x); // freed during capture: back to the pool
+  const y = a.alloc(4 * MiB, what);
+  assert.equal(y.ptr, x.ptr, 'stream-ordered reuse inside the capture');
+  const z = a.alloc(4 * MiB, what);
+  const s = a.alloc(1000, what);
+  a.endCapture();
+  assert.equal(dev.allocs, allocs, 'no cuMemAlloc during capture');
+  assert.deepEqual([...pool.blocks.keys()].sort(), [y.ptr, z.ptr, s.ptr].sort());
+  assert.equal(a.stats().graphPoolBytes, 2 * 4 * MiB + s.bytes);
+  // after capture: the pool's blocks, live or freed, are not handed out again
+  a.release(z);
+  const outside = a.alloc(4 * MiB, what);
+  assert.ok(![y.ptr, z.ptr].includes(outside.ptr), 'a freed pool block stays the graph\'s');
+  a.release(outside);
+  a.release(y);
+  a.release(s);
+  a.disposePool(pool);
+  assert.equal(a.stats().graphPoolBytes, 0);
+  const again = [a.alloc(4 * MiB, what), a.alloc(4 * MiB, what), a.alloc(4 * MiB, what)];
+  assert.equal(dev.allocs, allocs + 1, 'the disposed pool\'s blocks are in the shared cache again');
+  for (const b of again) a.release(b);
+  a.emptyCache();
+  assert.equal(dev.frees, dev.allocs - 1, 'all large blocks go back to the driver (the slab stays)');
+});
+
+test('blocks made or freed during capture belong to the pool; a slab carved during capture is all the graph\'s', () => {
+  const dev = fakeDevice();
+  const a = new CachingAllocator(dev, 'fake');
+  const input = a.alloc(2 * MiB, what); // allocated before capture, freed inside it
+  const pool = a.beginCapture();
+  const small = a.alloc(SMALL_MAX / 2, what); // a fresh slab: the capture's cache was cold
+  a.release(input);
+  a.endCapture();
+  assert.ok(pool.blocks.has(input.ptr), 'a block freed during capture may still be read by the graph');
+  assert.ok(pool.blocks.has(small.ptr));
+  assert.equal(pool.blocks.size, 1 + (2 * MiB) / (SMALL_MAX / 2), 'the whole slab');
+  assert.notEqual(a.alloc(2 * MiB, what).ptr, input.ptr);
+  assert.notEqual(a.alloc(SMALL_MAX / 2, what).ptr, small.ptr + SMALL_MAX / 2);
+  // a live output outlives its graph: after dispose it is an ordinary block, freed to the cache
+  a.disposePool(pool);
+  a.release(small);
+  assert.equal(a.alloc(SMALL_MAX / 2, what).ptr, small.ptr);
+});
+
+test('out of memory during capture does not empty the cache and says why', () => {
+  let left = 8 * MiB;
+  const dev: DeviceMemory = {
+    memAlloc: (bytes) => (bytes > left ? null : ((left -= bytes), 0x1000 + left)),
+    memFree: () => assert.fail('cuMemFree during capture'),
+    memInfo: () => ({ free: left, total: 8 * MiB }),
+  };
+  const a = new CachingAllocator(dev, 'fake');
+  a.release(a.alloc(8 * MiB, what)); // cached, of another class than the request below
+  a.beginCapture();
+  assert.throws(() => a.alloc(4 * MiB, what), /during CUDA graph capture/);
+  a.endCapture();
+});
