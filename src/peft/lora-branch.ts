@@ -11,8 +11,9 @@
 //
 // Forward, 1 kernel + 2 GEMMs: Ac, Bc = A, B cast to x's dtype (castCopy: cached with A and B,
 // cast again only after they were written in place, and refreshed by the AdamW step itself, so no
-// cast launch per forward); h = dropout(x) (Philox: the step's seed on the device, this call's number); z [rows, r] = h Ac^T;
-// y += scaling * z Bc^T (GEMM alpha = scaling, beta = 1, in y's own storage, which becomes `out`).
+// cast launch per forward); h = dropout(x) (Philox: the step's seed on the device, this call's
+// number); z [rows, r] = h Ac^T; y += scaling * z Bc^T (GEMM alpha = scaling, beta = 1, in y's own
+// storage, which becomes `out`).
 // Saved for the backward: x (the base layer keeps the same storage anyway), z, Ac, Bc and the
 // dropout call (seed buffer and number); neither h nor its mask: the backward redraws the mask.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
@@ -25,7 +26,7 @@ import { XtunerError } from '../errors.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { castCopy } from '../tensor/ops/cast.ts';
 import type { DropoutStream } from '../tensor/ops/dropout.ts';
-import { castRaw, checkDevice, checkFloat, empty } from '../tensor/ops/util.ts';
+import { castRaw, checkDevice, checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -71,24 +72,14 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
     mask(t, out, drop);
     return out;
   };
-  /** gc (float32 or `dtype`) = alpha * op(ga) op(gb) + beta * gc; ga, gb row-major in `dtype`. */
-  const gemm = (transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, beta: number, ga: Tensor, gb: Tensor, gc: Tensor): void =>
-    be.gemm({
-      transA, transB, m, n, k, alpha, beta,
-      a: ga.storage, aOffset: 0, lda: transA ? m : k, aDtype: dtype,
-      b: gb.storage, bOffset: 0, ldb: transB ? k : n, bDtype: dtype,
-      c: gc.storage, cOffset: 0, ldc: n, cDtype: gc.floatDtype,
-      batch: 1, strideA: 0, strideB: 0, strideC: 0,
-    });
-
   const ac = castCopy(a, dtype); // [r, in]
   const bc = castCopy(b, dtype); // [out, r]
   const h = dropped(x); // [rows, in]
   const z = empty([rows, r], dtype, device);
-  gemm(false, true, rows, r, inF, 1, 0, h, ac, z); // z = h Ac^T
+  gemm2d(false, true, rows, r, inF, 1, 0, h, ac, z); // z = h Ac^T
   if (h !== x) h.dispose();
   const out = y._share();
-  gemm(false, true, rows, outF, r, scaling, 1, z, bc, out); // out = y + scaling * z Bc^T
+  gemm2d(false, true, rows, outF, r, scaling, 1, z, bc, out); // out = y + scaling * z Bc^T
   recordOp('loraBranch', out, [y, x, a, b], [x, z, ac, bc], ([sx, sz, sac, sbc], dy, needs) => {
     let dz: Tensor | null = null;
     let dx: Tensor | null = null;
@@ -96,21 +87,21 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
     let dB: Tensor | null = null;
     if (needs[1] || needs[2]) {
       dz = empty([rows, r], dtype, device);
-      gemm(false, false, rows, r, outF, scaling, 0, dy, sbc!, dz); // dz = scaling * dy Bc
+      gemm2d(false, false, rows, r, outF, scaling, 0, dy, sbc!, dz); // dz = scaling * dy Bc
     }
     if (needs[3]) {
       dB = empty(b.shape, 'float32', device);
-      gemm(true, false, outF, r, rows, scaling, 0, dy, sz!, dB); // dB = scaling * dy^T z
+      gemm2d(true, false, outF, r, rows, scaling, 0, dy, sz!, dB); // dB = scaling * dy^T z
     }
     if (needs[2]) {
       const hb = dropped(sx!); // h again, from the same seed and call
       dA = empty(a.shape, 'float32', device);
-      gemm(true, false, r, inF, rows, 1, 0, dz!, hb, dA); // dA = dz^T h
+      gemm2d(true, false, r, inF, rows, 1, 0, dz!, hb, dA); // dA = dz^T h
       if (hb !== sx) hb.dispose();
     }
     if (needs[1]) {
       dx = empty(x.shape, dtype, device);
-      gemm(false, false, rows, inF, r, 1, 0, dz!, sac!, dx); // dh = dz Ac
+      gemm2d(false, false, rows, inF, r, 1, 0, dz!, sac!, dx); // dh = dz Ac
       if (drop) mask(dx, dx, drop); // dx = dropout'(dh): the same mask and factor, in place
     }
     return [needs[0] ? dy : null, dx, dA && castRaw(dA, aDtype), dB && castRaw(dB, bDtype)];

@@ -16,7 +16,7 @@ import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { dtypeBytes, type DType, type FloatDType } from '../tensor/dtype.ts';
 import { keep, linear, noGrad, type Device, type Tensor } from '../tensor/index.ts';
-import { checkFloat, empty } from '../tensor/ops/util.ts';
+import { checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
 import { ABSMAX_BLOCK_SIZE, dequantizeNf4, nf4BlockSize, type Nf4Data, type Nf4Options } from './nf4.ts';
 
 /**
@@ -137,13 +137,7 @@ export class NF4Linear extends Module implements LinearLike {
       // dx [rows, in] = dy [rows, out] W [out, in], W dequantised again
       const wb = this.dequantize(dtype);
       const dx = empty(x.shape, dtype, x.device);
-      dy.backend.gemm({
-        transA: false, transB: false, m: rows, n: this.inFeatures, k: this.outFeatures, alpha: 1, beta: 0,
-        a: dy.storage, aOffset: 0, lda: this.outFeatures, aDtype: dtype,
-        b: wb.storage, bOffset: 0, ldb: this.inFeatures, bDtype: dtype,
-        c: dx.storage, cOffset: 0, ldc: this.inFeatures, cDtype: dtype,
-        batch: 1, strideA: 0, strideB: 0, strideC: 0,
-      });
+      gemm2d(false, false, rows, this.inFeatures, this.outFeatures, 1, 0, dy, wb, dx);
       wb.dispose();
       return [dx];
     });

@@ -6,7 +6,7 @@ import { XtunerError } from '../../errors.ts';
 import { recordOp } from '../autograd.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
-import { checkDevice, checkFloat, empty, castRaw } from './util.ts';
+import { checkDevice, checkFloat, empty, castRaw, gemm2d } from './util.ts';
 
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const device = checkDevice('linear', x, w, b);
@@ -31,13 +31,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     if (bb !== b) bb.dispose();
     beta = 1;
   }
-  be.gemm({
-    transA: false, transB: true, m: rows, n: outF, k: inF, alpha: 1, beta,
-    a: x.storage, aOffset: 0, lda: inF, aDtype: dtype,
-    b: w.storage, bOffset: 0, ldb: inF, bDtype: wDtype,
-    c: out.storage, cOffset: 0, ldc: outF, cDtype: dtype,
-    batch: 1, strideA: 0, strideB: 0, strideC: 0,
-  });
+  gemm2d(false, true, rows, outF, inF, 1, beta, x, w, out); // out [rows, out] (+)= x w^T
   return recordOp('linear', out, [x, w, b ?? null], [x, w], ([sx, sw], dy, needs) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
@@ -45,24 +39,12 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     if (needs[0]) {
       // dx [rows, in] = dy [rows, out] w [out, in]
       dx = empty(x.shape, dtype, device);
-      be.gemm({
-        transA: false, transB: false, m: rows, n: inF, k: outF, alpha: 1, beta: 0,
-        a: dy.storage, aOffset: 0, lda: outF, aDtype: dtype,
-        b: sw!.storage, bOffset: 0, ldb: inF, bDtype: wDtype,
-        c: dx.storage, cOffset: 0, ldc: inF, cDtype: dtype,
-        batch: 1, strideA: 0, strideB: 0, strideC: 0,
-      });
+      gemm2d(false, false, rows, inF, outF, 1, 0, dy, sw!, dx);
     }
     if (needs[1]) {
       // dw [out, in] = dy^T [out, rows] x [rows, in]
       dw = empty(w.shape, dtype, device);
-      be.gemm({
-        transA: true, transB: false, m: outF, n: inF, k: rows, alpha: 1, beta: 0,
-        a: dy.storage, aOffset: 0, lda: outF, aDtype: dtype,
-        b: sx!.storage, bOffset: 0, ldb: inF, bDtype: dtype,
-        c: dw.storage, cOffset: 0, ldc: inF, cDtype: dtype,
-        batch: 1, strideA: 0, strideB: 0, strideC: 0,
-      });
+      gemm2d(true, false, outF, inF, rows, 1, 0, dy, sx!, dw);
       dw = castRaw(dw, wDtype);
     }
     if (needs[2] && b) {

@@ -49,3 +49,18 @@ export function castRaw(g: Tensor, dtype: DType): Tensor {
   g.backend.cast(g.storage, g.dtype, out.storage, dtype, g.size);
   return out;
 }
+
+/**
+ * c = alpha * op(a) op(b) + beta * c for row-major 2-D operands, op = transpose where asked:
+ * op(a) [m, k], op(b) [k, n], c [m, n]; each operand in its own float dtype (the backend's mixed
+ * GEMMs: bf16 x bf16 -> float32, bf16 x float32 weights, ...).
+ */
+export function gemm2d(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, beta: number, a: Tensor, b: Tensor, c: Tensor): void {
+  c.backend.gemm({
+    transA, transB, m, n, k, alpha, beta,
+    a: a.storage, aOffset: 0, lda: transA ? m : k, aDtype: a.floatDtype,
+    b: b.storage, bOffset: 0, ldb: transB ? k : n, bDtype: b.floatDtype,
+    c: c.storage, cOffset: 0, ldc: n, cDtype: c.floatDtype,
+    batch: 1, strideA: 0, strideB: 0, strideC: 0,
+  });
+}
