@@ -133,12 +133,20 @@ export interface AdamWHyper {
 /**
  * AdamW's step state, read by the kernel from device memory (so a replayed launch sees each step's
  * values): the hyper-parameters and the step count, float64 each, in an int32 storage of
- * ADAMW_STATE_WORDS words, laid out by cpu/optim.ts adamwStateWords: [lr, step, beta1, beta2, eps,
- * weightDecay]. The host writes it once per step, before the step's launches.
+ * ADAMW_STATE_WORDS words laid out by adamwStateWords: [lr, step, beta1, beta2, eps, weightDecay].
+ * The host writes it once per step, before the step's launches.
  */
 export interface AdamWState extends AdamWHyper {
   /** The step being taken, counted from 1: a tensor's own count is step - its stepLag. */
   step: number;
+}
+
+/** Words (int32) of an AdamW step state: six float64 values. */
+export const ADAMW_STATE_WORDS = 12;
+
+/** The step state as every backend reads it: float64 [lr, step, beta1, beta2, eps, weightDecay] in int32 words. */
+export function adamwStateWords(st: AdamWState): Int32Array {
+  return new Int32Array(Float64Array.of(st.lr, st.step, st.beta1, st.beta2, st.eps, st.weightDecay).buffer);
 }
 
 /** One tensor of a multi-tensor AdamW step: four storages of `size` elements, each its own float dtype. */

@@ -10,7 +10,7 @@
 // Not here: the learning-rate schedule (schedule.ts) and clipping (clip.ts).
 
 import { XtunerError } from '../errors.ts';
-import { ADAMW_STATE_WORDS } from '../backends/cpu/optim.ts';
+import { ADAMW_STATE_WORDS } from '../backends/backend.ts';
 import { adamwStep, keep, zeros, type AdamWEntry, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {

@@ -3,7 +3,7 @@
 // scale/add/fill in place; and one read-back for several scalars.
 
 import type { AdamWHyper, AdamWTensor, Device, Storage } from '../backends/index.ts';
-import { ADAMW_STATE_WORDS, adamwStateWords } from '../backends/cpu/optim.ts';
+import { ADAMW_STATE_WORDS, adamwStateWords } from '../backends/backend.ts';
 import { XtunerError } from '../errors.ts';
 import { cast } from './ops/cast.ts';
 import { concat } from './ops/concat.ts';

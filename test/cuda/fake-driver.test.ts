@@ -15,7 +15,7 @@ import test from 'node:test';
 import koffi from 'koffi';
 import type { Backend, BinaryOp, UnaryOp } from '../../src/backends/backend.ts';
 import { cpuBackend } from '../../src/backends/cpu/index.ts';
-import { ADAMW_STATE_WORDS, adamwStateWords } from '../../src/backends/cpu/optim.ts';
+import { ADAMW_STATE_WORDS, adamwStateWords } from '../../src/backends/backend.ts';
 import { cudaBackend, type CudaBackend, type CudaStorage } from '../../src/backends/cuda/index.ts';
 import { kernelDir } from '../../src/backends/cuda/kernels.ts';
 import { XtunerError } from '../../src/errors.ts';

@@ -6,7 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { ADAMW_STATE_WORDS, adamwStateWords } from '../../src/backends/cpu/optim.ts';
+import { ADAMW_STATE_WORDS, adamwStateWords } from '../../src/backends/backend.ts';
 import { cudaBackend, CudaStorage } from '../../src/backends/cuda/index.ts';
 import { f32ToHost, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
 

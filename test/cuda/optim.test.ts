@@ -8,7 +8,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import type { AdamWHyper, AdamWTensor } from '../../src/backends/backend.ts';
 import { cudaBackend } from '../../src/backends/cuda/index.ts';
-import { adamwStateWords } from '../../src/backends/cpu/optim.ts';
+import { adamwStateWords } from '../../src/backends/backend.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { clipCoefficient } from '../../src/optim/clip.ts';
 import { hostToF32, type FloatDType } from '../../src/tensor/dtype.ts';

@@ -2,7 +2,7 @@
 // coefficient, and the AdamW step over many tensors (PyTorch semantics). Both work in place on
 // storage, outside autograd.
 
-import type { AdamWHyper, AdamWState, AdamWTensor, FloatSpan } from '../backend.ts';
+import { ADAMW_STATE_WORDS, type AdamWHyper, type AdamWState, type AdamWTensor, type FloatSpan } from '../backend.ts';
 import { cast } from './elementwise.ts';
 import { commit, f32Of, type CpuStorage } from './storage.ts';
 
@@ -20,14 +20,6 @@ export function gradNormClip(xs: readonly FloatSpan<CpuStorage>[], maxNorm: numb
   const c = Math.fround(Math.fround(maxNorm) / Math.fround(norm + Math.fround(CLIP_EPS)));
   (normS as Float32Array)[0] = norm;
   (coefS as Float32Array)[0] = c < 1 ? c : 1; // NaN: 1 (left unclipped)
-}
-
-/** Words (int32) of an AdamW step state: six float64 values. */
-export const ADAMW_STATE_WORDS = 12;
-
-/** The step state as the device reads it: float64 [lr, step, beta1, beta2, eps, weightDecay] in int32 words. */
-export function adamwStateWords(st: AdamWState): Int32Array {
-  return new Int32Array(Float64Array.of(st.lr, st.step, st.beta1, st.beta2, st.eps, st.weightDecay).buffer);
 }
 
 function readAdamWState(s: CpuStorage): AdamWState {
