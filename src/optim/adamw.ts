@@ -88,9 +88,9 @@ export class AdamW {
       s.step++;
       entries.push({ param: p, grad: g, expAvg: s.expAvg, expAvgSq: s.expAvgSq, step: s.step });
     }
-    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
     if (entries.length === 0) return;
     this.#stepState ??= keep(zeros([ADAMW_STATE_WORDS], { dtype: 'int32', device: entries[0]!.param.device }));
+    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
     adamwStep(entries, hyper, gradScale, this.#stepState);
   }
 

@@ -1,9 +1,10 @@
 // CUDA launchers of flash-style attention. The token axis is cut into segments (b, start, qLen,
 // kLen) (whole rows, or the cuSeqlens pieces, cut again at row ends) with tiles of query rows and of
 // keys per segment, built on the device (attn_tiles) into grids sized for the worst case, so a call
-// uploads nothing and launches the same grids whatever the boundaries; kernels never cross a segment. Two kernel sets share that
-// contract: native/cuda/attention-mma.cu (tensor cores: bf16/f16, head dims MMA_HEAD_DIMS, 16-byte
-// aligned tensors) and native/cuda/attention.cu (CUDA cores: everything else).
+// uploads nothing and launches the same grids whatever the boundaries; kernels never cross a
+// segment. Two kernel sets share that contract: native/cuda/attention-mma.cu (tensor cores:
+// bf16/f16, head dims MMA_HEAD_DIMS, 16-byte aligned tensors) and native/cuda/attention.cu (CUDA
+// cores: everything else).
 
 import type { AttentionArgs, AttentionBackwardArgs, AttentionShape } from '../backend.ts';
 import { dtypeBytes } from '../../tensor/dtype.ts';
