@@ -68,3 +68,20 @@ test('crossEntropy rejects labels out of range and a wrong count', () => {
     assert.throws(() => T.crossEntropy(x, new Int32Array([1])), /1 labels for logits \[2, 4\]/);
   });
 });
+
+test("crossEntropy reduction 'sum' is count x the mean, with gradients count x the mean's", () => {
+  T.tidy(() => {
+    const labels = new Int32Array([2, -100, 0, 4]);
+    const x = T.randn([4, 5], { requiresGrad: true });
+    const mean = T.crossEntropy(x, labels);
+    mean.backward();
+    const gMean = x.grad!.toFloat32Array();
+    x.grad = null;
+    const sum = T.crossEntropy(x, labels, { reduction: 'sum' });
+    sum.backward();
+    assert.ok(Math.abs(sum.item() - 3 * mean.item()) <= 1e-6 * sum.item());
+    x.grad!.toFloat32Array().forEach((g, i) => assert.ok(Math.abs(g - 3 * gMean[i]!) <= 1e-6, `grad ${i}`));
+    const none = T.crossEntropy(x, new Int32Array([-100, -100, -100, -100]), { reduction: 'sum' });
+    assert.equal(none.item(), 0);
+  });
+});

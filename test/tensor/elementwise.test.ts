@@ -110,11 +110,14 @@ test('activations and pointwise math: values and gradients', () => {
     ['sqrt', T.sqrt, Math.sqrt, 'positive'],
     ['neg', T.neg, (x) => -x],
     ['scale', (x) => T.scale(x, -2.5), (x) => -2.5 * x],
+    // by a scale read on the device (not a launch constant); the scale tensor gets no gradient
+    ['scale by a tensor', (x) => T.scale(x, T.tensor([-2.5])), (x) => -2.5 * x],
   ];
   for (const [name, op, f, kind] of cases) {
     for (const seed of [3, 4]) gradCheck(name, [{ shape: [4, 7], kind }], ([x]) => op(x!), pointwiseRef(f), seed);
   }
   assert.equal(T.gelu_tanh, T.geluTanh);
+  T.tidy(() => assert.throws(() => T.scale(T.ones([2]), T.ones([2])), /a tensor scale must be float32 with one element/));
 });
 
 test('gelu at large |x| (erf tail) matches the reference', () => {

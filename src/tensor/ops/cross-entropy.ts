@@ -1,7 +1,7 @@
-// crossEntropy(logits[N, V], labels int32[N], { ignoreIndex = -100 }) -> scalar: the mean over
-// rows whose label is not ignoreIndex of -log softmax(logits)[label] (0 when every row is
-// ignored). When a gradient will be needed, the forward pass writes it too, (softmax - onehot) /
-// count into one [N, V] buffer (the only full-vocabulary tensor the op adds, and the one the
+// crossEntropy(logits[N, V], labels int32[N], { ignoreIndex = -100, reduction = 'mean' }) ->
+// scalar: the mean (or sum) over rows whose label is not ignoreIndex of -log softmax(logits)[label]
+// (0 when every row is ignored). When a gradient will be needed, the forward pass writes it too,
+// (softmax - onehot) / count (sum: not divided) into one [N, V] buffer (the only full-vocabulary tensor the op adds, and the one the
 // backward returns, multiplied in place by the upstream gradient read on the device), so the
 // logits themselves need not be kept and each logit costs one exp.
 
@@ -20,6 +20,12 @@ export interface CrossEntropyOptions {
    * a step's other inputs, used instead of an upload (the host copy is what is checked and counted).
    */
   labelsOnDevice?: Tensor;
+  /**
+   * 'mean' (PyTorch's default) or 'sum'. A sum takes nothing from the labels' values but the rows
+   * it skips, so its launches are the same whatever the labels (a loss over chunks scales the sum
+   * by a device scalar instead: CausalLM's chunked loss).
+   */
+  reduction?: 'mean' | 'sum';
 }
 
 export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: CrossEntropyOptions = {}): Tensor {
@@ -47,13 +53,14 @@ export function crossEntropy(logits: Tensor, labels: Int32Array | Tensor, opts: 
   const rowLoss = empty([N], 'float32', device);
   const grad = isRecording([logits]) ? empty(logits.shape, dtype, device) : null;
   const be = logits.backend;
-  const inv = count === 0 ? 0 : 1 / count;
+  const mean = (opts.reduction ?? 'mean') === 'mean';
+  const inv = !mean ? 1 : count === 0 ? 0 : 1 / count;
   be.crossEntropy(logits.storage, lab.storage, rowLoss.storage, grad?.storage ?? null, N, V, ignoreIndex, inv, dtype);
   if (!dev) lab.dispose();
-  // mean over the counted rows: a sum over N, then 1/count
+  // a sum over N (ignored rows hold 0); the mean then scales it by 1/count
   const out = empty([], 'float32', device);
   be.reduceSum(rowLoss.storage, out.storage, 1, N, 1, 'float32');
-  be.scale(out.storage, out.storage, 1, inv, 'float32', null);
+  if (mean) be.scale(out.storage, out.storage, 1, inv, 'float32', null);
   rowLoss.dispose();
   if (!grad) return out;
   // dy stays on the device: the scale kernel reads it there (no read-back, no wait in the backward).
