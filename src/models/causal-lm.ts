@@ -15,7 +15,7 @@ import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSour
 import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, padCuSeqlens, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
-import { PersistentBuffer, StepInputBuffer } from './step-inputs.ts';
+import { PersistentBuffer, StepInputBuffer, type DeviceInputs } from './step-inputs.ts';
 
 export interface ForwardOptions {
   /** Same shape as inputIds; -100 where not supervised. Shifted by one inside (HF semantics). */
@@ -44,6 +44,21 @@ export interface ForwardOutput {
   logits: Tensor; // [B, T, V]
   /** Mean cross-entropy over supervised targets (0 when none); present when labels were given. */
   loss?: Tensor;
+}
+
+/** A forward's checked inputs, on the device (CausalLM.prepare). */
+export interface PreparedBatch {
+  readonly ids: IdBatch;
+  /** The shifted targets, -100 where none; null without labels. */
+  readonly targets: Int32Array | null;
+  readonly cuSeqlens: Int32Array | null;
+  readonly dev: DeviceInputs;
+  readonly rope: { cos: Tensor; sin: Tensor }; // [B, T, D] each
+  /** `{ logits: false }`: the loss over row chunks only. */
+  readonly lossOnly: boolean;
+  readonly lossChunkRows: number;
+  /** Batches of equal signatures get the same launches from forwardPrepared (shapes, cuSeqlens capacity, outputs). */
+  readonly signature: string;
 }
 
 export interface LossOutput {
@@ -133,9 +148,22 @@ export class CausalLM extends Module implements DecodingModel {
   forward(inputIds: IdsInput, opts: LossOnlyOptions): LossOutput;
   forward(inputIds: IdsInput, opts?: ForwardOptions & { logits?: true }): ForwardOutput;
   forward(inputIds: IdsInput, opts: ForwardOptions & { logits?: boolean; lossChunkRows?: number } = {}): ForwardOutput | LossOutput {
+    return this.forwardPrepared(this.prepare(inputIds, opts));
+  }
+
+  /**
+   * The host half of a forward: the inputs checked (errors name the bad value) and written to the
+   * device (one upload of the int32 inputs, one of the loss scale, one of the rope tables, into
+   * buffers that keep their addresses from step to step). `forwardPrepared` then only queues device
+   * work, and the same launches for every batch of the same `signature`: a CUDA graph captured from
+   * one batch replays for the next (src/train/step.ts). The views it holds go with the enclosing scope.
+   */
+  prepare(inputIds: IdsInput, opts: ForwardOptions & { logits?: boolean; lossChunkRows?: number } = {}): PreparedBatch {
     if (opts.logits === false && opts.labels === undefined) {
       throw new XtunerError('forward: { logits: false } needs labels (the loss is then the only output)');
     }
+    const rows = opts.lossChunkRows ?? LOSS_CHUNK_ROWS;
+    if (!(Number.isInteger(rows) && rows > 0)) throw new XtunerError(`forward: lossChunkRows must be a positive integer, got ${rows}`);
     const ids = toIdBatch(inputIds, 'inputIds');
     checkVocab(ids, this.#cfg.vocabSize, 'inputIds');
     let positions: Int32Array;
@@ -153,18 +181,26 @@ export class CausalLM extends Module implements DecodingModel {
 
     // every int32 input in one upload, before any kernel of the step: nothing uploads per layer or loss chunk
     const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
-    // the views live as long as the rope tables: layers checkpointed under ctx read them again in the backward
+    const lossOnly = opts.logits === false;
+    const signature = [`${ids.b}x${ids.t}`, dev.cuSeqlens ? `cu${dev.cuSeqlens.size}` : 'rows', targets ? 'labels' : '', lossOnly ? `loss/${rows}` : 'logits'].join(' ');
+    return { ids, targets, cuSeqlens: cu ?? null, dev, rope: this.#rope(positions, ids.b, ids.t, true), lossOnly, lossChunkRows: rows, signature };
+  }
+
+  /** The device half of a forward (see prepare). */
+  forwardPrepared(p: PreparedBatch): ForwardOutput | LossOutput {
+    const { ids, dev } = p;
+    // the rope views live as long as the scope that prepared them: layers checkpointed under ctx read them again in the backward
     const ctx: StepContext = {
-      ...this.#rope(positions, ids.b, ids.t, true),
-      ...(cu ? { cuSeqlens: cu, cuSeqlensOnDevice: dev.cuSeqlens! } : {}),
+      ...p.rope,
+      ...(p.cuSeqlens ? { cuSeqlens: p.cuSeqlens, cuSeqlensOnDevice: dev.cuSeqlens! } : {}),
       ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
     };
     const hidden = this.#inner().forward({ data: ids.data, shape: [ids.b, ids.t], onDevice: dev.ids }, ctx); // [B, T, H]
-    if (opts.logits === false) return { loss: this.#chunkedLoss(hidden, targets!, dev.targets!, opts.lossChunkRows ?? LOSS_CHUNK_ROWS) };
+    if (p.lossOnly) return { loss: this.#chunkedLoss(hidden, p.targets!, dev.targets!, dev.lossScale!, p.lossChunkRows) };
     const logits = this.#logits(hidden); // [B, T, V]
-    if (!targets) return { logits };
+    if (!p.targets) return { logits };
     const flat = reshape(logits, [ids.b * ids.t, this.#cfg.vocabSize]); // [B*T, V]
-    return { logits, loss: crossEntropy(flat, targets, { ignoreIndex: -100, labelsOnDevice: dev.targets! }) };
+    return { logits, loss: crossEntropy(flat, p.targets, { ignoreIndex: -100, labelsOnDevice: dev.targets! }) };
   }
 
   #checkLabels(labels: IdBatch, ids: IdBatch): void {
@@ -178,31 +214,25 @@ export class CausalLM extends Module implements DecodingModel {
 
   /**
    * HF's loss (the mean over every supervised target of the batch) from hidden [B, T, H] and the
-   * shifted targets, `rows` tokens at a time: each chunk's mean is weighted by its share of the
-   * supervised targets, so the sum is the batch mean, not a mean of chunk means.
+   * shifted targets, `rows` tokens at a time: the chunks' sums of -log p, times 1 / the batch's
+   * supervised targets read on the device (`lossScale`). Every chunk runs, supervised or not, and no
+   * launch takes a count: the launches depend on the shapes only.
    */
-  #chunkedLoss(hidden: Tensor, targets: Int32Array, targetsOnDevice: Tensor, rows: number): Tensor {
-    if (!(Number.isInteger(rows) && rows > 0)) throw new XtunerError(`forward: lossChunkRows must be a positive integer, got ${rows}`);
+  #chunkedLoss(hidden: Tensor, targets: Int32Array, targetsOnDevice: Tensor, lossScale: Tensor, rows: number): Tensor {
     const n = targets.length;
     const flat = reshape(hidden, [n, hidden.shape[2]!]); // [B*T, H]
-    const supervised = (a: Int32Array): number => a.reduce((c, y) => c + (y === -100 ? 0 : 1), 0);
-    const total = supervised(targets);
-    let loss: Tensor | null = null;
+    let sum: Tensor | null = null;
     for (let s = 0; s < n; s += rows) {
       const e = Math.min(n, s + rows);
       const chunk = targets.slice(s, e);
-      const count = supervised(chunk);
-      // Chunks without targets add nothing; with none at all, one chunk still gives the 0 loss (and its zero grads).
-      if (count === 0 && !(total === 0 && s === 0)) continue;
-      const weight = total === 0 ? 1 : count / total;
       // the chunk's targets on the device: an input of the checkpoint, so its recomputation has them
       const onDevice = targetsOnDevice._view(s, [e - s]);
-      const lossOf = (x: Tensor, lab: Tensor): Tensor => scale(crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100, labelsOnDevice: lab }), weight);
+      const lossOf = (x: Tensor, lab: Tensor): Tensor => crossEntropy(this.#logits(x), chunk, { ignoreIndex: -100, labelsOnDevice: lab, reduction: 'sum' });
       const part = checkpoint(lossOf, [slice(flat, 0, s, e), onDevice], { streams: this.#replayStreams });
       onDevice.dispose();
-      loss = loss ? add(loss, part) : part;
+      sum = sum ? add(sum, part) : part;
     }
-    return loss!;
+    return scale(sum!, lossScale);
   }
 
   /** Writes config.json + safetensors to `dir` (see ./save.ts). */

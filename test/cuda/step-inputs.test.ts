@@ -1,6 +1,6 @@
 // A packed LoRA training step of a bf16 model on CUDA copies its inputs to the device once, at its
 // start: ids, targets and cuSeqlens in one upload into a buffer that stays at the same address
-// step after step, then the rope tables (cos | sin) likewise; nothing between the first launch and the optimizer
+// step after step, then the loss scale (1 / supervised targets) and the rope tables (cos | sin) likewise; nothing between the first launch and the optimizer
 // uploads (no attention tile lists, no loss-chunk labels). The optimizer's uploads are counted apart,
 // and the dropout stream's per-step seed goes before the step as the trainer writes it (the first
 // step creates the seed's device buffer at the first dropout call: it is the warm-up step, which a
@@ -98,6 +98,7 @@ test('a packed CUDA training step uploads only at its start, into the same buffe
   }
   const cpu = await run('cpu', null);
   const inputBuffers = new Set<number>();
+  const scaleBuffers = new Set<number>();
   const ropeBuffers = new Set<number>();
   for (const [i, ev] of cuda.steps.entries()) {
     if (i === 0) continue; // the warm-up step (see the header)
@@ -105,12 +106,14 @@ test('a packed CUDA training step uploads only at its start, into the same buffe
     const opt = ev.findIndex((e) => e.kind === 'optimizer');
     const before = ev.slice(0, first).filter((e) => e.kind === 'htod');
     const inside = ev.slice(first, opt).filter((e) => e.kind === 'htod');
-    assert.equal(before.length, 2, `step ${i + 1}: ids + targets + cuSeqlens in one upload, then cos | sin in one, before the first launch`);
+    assert.equal(before.length, 3, `step ${i + 1}: ids + targets + cuSeqlens in one upload, the loss scale, cos | sin in one, before the first launch`);
     assert.equal(inside.length, 0, `step ${i + 1}: no upload between the first launch and the optimizer`);
     inputBuffers.add(before[0]!.dst!);
-    ropeBuffers.add(before[1]!.dst!);
+    scaleBuffers.add(before[1]!.dst!);
+    ropeBuffers.add(before[2]!.dst!);
   }
   assert.equal(inputBuffers.size, 1, 'the inputs go to the same device buffer every step');
+  assert.equal(scaleBuffers.size, 1, 'the loss scale goes to the same device buffer every step');
   assert.equal(ropeBuffers.size, 1, 'the rope tables go to the same device buffer every step');
   for (let i = 0; i < STEPS; i++) {
     const [want, got] = [cpu.losses[i]!, cuda.losses[i]!];

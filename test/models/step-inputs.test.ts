@@ -1,4 +1,5 @@
-// StepInputBuffer (src/models/step-inputs.ts): one upload gives views of ids, targets and cuSeqlens;
+// StepInputBuffer (src/models/step-inputs.ts): one upload gives views of ids, targets and cuSeqlens
+// (and one more the loss scale, 1 / supervised targets);
 // the buffer is written again only once every view of the last upload is gone, so a forward whose
 // backward is still pending keeps its inputs.
 
@@ -19,10 +20,15 @@ test('one upload: views with the values and shapes of each input', () => {
   assert.deepEqual([...inputs.targets!.toInt32Array()], [...targets]);
   assert.deepEqual([...inputs.cuSeqlens!.toInt32Array()], [...cu]);
   assert.equal(memoryOf(inputs.ids), memoryOf(inputs.cuSeqlens!), 'one buffer');
-  for (const t of [inputs.ids, inputs.targets!, inputs.cuSeqlens!]) t.dispose();
+  assert.deepEqual([...inputs.lossScale!.toFloat32Array()], [0.25], '4 supervised targets');
+  for (const t of [inputs.ids, inputs.targets!, inputs.cuSeqlens!, inputs.lossScale!]) t.dispose();
+  const unsupervised = new StepInputBuffer().upload('cpu', ids, 2, 3, new Int32Array(6).fill(-100), null);
+  assert.deepEqual([...unsupervised.lossScale!.toFloat32Array()], [0], 'no target: 0, not infinity');
+  for (const t of [unsupervised.ids, unsupervised.targets!, unsupervised.lossScale!]) t.dispose();
   const none = new StepInputBuffer().upload('cpu', ids, 2, 3, null, null);
   assert.equal(none.targets, null);
   assert.equal(none.cuSeqlens, null);
+  assert.equal(none.lossScale, null);
   none.ids.dispose();
 });
 
@@ -30,17 +36,18 @@ test('the buffer is reused once the views are gone, and never while one is held'
   const buf = new StepInputBuffer();
   const first = buf.upload('cpu', ids, 2, 3, targets, cu);
   const firstMemory = memoryOf(first.ids);
-  for (const t of [first.ids, first.targets!, first.cuSeqlens!]) t.dispose();
+  for (const t of [first.ids, first.targets!, first.cuSeqlens!, first.lossScale!]) t.dispose();
   const live = memoryStats().liveTensors;
   const second = buf.upload('cpu', ids.map((v) => v + 10), 2, 3, targets, cu);
   assert.equal(memoryOf(second.ids), firstMemory, 'free: written again in place');
-  assert.equal(memoryStats().liveTensors, live + 3, 'no new buffer, three views');
+  assert.equal(memoryStats().liveTensors, live + 4, 'no new buffer, four views');
   second.targets!.dispose();
   second.cuSeqlens!.dispose();
+  second.lossScale!.dispose();
   // second.ids is still held (as a pending backward would hold it): the next upload goes elsewhere
   const third = buf.upload('cpu', ids.map((v) => v + 20), 2, 3, targets, cu);
   assert.notEqual(memoryOf(third.ids), firstMemory);
   assert.deepEqual([...second.ids.toInt32Array()], [11, 12, 13, 14, 15, 16], 'the held view keeps its values');
   assert.deepEqual([...third.ids.toInt32Array()], [21, 22, 23, 24, 25, 26]);
-  for (const t of [second.ids, third.ids, third.targets!, third.cuSeqlens!]) t.dispose();
+  for (const t of [second.ids, third.ids, third.targets!, third.cuSeqlens!, third.lossScale!]) t.dispose();
 });
