@@ -11,7 +11,7 @@
 
 import { XtunerError } from '../errors.ts';
 import { ADAMW_STATE_WORDS } from '../backends/backend.ts';
-import { adamwStep, keep, zeros, type AdamWEntry, type Tensor } from '../tensor/index.ts';
+import { fillInPlace, keep, queueAdamwStep, writeAdamwState, zeros, type AdamWEntry, type Tensor } from '../tensor/index.ts';
 
 export interface AdamWOptions {
   lr: number;
@@ -76,27 +76,60 @@ export class AdamW {
    * every gradient on the device first; the gradients themselves are left as they are.
    */
   step(gradScale: Tensor | null = null): void {
-    const entries: AdamWEntry[] = [];
+    this.beginStep();
+    this.queueStep(gradScale);
+  }
+
+  /**
+   * The host half of step(): counts the step of every parameter with a gradient and writes the
+   * step state the kernel reads (lr, betas, the step: one upload). Moments are made here, at a
+   * parameter's first step.
+   */
+  beginStep(): void {
     for (const [name, p] of this.params) {
-      const g = p.grad;
-      if (!g) continue;
+      if (!p.grad) continue;
       let s = this.#state.get(name);
       if (!s) {
         s = { step: 0, expAvg: keep(zeros(p.shape, { device: p.device })), expAvgSq: keep(zeros(p.shape, { device: p.device })) };
         this.#state.set(name, s);
       }
       s.step++;
-      entries.push({ param: p, grad: g, expAvg: s.expAvg, expAvgSq: s.expAvgSq, step: s.step });
     }
+    const entries = this.#entries();
     if (entries.length === 0) return;
     this.#stepState ??= keep(zeros([ADAMW_STATE_WORDS], { dtype: 'int32', device: entries[0]!.param.device }));
     const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
-    adamwStep(entries, hyper, gradScale, this.#stepState);
+    writeAdamwState(this.#stepState, hyper, Math.max(...entries.map((e) => e.step)));
   }
 
-  /** Drops every gradient (PyTorch's zero_grad(set_to_none=True)). */
-  zeroGrad(): void {
-    for (const [, p] of this.params) p.grad = null;
+  /**
+   * The device half of step(), after beginStep(): queues the update and copies nothing from the
+   * host, so a captured CUDA graph can hold it (and replay it after each beginStep()).
+   */
+  queueStep(gradScale: Tensor | null = null): void {
+    const entries = this.#entries();
+    if (entries.length > 0) queueAdamwStep(entries, this.#stepState!, gradScale);
+  }
+
+  /** The parameters with a gradient, with their moments and step counts. */
+  #entries(): AdamWEntry[] {
+    const entries: AdamWEntry[] = [];
+    for (const [name, p] of this.params) {
+      const s = this.#state.get(name);
+      if (p.grad && s) entries.push({ param: p, grad: p.grad, expAvg: s.expAvg, expAvgSq: s.expAvgSq, step: s.step });
+    }
+    return entries;
+  }
+
+  /**
+   * Drops every gradient (PyTorch's zero_grad(set_to_none=True)), or with `setToNone` false sets
+   * them to zero in place, so they keep their storage (a captured step's addresses).
+   */
+  zeroGrad(setToNone = true): void {
+    for (const [, p] of this.params) {
+      if (setToNone) p.grad = null;
+      else if (p.grad) fillInPlace(p.grad, 0);
+    }
   }
 
   scalars(): AdamWScalars {

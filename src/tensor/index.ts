@@ -10,7 +10,7 @@ export { tidy, keep, noGrad } from './scope.ts';
 export { checkpoint } from './checkpoint.ts';
 export { memoryStats, resetPeakBytes, isGradEnabled } from './engine.ts';
 export { Rng, type RngState } from './rng.ts';
-export { assign, adamwStep, gradNormClip, readScalars, scaleInPlace, addInPlace, fillInPlace, type AdamWEntry } from './inplace.ts';
+export { assign, adamwStep, queueAdamwStep, writeAdamwState, gradNormClip, readScalars, scaleInPlace, addInPlace, fillInPlace, type AdamWEntry } from './inplace.ts';
 export { sizeOf, broadcastShapes } from './shape.ts';
 
 export { add } from './ops/add.ts';

@@ -56,16 +56,44 @@ export interface AdamWEntry {
 }
 
 /**
- * One AdamW step of every entry in place, torch.optim.AdamW semantics: param *= 1 - lr*weightDecay;
+ * One AdamW step of every entry in place (see queueAdamwStep): the step state written into `state`
+ * (an int32 [ADAMW_STATE_WORDS] tensor the caller keeps, or a temporary one), then the update queued.
+ */
+export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null, state: Tensor | null = null): void {
+  if (entries.length === 0) return;
+  const st = state ?? empty([ADAMW_STATE_WORDS], 'int32', entries[0]!.param.device);
+  writeAdamwState(st, hyper, furthestStep(entries));
+  queueAdamwStep(entries, st, gradScale);
+  if (st !== state) st.dispose();
+}
+
+/** The step being taken: the furthest entry's (the others lag behind it). */
+function furthestStep(entries: readonly AdamWEntry[]): number {
+  return Math.max(...entries.map((e) => e.step));
+}
+
+/**
+ * Writes the step state AdamW's kernel reads (lr, betas, eps, weight decay and `step`, the step
+ * being taken) into `state`, an int32 [ADAMW_STATE_WORDS] tensor the caller keeps (so its address
+ * stays the same from step to step): one upload, before queueAdamwStep queues the update.
+ */
+export function writeAdamwState(state: Tensor, hyper: AdamWHyper, step: number): void {
+  if (state.dtype !== 'int32' || state.size !== ADAMW_STATE_WORDS) {
+    throw new XtunerError(`writeAdamwState: state must be an int32 [${ADAMW_STATE_WORDS}] tensor, got ${state.dtype} ${fmt(state.shape)}`);
+  }
+  state.assign(adamwStateWords({ ...hyper, step }));
+}
+
+/**
+ * Queues one AdamW step of every entry in place, torch.optim.AdamW semantics: param *= 1 - lr*weightDecay;
  * moments updated from grad; param -= lr/(1-beta1^step) * expAvg / (sqrt(expAvgSq)/sqrt(1-beta2^step)
  * + eps). One backend call for all (one kernel launch on CUDA). `gradScale`, a float32 single-element
  * tensor on the same device (gradNormClip's coef), multiplies every gradient there, so clipping
  * needs neither a read-back nor a pass over the gradients of its own. The kernel reads lr, the
- * betas and the step from a step-state buffer on the device (Backend AdamWState), written here with
- * one upload: `state`, an int32 [ADAMW_STATE_WORDS] tensor the caller keeps (so its address stays the
- * same from step to step), or a temporary one.
+ * betas and the step from `state` (writeAdamwState, for the furthest entry's step); nothing here
+ * copies from the host, so a CUDA graph can hold it.
  */
-export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null, state: Tensor | null = null): void {
+export function queueAdamwStep(entries: readonly AdamWEntry[], state: Tensor, gradScale: Tensor | null = null): void {
   if (entries.length === 0) return;
   for (const e of entries) {
     checkSame('adamwStep', e.param, e.grad, 'param', 'grad');
@@ -73,18 +101,11 @@ export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gra
     checkSame('adamwStep', e.param, e.expAvgSq, 'param', 'expAvgSq');
     if (!(e.step >= 1)) throw new XtunerError(`adamwStep: step counts from 1, got ${e.step}`);
   }
-  checkDevice('adamwStep', gradScale, ...entries.map((e) => e.param));
+  checkDevice('adamwStep', gradScale, state, ...entries.map((e) => e.param));
   if (gradScale && (gradScale.dtype !== 'float32' || gradScale.size !== 1)) {
     throw new XtunerError(`adamwStep: gradScale must be a float32 single-element tensor, got ${gradScale.dtype} ${fmt(gradScale.shape)}`);
   }
-  const device = entries[0]!.param.device;
-  checkDevice('adamwStep', state, entries[0]!.param);
-  if (state && (state.dtype !== 'int32' || state.size !== ADAMW_STATE_WORDS)) {
-    throw new XtunerError(`adamwStep: state must be an int32 [${ADAMW_STATE_WORDS}] tensor, got ${state.dtype} ${fmt(state.shape)}`);
-  }
-  // the step being taken is the furthest tensor's; the others lag behind it
-  const step = Math.max(...entries.map((e) => e.step));
-  const st = (state ?? empty([ADAMW_STATE_WORDS], 'int32', device)).assign(adamwStateWords({ ...hyper, step }));
+  const step = furthestStep(entries);
   entries[0]!.param.backend.adamwStep(
     entries.map((e) => ({
       param: e.param.storage, grad: e.grad.storage, expAvg: e.expAvg.storage, expAvgSq: e.expAvgSq.storage, size: e.param.size,
@@ -92,10 +113,9 @@ export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gra
       stepLag: step - e.step,
       copy: stepCopy(e.param),
     })),
-    st.storage,
+    state.storage,
     gradScale?.storage ?? null,
   );
-  if (st !== state) st.dispose();
   for (const e of entries) {
     for (const t of [e.param, e.expAvg, e.expAvgSq]) markWritten(t._live());
     // the copy the kernel wrote holds the new values: still valid

@@ -113,6 +113,29 @@ test('AdamW state round-trips: 2 steps + save/load + 2 steps == 4 steps', () => 
   assert.deepEqual(run(true), run(false));
 });
 
+test('beginStep + queueStep is step(); zeroGrad(false) zeroes in place, keeping the gradient storage', () => {
+  const grads = [[0.3, -0.1, 0.2], [0.1, 0.1, -0.4], [-0.2, 0.5, 0.1]];
+  const run = (split: boolean) => {
+    const p = param([1, 2, 3]);
+    const opt = new AdamW([['w', p]], { lr: 0.01 });
+    for (const g of grads) {
+      p.grad = tensor(Float32Array.from(g), [3]);
+      if (split) {
+        opt.beginStep();
+        opt.queueStep();
+      } else opt.step();
+      const held = p.grad;
+      opt.zeroGrad(!split);
+      if (split) {
+        assert.equal(p.grad, held, 'the same gradient tensor');
+        assert.deepEqual([...p.grad!.toFloat32Array()], [0, 0, 0]);
+      } else assert.equal(p.grad, null);
+    }
+    return p.toFloat32Array();
+  };
+  assert.deepEqual(run(true), run(false));
+});
+
 test('clip_grad_norm_: returns the norm before clipping, scales by max_norm / (norm + 1e-6) only above max_norm', () => {
   const a = param([0, 0]);
   const b = param([0]);
