@@ -95,3 +95,29 @@ test('out of memory during capture does not empty the cache and says why', () =>
   assert.throws(() => a.alloc(4 * MiB, what), /during CUDA graph capture/);
   a.endCapture();
 });
+
+test('two graphs share one pool: the second capture reuses what the first freed, and the pool goes back with the last graph', () => {
+  const dev = fakeDevice();
+  const a = new CachingAllocator(dev, 'fake');
+  const pool = a.beginCapture();
+  const scratch = a.alloc(8 * MiB, what);
+  const out1 = a.alloc(1000, what); // the first graph's output, kept
+  a.release(scratch);
+  a.endCapture();
+  const allocs = dev.allocs;
+  assert.equal(a.beginCapture(pool), pool);
+  const scratch2 = a.alloc(8 * MiB, what);
+  assert.equal(scratch2.ptr, scratch.ptr, 'the first graph\'s scratch serves the second');
+  assert.notEqual(a.alloc(1000, what).ptr, out1.ptr, 'a live output of the first graph is not handed out');
+  a.release(scratch2);
+  a.endCapture();
+  assert.equal(dev.allocs, allocs, 'no device memory for the second graph');
+  assert.equal(pool.graphs, 2);
+  a.disposePool(pool);
+  assert.equal(pool.disposed, false, 'the second graph still holds the pool');
+  assert.ok(a.stats().graphPoolBytes > 0);
+  a.disposePool(pool);
+  assert.equal(pool.disposed, true);
+  assert.equal(a.stats().graphPoolBytes, 0);
+  assert.throws(() => a.beginCapture(pool), /disposed graph pool/);
+});

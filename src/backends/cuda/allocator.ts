@@ -20,7 +20,11 @@
 // Disposing of the pool hands its free blocks to the shared cache and its live ones (the graph's
 // outputs still held) to ordinary ownership. Out of memory during capture does not empty the
 // cache (cuMemFree inside a capture may synchronise): the error says so.
-// Not here: pinned host memory, several streams, pools shared between graphs.
+// Several graphs may share one pool (as PyTorch's graph_pool_handle), so graphs that never run at
+// once do not each reserve their own working memory: a later capture reuses the blocks the earlier
+// graphs freed. The rule that makes it safe: a graph's outputs are read before any graph of the
+// same pool is launched again (one graph's outputs may lie in another's scratch).
+// Not here: pinned host memory, several streams.
 
 import { XtunerError } from '../../errors.ts';
 
@@ -58,6 +62,8 @@ export class GraphPool {
   readonly free = new Map<number, number[]>();
   /** ptr -> class size of every block the pool holds, live or free. */
   readonly blocks = new Map<number, number>();
+  /** Graphs holding the pool; it is handed back when the last one is disposed. */
+  graphs = 0;
   disposed = false;
 }
 
@@ -135,11 +141,13 @@ export class CachingAllocator {
     if (cls > SMALL_MAX) this.cachedLarge += cls;
   }
 
-  /** Start serving allocations from a fresh graph pool (called when the capture begins). */
-  beginCapture(): GraphPool {
+  /** Start serving allocations from `pool` (default: a fresh one) for the capture that begins; the graph holds the pool. */
+  beginCapture(pool: GraphPool = new GraphPool()): GraphPool {
     if (this.capturing) throw new Error('CUDA allocator: a graph capture is already under way');
-    this.capturing = new GraphPool();
-    return this.capturing;
+    if (pool.disposed) throw new Error('CUDA allocator: capturing into a disposed graph pool');
+    pool.graphs++;
+    this.capturing = pool;
+    return pool;
   }
 
   /** Back to the shared cache for new allocations; the pool keeps its blocks (see the header). */
@@ -147,10 +155,14 @@ export class CachingAllocator {
     this.capturing = null;
   }
 
-  /** The graph is gone: its free blocks join the shared cache, its live ones become ordinary blocks. */
+  /**
+   * A graph of `pool` is gone (or its capture failed). With the last one the pool's free blocks
+   * join the shared cache and its live ones become ordinary blocks.
+   */
   disposePool(pool: GraphPool): void {
     if (pool.disposed) return;
     if (this.capturing === pool) throw new Error('CUDA allocator: disposing of the pool of the graph being captured');
+    if (--pool.graphs > 0) return;
     pool.disposed = true;
     for (const [ptr, cls] of pool.blocks) {
       this.owner.delete(ptr);

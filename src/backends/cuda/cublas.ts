@@ -1,6 +1,8 @@
 // cuBLAS through koffi: one handle on the driver's stream, and strided-batched GEMM with float32
 // accumulation (cublasGemmStridedBatchedEx, column-major, as cuBLAS sees it). The row-major
 // contract and dtype combinations cuBLAS lacks are handled by the caller (gemm.ts).
+// The handle works in a workspace the caller allocates once (cublasSetWorkspace, as PyTorch does):
+// cuBLAS then allocates nothing of its own, inside a captured CUDA graph or out of it.
 
 import type { FloatDType } from '../../tensor/dtype.ts';
 import { XtunerError } from '../../errors.ts';
@@ -12,6 +14,8 @@ type CFn = (...args: unknown[]) => number;
 const CUDA_TYPE: Record<FloatDType, number> = { float32: 0, float16: 2, bfloat16: 14 }; // cudaDataType
 const CUBLAS_COMPUTE_32F = 68;
 const CUBLAS_GEMM_DEFAULT = -1;
+/** The handle's workspace: PyTorch's size for Hopper (CUBLAS_WORKSPACE_CONFIG :4096:8), enough for every card. */
+export const CUBLAS_WORKSPACE_BYTES = 32 * 1024 * 1024;
 
 const STATUS: Record<number, string> = {
   1: 'CUBLAS_STATUS_NOT_INITIALIZED',
@@ -56,7 +60,8 @@ export class Cublas {
   private readonly alpha = new Float32Array(1);
   private readonly beta = new Float32Array(1);
 
-  constructor(driver: CudaDriver) {
+  /** `workspace`: CUBLAS_WORKSPACE_BYTES of device memory at this address, the handle's for good. */
+  constructor(driver: CudaDriver, workspace: number) {
     const { lib, path } = loadCublasLibrary();
     this.libPath = path;
     const bind = (s: string): CFn => {
@@ -68,6 +73,7 @@ export class Cublas {
     };
     const create = bind('int cublasCreate_v2(_Out_ void **handle)');
     const setStream = bind('int cublasSetStream_v2(void *handle, void *stream)');
+    const setWorkspace = bind('int cublasSetWorkspace_v2(void *handle, uint64_t workspace, size_t bytes)');
     this.gemmFn = bind(
       'int cublasGemmStridedBatchedEx(void *handle, int transa, int transb, int m, int n, int k, const void *alpha, ' +
         'uint64_t A, int Atype, int lda, int64_t strideA, uint64_t B, int Btype, int ldb, int64_t strideB, const void *beta, ' +
@@ -77,6 +83,7 @@ export class Cublas {
     Cublas.check('cublasCreate', create(h), `cuBLAS at ${path}`);
     this.handle = h[0] as bigint;
     Cublas.check('cublasSetStream', setStream(this.handle, driver.stream));
+    Cublas.check('cublasSetWorkspace', setWorkspace(this.handle, workspace, CUBLAS_WORKSPACE_BYTES));
   }
 
   private static check(call: string, rc: number, context = ''): void {

@@ -55,6 +55,8 @@ export interface DriverCounters {
   memsetBytes: number;
   gemms: number;
   syncs: number;
+  /** CUDA graph replays queued (their work is in none of the other counts). */
+  graphLaunches: number;
   /** XTUNER_CUDA_TRACE=1 only: 'htod|dtoh|sync <caller>' -> [count, bytes]. */
   sites: Map<string, [number, number]>;
 }
@@ -62,7 +64,7 @@ export interface DriverCounters {
 export function newCounters(): DriverCounters {
   return {
     launches: 0, byKernel: new Map(), htod: 0, htodBytes: 0, dtoh: 0, dtohBytes: 0, dtod: 0, dtodBytes: 0,
-    memsets: 0, memsetBytes: 0, gemms: 0, syncs: 0, sites: new Map(),
+    memsets: 0, memsetBytes: 0, gemms: 0, syncs: 0, graphLaunches: 0, sites: new Map(),
   };
 }
 
@@ -429,6 +431,7 @@ export class CudaDriver {
 
   /** Queue a replay of `exec` on the stream. */
   launchGraph(exec: bigint): void {
+    this.counters.graphLaunches++;
     this.check('cuGraphLaunch', this.f['cuGraphLaunch']!(exec, this.stream));
   }
 

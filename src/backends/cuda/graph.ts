@@ -7,7 +7,8 @@
 // The function must queue device work only: a host copy, read or wait inside it is an XtunerError
 // naming the operation (driver.ts), and the capture is abandoned. Run it once before capture, so
 // lazily created state (kernel modules, cuBLAS, tables uploaded on first use) exists and the
-// allocator's cache holds what the capture needs.
+// allocator's cache holds what the capture needs. Graphs that never run at once may share a pool
+// (allocator.ts: read a graph's outputs before launching another of its pool).
 
 import type { GraphPool } from './allocator.ts';
 import type { CudaRuntime } from './runtime.ts';
@@ -19,6 +20,8 @@ export class CudaGraph {
     private readonly rt: CudaRuntime,
     private readonly exec: bigint,
     private readonly pool: GraphPool,
+    /** Releases of what the graph reads and others keep (runtime.ts holdForGraph). */
+    private readonly holds: readonly (() => void)[],
   ) {}
 
   /** Queue one replay of the captured work on the stream. */
@@ -27,19 +30,32 @@ export class CudaGraph {
     this.rt.driver.launchGraph(this.exec);
   }
 
+  /** The pool its allocations came from: pass it to captureGraph to share it. */
+  get memoryPool(): GraphPool {
+    return this.pool;
+  }
+
   /** Free the executable graph and hand its pool back to the allocator (queued replays finish first: one stream). */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.rt.driver.destroyGraphExec(this.exec);
     this.rt.allocator.disposePool(this.pool);
+    for (const release of this.holds) release();
   }
 }
 
-/** Capture the device work `fn` queues into a graph (nothing runs until launch()). */
-export function captureGraph(rt: CudaRuntime, fn: () => void): CudaGraph {
-  const pool = rt.allocator.beginCapture();
-  let graph: bigint;
+/** Capture the device work `fn` queues into a graph (nothing runs until launch()), its allocations in `pool` (default: a pool of its own). */
+export function captureGraph(rt: CudaRuntime, fn: () => void, pool?: GraphPool): CudaGraph {
+  pool = rt.allocator.beginCapture(pool);
+  rt.beginGraphHolds();
+  const fail = (e: unknown): never => {
+    rt.allocator.endCapture();
+    rt.allocator.disposePool(pool);
+    for (const release of rt.endGraphHolds()) release();
+    throw e;
+  };
+  let graph = 0n;
   try {
     rt.driver.beginCapture();
     try {
@@ -55,15 +71,15 @@ export function captureGraph(rt: CudaRuntime, fn: () => void): CudaGraph {
     }
     graph = rt.driver.endCapture();
   } catch (e) {
-    rt.allocator.endCapture();
-    rt.allocator.disposePool(pool);
-    throw e;
+    fail(e);
   }
   rt.allocator.endCapture();
+  const holds = rt.endGraphHolds();
   try {
-    return new CudaGraph(rt, rt.driver.instantiateGraph(graph), pool);
+    return new CudaGraph(rt, rt.driver.instantiateGraph(graph), pool, holds);
   } catch (e) {
     rt.allocator.disposePool(pool);
+    for (const release of holds) release();
     throw e;
   } finally {
     rt.driver.destroyGraph(graph);

@@ -4,7 +4,7 @@
 // Device selection: XTUNER_CUDA_DEVICE (an ordinal, default 0), after CUDA_VISIBLE_DEVICES.
 
 import type { Backend } from '../backend.ts';
-import type { AllocatorStats } from './allocator.ts';
+import type { AllocatorStats, GraphPool } from './allocator.ts';
 import { attention, attentionBackward } from './attention.ts';
 import { newCounters, type DeviceInfo, type DriverCounters } from './driver.ts';
 import { elementwiseKernels } from './elementwise.ts';
@@ -17,7 +17,7 @@ import { dtypeBytes } from '../../tensor/dtype.ts';
 import { CudaRuntime, CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
-export type { AllocatorStats } from './allocator.ts';
+export type { AllocatorStats, GraphPool } from './allocator.ts';
 export type { DeviceInfo, DriverCounters } from './driver.ts';
 export type { CudaGraph } from './graph.ts';
 
@@ -36,8 +36,10 @@ export interface CudaBackend extends Backend<CudaStorage> {
   /**
    * The device work `fn` queues, captured into a CUDA graph that launch() replays (see graph.ts:
    * run `fn` once first; inputs are rewritten in place; no host copies or reads inside `fn`).
+   * `pool`: another graph's memoryPool, to share its memory (read each graph's outputs before the
+   * next launch of the pool).
    */
-  captureGraph(fn: () => void): CudaGraph;
+  captureGraph(fn: () => void, pool?: GraphPool): CudaGraph;
 }
 
 function createCudaBackend(rt: CudaRuntime): CudaBackend {
@@ -48,7 +50,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     emptyCache: () => rt.allocator.emptyCache(),
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
-    captureGraph: (fn) => captureGraph(rt, fn),
+    captureGraph: (fn, pool) => captureGraph(rt, fn, pool),
     takeCounters() {
       const c = rt.driver.counters;
       rt.driver.counters = newCounters();

@@ -3,8 +3,8 @@
 // AdamW step over many tensors (one launch). Each kernel reads a table of its tensors (pointers,
 // sizes, dtypes, chunk numbering; for AdamW each tensor's step lag) from device memory that stays
 // put: it is uploaded again only when its contents change (other tensors, or gradients that moved),
-// so a step over the same storages uploads nothing but AdamW's step state (the caller's). Nothing
-// is read back.
+// so a step over the same storages uploads nothing but AdamW's step state (the caller's), and a
+// CUDA graph that captured the step keeps its tables alive. Nothing is read back.
 
 import type { Backend } from '../backend.ts';
 import { dtypeCode, type CudaRuntime, type CudaStorage } from './runtime.ts';
@@ -23,25 +23,50 @@ function put64(w: Int32Array, i: number, v: number): void {
   w[i + 1] = Math.floor(v / 0x100000000);
 }
 
-/** A table kept on the device at a stable address, uploaded again only when its words change. */
+/** One uploaded table: replaced tables are freed once no captured graph holds them. */
+interface TableEntry {
+  words: Int32Array;
+  dev: CudaStorage;
+  current: boolean;
+  /** Captured graphs that read it. */
+  holds: number;
+}
+
+/**
+ * A table kept on the device at a stable address, uploaded again only when its words change. A
+ * graph captured over a table holds it (runtime.ts holdForGraph): a table replaced while a graph
+ * holds it stays where it is until the graph goes, and serves again when its words come back (as
+ * they do when another optimizer's step runs between two replays).
+ */
 class DeviceTable {
-  #words: Int32Array | null = null;
-  #dev: CudaStorage | null = null;
+  #entries: TableEntry[] = []; // the current one, and replaced ones graphs still hold
 
   constructor(
     private readonly rt: CudaRuntime,
     private readonly what: string,
   ) {}
 
-  /** The device copy of `words` (valid until the next call). */
+  /** The device copy of `words` (valid until the next call, or while a graph captured now lives). */
   get(words: Int32Array): CudaStorage {
-    const same = this.#words !== null && this.#words.length === words.length && this.#words.every((w, i) => w === words[i]);
-    if (!same) {
-      if (this.#dev) this.rt.free(this.#dev); // stream-ordered: launches queued before still read it
-      this.#dev = this.rt.uploadI32(words, this.what);
-      this.#words = words;
+    let e = this.#entries.find((x) => x.words.length === words.length && x.words.every((w, i) => w === words[i]));
+    if (!e) {
+      e = { words, dev: this.rt.uploadI32(words, this.what), current: false, holds: 0 };
+      this.#entries.push(e);
     }
-    return this.#dev!;
+    for (const x of this.#entries) x.current = x === e;
+    // stream-ordered: launches queued before still read a freed table
+    for (const x of this.#entries.filter((y) => !y.current && y.holds === 0)) this.#free(x);
+    const held = e;
+    if (this.rt.holdForGraph(() => {
+      held.holds--;
+      if (!held.current && held.holds === 0) this.#free(held);
+    })) e.holds++;
+    return e.dev;
+  }
+
+  #free(e: TableEntry): void {
+    this.rt.free(e.dev);
+    this.#entries = this.#entries.filter((x) => x !== e);
   }
 }
 

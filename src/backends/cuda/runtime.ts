@@ -4,7 +4,7 @@
 
 import { dtypeBytes, type DType, type FloatDType } from '../../tensor/dtype.ts';
 import { CachingAllocator, type Block } from './allocator.ts';
-import { Cublas } from './cublas.ts';
+import { CUBLAS_WORKSPACE_BYTES, Cublas } from './cublas.ts';
 import { CudaDriver } from './driver.ts';
 import { Kernels, type KernelArg, type KernelModule } from './kernels.ts';
 
@@ -63,7 +63,11 @@ export class CudaRuntime {
   }
 
   get cublas(): Cublas {
-    this.blas ??= new Cublas(this.driver);
+    if (!this.blas) {
+      // kept for the life of the process, as the handle
+      const workspace = this.allocRaw(CUBLAS_WORKSPACE_BYTES, () => 'the cuBLAS workspace');
+      this.blas = new Cublas(this.driver, workspace.ptr);
+    }
     return this.blas;
   }
 
@@ -72,6 +76,30 @@ export class CudaRuntime {
     if (bytes === 0) return new CudaStorage(0, 0, null);
     const block = this.allocator.alloc(bytes, what);
     return new CudaStorage(block.ptr, bytes, block);
+  }
+
+  /** While a graph is captured: what to release when it is disposed (see holdForGraph). */
+  private holds: (() => void)[] | null = null;
+
+  /**
+   * During a capture, keeps something the captured work reads (a table uploaded before it) alive
+   * for as long as the graph: `release` runs when the graph is disposed. Returns whether it holds
+   * (false outside a capture: nothing to keep).
+   */
+  holdForGraph(release: () => void): boolean {
+    this.holds?.push(release);
+    return this.holds !== null;
+  }
+
+  /** Start collecting a capture's holds; endGraphHolds hands them to its graph. */
+  beginGraphHolds(): void {
+    this.holds = [];
+  }
+
+  endGraphHolds(): (() => void)[] {
+    const h = this.holds ?? [];
+    this.holds = null;
+    return h;
   }
 
   free(s: CudaStorage): void {
