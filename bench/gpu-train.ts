@@ -9,24 +9,25 @@
 // GPU memory of training (peak_mem_gib, the peak reset after building) and of building
 // (build_peak_gib; for QLoRA each linear is quantised on the device as it is built, so the bf16
 // model never exists whole), and for QLoRA the NF4 bytes
-// against the bf16 bytes of the quantised weights. The loss runs over row chunks (the trainer's `{ logits: false }`); --ckpt checkpoints
-// every decoder layer (XTuner's default, the peer's gradient_checkpointing_enable). The optimizer step
-// is the trainer's: the grad norm and clip coefficient stay on the device, AdamW applies the
-// coefficient, and the step ends with one read of the loss and the norm together. Per step it also prints
-// the host time of each phase (forward, backward, clip, optimizer, read: on a GPU the phases only
-// queue work, except where they wait) and, on CUDA, the backend's traffic of the last step
-// (launches, copies each way, waits; with XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
+// against the bf16 bytes of the quantised weights. Each iteration is the trainer's own (TrainStep,
+// src/train/step.ts): the loss over row chunks, the grad norm and clip coefficient on the device,
+// AdamW, one read of the loss and the norm; on CUDA captured as a CUDA graph after its first run
+// and replayed (--no-graphs: every step queued op by op). --ckpt checkpoints every decoder layer
+// (XTuner's default, the peer's gradient_checkpointing_enable). On CUDA it also prints the device
+// time of one step (XTUNER_TS_DEVICE_MS: with graphs, of an eager step too) and the backend's
+// traffic of the last timed step (launches, graph launches, copies each way, waits; with
+// XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
-//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal] [--samples 1]
+//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal] [--samples 1] [--no-graphs]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, cudaStatus, type DriverCounters } from '../src/backends/cuda/index.ts';
 import { createModel } from '../src/models/index.ts';
-import { clipCoefficient } from '../src/optim/clip.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
 import { nf4Report, type QuantizeReport } from '../src/quant/nf4-linear.ts';
-import { DropoutStream, Rng, memoryStats, readScalars, resetPeakBytes, tidy, type Tensor } from '../src/tensor/index.ts';
+import { DropoutStream, Rng, memoryStats, resetPeakBytes } from '../src/tensor/index.ts';
+import { TrainStep } from '../src/train/step.ts';
 import { SHAPES } from './shapes.ts';
 
 const { values } = parseArgs({
@@ -40,7 +41,9 @@ const { values } = parseArgs({
     ckpt: { type: 'boolean', default: false },
     init: { type: 'string', default: 'tiled' },
     samples: { type: 'string', default: '1' },
+    graphs: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
 /** One line on stderr and exit 2: bad arguments or no GPU are not crashes. */
 function fail(message: string): never {
@@ -90,7 +93,6 @@ model.setGradientCheckpointing(values.ckpt === true, [loraDropout]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
-const params = trainable.map(([, p]) => p);
 const buildPeak = memoryStats().peakBytes;
 console.error(
   `built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, init ${init}, ${trainable.length} trainable tensors) in ` +
@@ -105,66 +107,39 @@ const packing = samples === 1 ? {} : {
   cuSeqlens: cu,
   positionIds: [Array.from({ length: seq }, (_, t) => t - cu[cu.findLastIndex((c) => c <= t)]!)],
 };
-const stepOpts = { labels: ids, logits: false as const, ...packing };
+const batch = { inputIds: ids, labels: ids, ...packing };
+const stepKind = { lossFactor: 1, optimizerStep: true, lr: 2e-4 };
+const trainStep = new TrainStep({ model, optimizer: opt, maxNorm: 1.0, dropout: loraDropout, ...(values.graphs ? {} : { graphs: false }) });
 const times: number[] = [];
 resetPeakBytes();
-const ms = (a: number, b: number): string => (b - a).toFixed(0);
 let lastTraffic: DriverCounters | null = null;
 for (let i = 0; i < warmup + steps; i++) {
   if (onCuda) cudaBackend().takeCounters();
   const t = performance.now();
-  loraDropout.nextStep(); // the step's dropout seed: one upload, as the trainer does
-  let tf = 0;
-  let tb = 0;
-  const lossT = tidy(() => {
-    const out = model.forward(ids, stepOpts);
-    tf = performance.now();
-    out.loss.backward();
-    tb = performance.now();
-    return out.loss;
-  });
-  const clip = clipCoefficient(params, 1.0);
-  const tc = performance.now();
-  opt.step(clip.coef);
-  opt.zeroGrad();
-  const to = performance.now();
-  const [loss, norm] = readScalars([lossT, clip.norm]); // synchronises: the step's one wait
-  for (const x of [lossT, clip.norm, clip.coef]) x.dispose();
-  const te = performance.now();
-  const dt = (te - t) / 1e3;
+  const { loss, gradNorm } = trainStep.run(batch, stepKind); // ends with the step's one read-back
+  const dt = (performance.now() - t) / 1e3;
   if (i >= warmup) times.push(dt);
   if (onCuda && i === warmup + steps - 1) lastTraffic = cudaBackend().takeCounters();
-  console.error(
-    `step ${i}: loss ${loss!.toFixed(4)} grad norm ${norm!.toFixed(4)} ${dt.toFixed(3)} s (host ms: forward ${ms(t, tf)}, ` +
-      `backward ${ms(tf, tb)}, clip ${ms(tb, tc)}, optimizer ${ms(tc, to)}, read ${ms(to, te)})`,
-  );
+  console.error(`step ${i}: loss ${loss.toFixed(4)} grad norm ${gradNorm!.toFixed(4)} ${dt.toFixed(3)} s`);
 }
 if (onCuda) {
-  // one more step, each phase between two events on the stream: device time per phase (host time
-  // where the host queues slower than the device runs)
+  // one more step between two events on the stream: its device time (the host's where the host
+  // queues slower than the device runs); with graphs, then an eager step's (the graphs go first:
+  // an eager step drops the gradients they write)
   const be = cudaBackend();
-  const dev: Record<string, number> = {};
-  loraDropout.nextStep();
-  tidy(() => {
-    let out: { loss: Tensor } | null = null;
-    dev['forward'] = be.time(() => void (out = model.forward(ids, stepOpts)));
-    dev['backward'] = be.time(() => out!.loss.backward());
-  });
-  let clip: { norm: Tensor; coef: Tensor } | null = null;
-  dev['clip'] = be.time(() => void (clip = clipCoefficient(params, 1.0)));
-  dev['optimizer'] = be.time(() => {
-    opt.step(clip!.coef);
-    opt.zeroGrad();
-  });
-  clip!.norm.dispose();
-  clip!.coef.dispose();
-  console.log('XTUNER_TS_DEVICE_MS', JSON.stringify(Object.fromEntries(Object.entries(dev).map(([k, v]) => [k, +v.toFixed(2)]))));
+  const deviceMs: Record<string, number> = { step: be.time(() => trainStep.run(batch, stepKind)) };
+  if (trainStep.graphs) {
+    trainStep.dispose();
+    const eager = new TrainStep({ model, optimizer: opt, maxNorm: 1.0, dropout: loraDropout, graphs: false });
+    deviceMs['eager_step'] = be.time(() => eager.run(batch, stepKind));
+  }
+  console.log('XTUNER_TS_DEVICE_MS', JSON.stringify(Object.fromEntries(Object.entries(deviceMs).map(([k, v]) => [k, +v.toFixed(2)]))));
   // the traffic of the last timed step
   const c = lastTraffic!;
   const top = [...c.byKernel].sort((a, b) => b[1] - a[1]);
   const mb = (n: number): number => +(n / 2 ** 20).toFixed(2);
   console.log('XTUNER_TS_TRAFFIC', JSON.stringify({
-    launches: c.launches, gemms: c.gemms, htod: c.htod, htod_mib: mb(c.htodBytes), dtoh: c.dtoh, dtoh_mib: mb(c.dtohBytes),
+    launches: c.launches, gemms: c.gemms, graph_launches: c.graphLaunches, htod: c.htod, htod_mib: mb(c.htodBytes), dtoh: c.dtoh, dtoh_mib: mb(c.dtohBytes),
     dtod: c.dtod, memsets: c.memsets, memset_mib: mb(c.memsetBytes), syncs: c.syncs, by_kernel: Object.fromEntries(top),
     ...(c.sites.size > 0 ? { sites: Object.fromEntries([...c.sites].sort((a, b) => b[1][1] - a[1][1]).map(([k, [n, by]]) => [k, `${n} x, ${mb(by)} MiB`])) } : {}),
   }));
@@ -186,6 +161,7 @@ const result = {
   ...(quant ? { nf4_mib: mib(quant.bytesAfter), nf4_bf16_mib: mib(quant.bytesBefore), nf4_modules: quant.modules.length } : {}),
   // what the caching allocator holds from the driver at the end (live + cached)
   ...(onCuda ? { reserved_gib: gib(cudaBackend().memoryStats().reservedBytes) } : {}),
+  cuda_graphs: trainStep.graphs,
   init,
 };
 console.log('XTUNER_TS', JSON.stringify(result));

@@ -18,10 +18,10 @@ BENCH=("${RUN[@]}" bench/gpu-train.ts)
 PEER=.device/peer_bench.py
 [ -f "$PEER" ] || echo "gpu-bench: $PEER is missing: the peer runs are skipped" | tee -a "$LOG"
 
-ours() { # SHAPE METHOD CKPT(0|1) TIMEOUT
+ours() { # SHAPE METHOD CKPT(0|1) TIMEOUT (warm-up 2: the first step of a kind runs op by op, the second is captured as a CUDA graph)
   local ck=(); [ "$3" = 1 ] && ck=(--ckpt)
   echo "== xtuner-ts $1 $2 ckpt=$3" | tee -a "$LOG"
-  timeout "$4" "${BENCH[@]}" --shape "$1" --method "$2" --seq 2048 --steps 4 --warmup 1 "${ck[@]}" 2>&1 | tee -a "$LOG" | grep -E "^XTUNER_TS|Error|error"
+  timeout "$4" "${BENCH[@]}" --shape "$1" --method "$2" --seq 2048 --steps 4 --warmup 2 "${ck[@]}" 2>&1 | tee -a "$LOG" | grep -E "^XTUNER_TS|Error|error"
 }
 peer() { # SHAPE METHOD CKPT(0|1): the peer's bench() of peer_bench.py, without its own plan
   [ -f "$PEER" ] || return 0

@@ -19,15 +19,15 @@ import type { DataPosition } from '../data/index.ts';
 import { XtunerError } from '../errors.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
-import { clipCoefficient } from '../optim/clip.ts';
 import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
-import { memoryStats, noGrad, readScalars, scale, tidy, zeros, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
+import { memoryStats, noGrad, zeros, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
 import { Accumulation } from './accumulation.ts';
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { EVAL_TOKENS, EVAL_TOKENS_BEFORE_TRAIN, evaluateChat, saveEvalChat } from './eval-chat.ts';
 import { InterruptFlag, yieldToEvents } from './interrupt.ts';
 import { TrainLogger, type Output } from './logger.ts';
 import { resolveDevice, setupRun, type RunSetup } from './setup.ts';
+import { TrainStep } from './step.ts';
 import { acquireWorkDirLock, EVAL_CHAT_DIR, prepareFreshWorkDir, readLastCheckpoint, RESOLVED_CONFIG_FILE } from './work-dir.ts';
 
 export interface TrainOptions {
@@ -126,7 +126,6 @@ async function loop(
   const schedule = new WarmupCosineSchedule({ lr: cfg.lr, totalIters, warmupIters, etaMin: cfg.eta_min });
   const accumulation = new Accumulation(cfg.accumulative_counts, maxIters);
   const optimizer = new AdamW(trainable, { lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weight_decay });
-  const params = trainable.map(([, p]) => p);
   let iter = 0;
   let position: DataPosition = { epoch: 0, step: 0 };
   let lastCheckpoint: string | null = null;
@@ -178,94 +177,81 @@ async function loop(
   let window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
   let status: TrainResult['status'] = 'completed';
 
-  while (iter < maxIters) {
-    if (interrupt.requested) {
-      status = 'interrupted';
-      if (iter > savedIter) await save();
-      break;
-    }
-    const batch = data.loader.batchAt(position);
-    const factor = accumulation.lossFactor(iter);
-    // each iteration's dropout masks from a fresh base seed (one small upload, before its launches)
-    run.loraDropout?.nextStep();
-    // forward, backward and the optimizer step only queue work; the loss stays on the device until
-    // the one read-back of the iteration below (a CUDA step never waits in the middle)
-    const lossT = tidy(() => {
-      const ids = { data: batch.inputIds, shape: batch.shape };
-      const out = model.forward(ids, {
-        labels: { data: batch.labels, shape: batch.shape },
-        positionIds: { data: batch.positionIds, shape: batch.shape },
-        cuSeqlens: batch.cuSeqlens,
-        logits: false, // the loss over row chunks: the [rows, vocab] logits never exist whole
-      });
-      scale(out.loss, 1 / factor).backward();
-      return out.loss;
-    });
-    const lr = schedule.lr;
-    let norm: Tensor | null = null;
-    if (accumulation.stepsAfter(iter)) {
-      optimizer.lr = lr;
-      // clipping as a multiplier that AdamW reads on the device: no pass over the gradients, no wait
-      const clip = clipCoefficient(params, cfg.max_norm);
-      optimizer.step(clip.coef);
-      optimizer.zeroGrad();
-      clip.coef.dispose();
-      norm = clip.norm;
-    }
-    const [loss, gradNorm] = readScalars(norm ? [lossT, norm] : [lossT]) as [number, number?];
-    lossT.dispose();
-    norm?.dispose();
-    if (!Number.isFinite(loss)) {
-      // a step taken with this loss spoilt the weights in memory only: nothing is saved after this
-      throw new XtunerError(
-        `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
+  const step = new TrainStep({ model, optimizer, maxNorm: cfg.max_norm, dropout: run.loraDropout });
+  try {
+    while (iter < maxIters) {
+      if (interrupt.requested) {
+        status = 'interrupted';
+        if (iter > savedIter) await save();
+        break;
+      }
+      const batch = data.loader.batchAt(position);
+      const lr = schedule.lr;
+      // forward, backward and the optimizer step only queue work (on CUDA, one graph launch once the
+      // step's kind has been captured); the loss stays on the device until the one read-back
+      const { loss, gradNorm } = step.run(
         {
-          hint:
-            `lower lr (now ${cfg.lr}) or check the data; ` +
-            (lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint})` : 'no checkpoint was saved yet'),
+          inputIds: { data: batch.inputIds, shape: batch.shape },
+          labels: { data: batch.labels, shape: batch.shape },
+          positionIds: { data: batch.positionIds, shape: batch.shape },
+          cuSeqlens: batch.cuSeqlens,
         },
+        { lossFactor: accumulation.lossFactor(iter), optimizerStep: accumulation.stepsAfter(iter), lr },
       );
-    }
-    const epoch = position.epoch;
-    position = data.loader.next(position);
-    if (gradNorm !== undefined) {
-      window.gradNorms += gradNorm;
-      window.steps++;
-    }
-    schedule.step();
-    iter++;
-    window.losses += loss;
-    window.iters++;
-    for (const v of batch.attentionMask) window.tokens += v;
-    opts.onIteration?.({ iter, loss });
+      if (!Number.isFinite(loss)) {
+        // a step taken with this loss spoilt the weights in memory only: nothing is saved after this
+        throw new XtunerError(
+          `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
+          {
+            hint:
+              `lower lr (now ${cfg.lr}) or check the data; ` +
+              (lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint} (--resume ${lastCheckpoint})` : 'no checkpoint was saved yet'),
+          },
+        );
+      }
+      const epoch = position.epoch;
+      position = data.loader.next(position);
+      if (gradNorm !== undefined) {
+        window.gradNorms += gradNorm;
+        window.steps++;
+      }
+      schedule.step();
+      iter++;
+      window.losses += loss;
+      window.iters++;
+      for (const v of batch.attentionMask) window.tokens += v;
+      opts.onIteration?.({ iter, loss });
 
-    const elapsed = (Date.now() - started) / 1000;
-    const secPerIter = elapsed / (iter - startIter);
-    const etaSec = secPerIter * (maxIters - iter);
-    if (iter % cfg.log_interval === 0 || iter === maxIters) {
-      const windowSec = Math.max(1e-9, (Date.now() - window.t0) / 1000);
-      const mem = memoryStats();
-      logger.step({
-        iter,
-        maxIters,
-        epoch: epoch + 1,
-        loss: window.losses / window.iters,
-        lr,
-        gradNorm: window.steps > 0 ? window.gradNorms / window.steps : null,
-        tokens: window.tokens,
-        tokensPerSec: window.tokens / windowSec,
-        secPerIter,
-        etaSec,
-        memoryMB: mem.peakBytes / 2 ** 20,
-        rssMB: process.memoryUsage().rss / 2 ** 20,
-      });
-      window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
-    } else {
-      logger.progress(iter, maxIters, loss, etaSec);
+      const elapsed = (Date.now() - started) / 1000;
+      const secPerIter = elapsed / (iter - startIter);
+      const etaSec = secPerIter * (maxIters - iter);
+      if (iter % cfg.log_interval === 0 || iter === maxIters) {
+        const windowSec = Math.max(1e-9, (Date.now() - window.t0) / 1000);
+        const mem = memoryStats();
+        logger.step({
+          iter,
+          maxIters,
+          epoch: epoch + 1,
+          loss: window.losses / window.iters,
+          lr,
+          gradNorm: window.steps > 0 ? window.gradNorms / window.steps : null,
+          tokens: window.tokens,
+          tokensPerSec: window.tokens / windowSec,
+          secPerIter,
+          etaSec,
+          memoryMB: mem.peakBytes / 2 ** 20,
+          rssMB: process.memoryUsage().rss / 2 ** 20,
+        });
+        window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
+      } else {
+        logger.progress(iter, maxIters, loss, etaSec);
+      }
+      if (iter % cfg.evaluation_freq === 0 && iter < maxIters) evaluate(EVAL_TOKENS);
+      if (iter % cfg.save_steps === 0 || iter === maxIters) await save();
+      await yieldToEvents();
     }
-    if (iter % cfg.evaluation_freq === 0 && iter < maxIters) evaluate(EVAL_TOKENS);
-    if (iter % cfg.save_steps === 0 || iter === maxIters) await save();
-    await yieldToEvents();
+  } finally {
+    step.dispose();
   }
 
   if (status === 'interrupted') {

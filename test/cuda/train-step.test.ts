@@ -1,0 +1,81 @@
+// TrainStep (src/train/step.ts) on CUDA: iterations replayed from CUDA graphs give the same losses,
+// grad norms and weights, bit for bit, as the same iterations queued op by op, over a run that
+// accumulates gradients (two kinds of iteration) and changes its packing (a second cuSeqlens
+// capacity): each kind runs eagerly once, is captured the second time and replayed after, the
+// graphs sharing one memory pool. A replayed iteration is one graph launch, a few small uploads
+// (the batch, the dropout seed, AdamW's step state), no cuBLAS call from the host and one read-back.
+// Bit-for-bit holds because the LoRA path's kernels have no atomics whose order could vary.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { cudaBackend } from '../../src/backends/cuda/index.ts';
+import { createModel } from '../../src/models/index.ts';
+import { AdamW } from '../../src/optim/adamw.ts';
+import { injectLora } from '../../src/peft/lora.ts';
+import { DropoutStream, Rng } from '../../src/tensor/index.ts';
+import { TrainStep, type StepBatch } from '../../src/train/step.ts';
+import { SKIP } from './helpers.ts';
+
+// head dim 32: the tensor-core attention
+const SHAPE = { model_type: 'llama', vocab_size: 320, hidden_size: 128, intermediate_size: 192, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+const T = 64;
+const ACC = 2; // an optimizer step every second iteration
+
+function setup(graphs: boolean) {
+  const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 0 });
+  const rng = new Rng(1);
+  const dropout = new DropoutStream(rng);
+  injectLora(model, { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, rng, dropout);
+  model.train();
+  const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
+  const optimizer = new AdamW(trainable, { lr: 1e-2 });
+  return { trainable, optimizer, step: new TrainStep({ model, optimizer, maxNorm: 1, dropout, graphs }) };
+}
+
+/** One row of T tokens packing `samples` samples, the first token of each unsupervised. */
+function batchOf(i: number, samples: number): StepBatch {
+  const rng = new Rng(100 + i);
+  const ids = Array.from({ length: T }, () => rng.int(SHAPE.vocab_size));
+  const cu = Array.from({ length: samples + 1 }, (_, k) => Math.round((k * T) / samples));
+  const labels = ids.map((id, t) => (cu.includes(t) ? -100 : id));
+  const positions = ids.map((_, t) => t - cu[cu.findLastIndex((c) => c <= t)]!);
+  return { inputIds: [ids], labels: [labels], positionIds: [positions], cuSeqlens: cu };
+}
+
+test('TrainStep: graph replays equal eager iterations bit for bit, one launch per replayed iteration', { skip: SKIP }, () => {
+  const be = cudaBackend();
+  const eager = setup(false);
+  const graphed = setup(true);
+  assert.equal(graphed.step.graphs, true);
+  const iters = 12;
+  // 3 samples a row (cuSeqlens capacity 16), then 20 (capacity 32)
+  const batches = Array.from({ length: iters }, (_, i) => batchOf(i, i < 6 ? 3 : 20));
+  const kinds = batches.map((_, i) => ({ lossFactor: ACC, optimizerStep: (i + 1) % ACC === 0, lr: 1e-2 / (1 + i) }));
+  // one run after the other, as a trainer runs (interleaved, each run's first step of a kind would
+  // find the other's optimizer tables on the device)
+  const want = batches.map((b, i) => eager.step.run(b, kinds[i]!));
+  for (let i = 0; i < iters; i++) {
+    const before = { ...graphed.step.counts };
+    be.takeCounters();
+    const got = graphed.step.run(batches[i]!, kinds[i]!);
+    const traffic = be.takeCounters();
+    assert.deepEqual(got, want[i], `iteration ${i}: loss and grad norm`);
+    if (graphed.step.counts.replayed > before.replayed) {
+      assert.equal(traffic.graphLaunches, 1, `iteration ${i}: one graph launch`);
+      assert.equal(traffic.gemms, 0, `iteration ${i}: no GEMM queued from the host`);
+      assert.ok(traffic.launches <= 4, `iteration ${i}: only the read's own kernels, got ${traffic.launches}`);
+      assert.ok(traffic.htod <= 5, `iteration ${i}: the batch, the dropout seed and AdamW's state uploaded, got ${traffic.htod} uploads`);
+      assert.equal(traffic.dtoh, 1, `iteration ${i}: one read-back`);
+    }
+  }
+  // per kind (capacity x accumulate/step): one eager run, one capture, replays after
+  assert.deepEqual(graphed.step.counts, { eager: 4, captured: 4, replayed: 4 });
+  for (const [k, [name, p]] of graphed.trainable.entries()) {
+    assert.deepEqual(p.toHostArray(), eager.trainable[k]![1].toHostArray(), `${name} after ${iters} iterations`);
+  }
+  const pooled = be.memoryStats().graphPoolBytes;
+  assert.ok(pooled > 0);
+  graphed.step.dispose();
+  assert.ok(be.memoryStats().graphPoolBytes < pooled, 'the graphs\' pool goes back when they are disposed');
+  for (const r of [eager, graphed]) r.optimizer.dispose();
+});
