@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { CheckpointReader } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostTensor } from '../io/safetensors.ts';
-import { keep, tensor, zeros, Rng, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { keep, tensor, zeros, Rng, type Device, type Tensor } from '../tensor/index.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
 import { architectureOf } from './architectures.ts';
 import { CausalLM } from './causal-lm.ts';

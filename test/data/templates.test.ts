@@ -173,7 +173,6 @@ test('mistral tokenizer (BOS <s>=1, EOS </s>=2): BOS again after each EOS, not a
 });
 
 test("template hf: Qwen3's own chat_template; the answer and its <|im_end|> supervised", async () => {
-  const tok = await fixtureTokenizer('qwen3');
   const turns: Turn[] = [{ input: '请做一下自我介绍', output: '我是小明的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦' }];
   // transformers' rendering of this conversation (tokenizer_reference.json), brackets added by hand
   const golden =

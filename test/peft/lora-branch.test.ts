@@ -10,7 +10,7 @@ import { dropoutScale, dropoutThreshold, philox4x32 } from '../../src/backends/c
 import { Linear } from '../../src/nn/index.ts';
 import { loraBranch } from '../../src/peft/lora-branch.ts';
 import { LoRALinear } from '../../src/peft/lora.ts';
-import { DropoutStream, Rng, linear, memoryStats, tensor, tidy, type FloatDType, type Tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, linear, memoryStats, tensor, tidy, type FloatDType } from '../../src/tensor/index.ts';
 import { assertClose, gradCheck, randomValues } from '../tensor/gradcheck.ts';
 
 /**
