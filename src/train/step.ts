@@ -11,7 +11,8 @@
 // moments, cast copies, device tables), the second is captured into a graph, and from then on the
 // host queues one graph launch per iteration. Gradients keep their storage for the whole run
 // (zeroed in place, not dropped), so every graph finds them where it captured them; all graphs of
-// a run share one memory pool (their outputs are read before the next launch).
+// a run share one memory pool (their outputs are read before the next launch). Unpacked data
+// padded per batch has many shapes: past MAX_GRAPHS kinds, new kinds run op by op.
 
 import { cudaBackend, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
 import { XtunerError } from '../errors.ts';
@@ -20,6 +21,9 @@ import type { IdsInput } from '../models/inputs.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import { clipCoefficient } from '../optim/clip.ts';
 import { keep, readScalars, scale, tidy, zeros, type DropoutStream, type Tensor } from '../tensor/index.ts';
+
+/** Most graphs one run keeps (each holds a few MB of host and driver state, and its capture costs a step). */
+export const MAX_GRAPHS = 16;
 
 export interface TrainStepOptions {
   model: CausalLM;
@@ -117,7 +121,7 @@ export class TrainStep {
       g = undefined;
     }
     if (!g) {
-      if (!this.#warm.has(key)) {
+      if (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS) {
         this.#warm.add(key);
         this.counts.eager++;
         return keepAll(this.#device(p, kind, false));

@@ -178,6 +178,7 @@ async function loop(
   let status: TrainResult['status'] = 'completed';
 
   const step = new TrainStep({ model, optimizer, maxNorm: cfg.max_norm, dropout: run.loraDropout });
+  if (step.graphs) logger.info('CUDA graphs: each kind of iteration runs op by op once, then is captured and replayed (XTUNER_CUDA_GRAPHS=0: off)');
   try {
     while (iter < maxIters) {
       if (interrupt.requested) {
