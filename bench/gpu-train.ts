@@ -14,7 +14,8 @@
 // AdamW, one read of the loss and the norm; on CUDA captured as a CUDA graph after its first run
 // and replayed (--no-graphs: every step queued op by op). --ckpt checkpoints every decoder layer
 // (XTuner's default, the peer's gradient_checkpointing_enable). On CUDA it also prints the device
-// time of one step (XTUNER_TS_DEVICE_MS: with graphs, of an eager step too) and the backend's
+// time of one step (XTUNER_TS_DEVICE_MS: with graphs, of an eager step too), the device time of
+// each kernel of one more eager step (XTUNER_TS_PROFILE: events around every launch) and the backend's
 // traffic of the last timed step (launches, graph launches, copies each way, waits; with
 // XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
@@ -122,18 +123,27 @@ for (let i = 0; i < warmup + steps; i++) {
   if (onCuda && i === warmup + steps - 1) lastTraffic = cudaBackend().takeCounters();
   console.error(`step ${i}: loss ${loss.toFixed(4)} grad norm ${gradNorm!.toFixed(4)} ${dt.toFixed(3)} s`);
 }
+const peakBytes = memoryStats().peakBytes; // of the timed steps
 if (onCuda) {
   // one more step between two events on the stream: its device time (the host's where the host
   // queues slower than the device runs); with graphs, then an eager step's (the graphs go first:
   // an eager step drops the gradients they write)
   const be = cudaBackend();
   const deviceMs: Record<string, number> = { step: be.time(() => trainStep.run(batch, stepKind)) };
+  let eager = trainStep;
   if (trainStep.graphs) {
     trainStep.dispose();
-    const eager = new TrainStep({ model, optimizer: opt, maxNorm: 1.0, dropout: loraDropout, graphs: false });
+    eager = new TrainStep({ model, optimizer: opt, maxNorm: 1.0, dropout: loraDropout, graphs: false });
     deviceMs['eager_step'] = be.time(() => eager.run(batch, stepKind));
   }
   console.log('XTUNER_TS_DEVICE_MS', JSON.stringify(Object.fromEntries(Object.entries(deviceMs).map(([k, v]) => [k, +v.toFixed(2)]))));
+  // and one eager step with events around every kernel and cuBLAS call: where the device time goes
+  const profile = be.profile(() => eager.run(batch, stepKind));
+  const total = profile.reduce((t, r) => t + r.ms, 0);
+  console.log('XTUNER_TS_PROFILE', JSON.stringify({
+    kernels_ms: +total.toFixed(2),
+    top: profile.slice(0, 30).map((r) => `${r.name}: ${r.calls} x, ${r.ms.toFixed(3)} ms`),
+  }));
   // the traffic of the last timed step
   const c = lastTraffic!;
   const top = [...c.byKernel].sort((a, b) => b[1] - a[1]);
@@ -156,7 +166,7 @@ const result = {
   step_s_median: +med.toFixed(4),
   tokens_per_s: Math.round(seq / med),
   approx_tflops: +((flopsPerToken * seq) / med / 1e12).toFixed(1),
-  peak_mem_gib: gib(memoryStats().peakBytes),
+  peak_mem_gib: gib(peakBytes),
   build_peak_gib: gib(buildPeak),
   ...(quant ? { nf4_mib: mib(quant.bytesAfter), nf4_bf16_mib: mib(quant.bytesBefore), nf4_modules: quant.modules.length } : {}),
   // what the caching allocator holds from the driver at the end (live + cached)

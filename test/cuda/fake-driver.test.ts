@@ -237,6 +237,26 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   for (const dt of ['uint8', 'float16', 'float32', 'int64'] as DType[]) be.copyStrided(f(64, dt), 0, [1, 8], f(64, dt), 0, [8, 1], [8, 8], dt);
 }
 
+test('profile: each kernel and cuBLAS call between two events, summed by name; refused during capture', { skip: SKIP }, () => {
+  const gemmOf = (dtype: FloatDType) => {
+    const [a, bb, c] = [upload(dtype, [1, 2, 3, 4]), upload(dtype, [1, 0, 0, 1]), upload('float32', [0, 0, 0, 0])];
+    return () => b.gemm({
+      transA: false, transB: false, m: 2, n: 2, k: 2, alpha: 1, beta: 0, a, aOffset: 0, lda: 2, aDtype: dtype, b: bb, bOffset: 0, ldb: 2, bDtype: dtype,
+      c, cOffset: 0, ldc: 2, cDtype: 'float32', batch: 1, strideA: 4, strideB: 4, strideC: 4,
+    });
+  };
+  const [f32, bf16] = [gemmOf('float32'), gemmOf('bfloat16')];
+  const rows = b.profile(() => {
+    f32();
+    bf16();
+    f32();
+  });
+  assert.deepEqual(rows.map((r) => [r.name, r.calls]).sort(), [['cublas bfloat16->float32', 1], ['cublas float32->float32', 2]]);
+  for (const r of rows) assert.ok(r.ms >= 0 && Number.isFinite(r.ms));
+  const graph = b.captureGraph(() => assert.throws(() => b.profile(f32), /during a CUDA graph capture/));
+  graph.dispose();
+});
+
 test('every kernel of the build is launched with matching arguments and a valid configuration', { skip: SKIP_KERNELS }, () => {
   launchLog();
   const floats: FloatDType[] = ['float32', 'bfloat16', 'float16'];

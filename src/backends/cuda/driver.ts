@@ -103,6 +103,8 @@ export class CudaDriver {
   counters: DriverCounters = newCounters();
   /** Whether work on the stream is being captured into a graph (see beginCapture). */
   private capturing = false;
+  /** While profile() runs: each kernel or cuBLAS call's name and the events around it. */
+  private profiled: { name: string; start: unknown; end: unknown }[] | null = null;
   // launch parameters: values at 16-byte aligned slots of `argStore`, their addresses in `argPtrs`
   private readonly argStore = Buffer.alloc(4096);
   private readonly argPtrs = Buffer.alloc(64 * 8);
@@ -388,9 +390,12 @@ export class CudaDriver {
       }
     }
     if (off > store.length) throw new Error(`${name}: parameters exceed ${store.length} bytes`);
-    const rc = this.f['cuLaunchKernel']!(
-      fn, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, smem, this.stream, this.argPtrs, null,
-    );
+    let rc = 0;
+    this.around(name, () => {
+      rc = this.f['cuLaunchKernel']!(
+        fn, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, smem, this.stream, this.argPtrs, null,
+      );
+    });
     this.check('cuLaunchKernel', rc, `${name} grid [${grid.join(',')}] block [${block.join(',')}] smem ${smem}`);
     if (process.env['XTUNER_CUDA_SYNC'] === '1' && !this.capturing) this.check(`${name} (synchronous check)`, this.f['cuStreamSynchronize']!(this.stream));
   }
@@ -455,6 +460,52 @@ export class CudaDriver {
   }
 
   // ---- events (timing) ----
+
+  /** Queues one kernel or library call (`name`), between two events while profile() runs. */
+  around(name: string, enqueue: () => void): void {
+    if (this.profiled === null) return enqueue();
+    const start = this.newEvent();
+    const end = this.newEvent();
+    this.check('cuEventRecord', this.f['cuEventRecord']!(start, this.stream));
+    enqueue();
+    this.check('cuEventRecord', this.f['cuEventRecord']!(end, this.stream));
+    this.profiled.push({ name, start, end });
+  }
+
+  /**
+   * Device time of each kernel (and cuBLAS call) that `work` queues, summed by name, largest first:
+   * every call between two events, so the gaps between calls are left out. For a profile of one
+   * step; not inside a graph capture.
+   */
+  profile(work: () => void): { name: string; calls: number; ms: number }[] {
+    if (this.capturing) throw new Error('profile() during a CUDA graph capture');
+    this.profiled = [];
+    const calls = this.profiled;
+    try {
+      work();
+    } finally {
+      this.profiled = null;
+    }
+    this.synchronize();
+    const byName = new Map<string, { name: string; calls: number; ms: number }>();
+    const ms = [0];
+    for (const c of calls) {
+      this.check('cuEventElapsedTime', this.f['cuEventElapsedTime']!(ms, c.start, c.end));
+      const row = byName.get(c.name) ?? { name: c.name, calls: 0, ms: 0 };
+      row.calls++;
+      row.ms += ms[0]!;
+      byName.set(c.name, row);
+      this.f['cuEventDestroy']!(c.start);
+      this.f['cuEventDestroy']!(c.end);
+    }
+    return [...byName.values()].sort((a, b) => b.ms - a.ms);
+  }
+
+  private newEvent(): unknown {
+    const e: unknown[] = [null];
+    this.check('cuEventCreate', this.f['cuEventCreate']!(e, 0));
+    return e[0];
+  }
 
   /** Milliseconds of device time that `work` queues, measured with events on the stream. */
   time(work: () => void): number {

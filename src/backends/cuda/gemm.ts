@@ -46,11 +46,13 @@ function rowMajor(rt: CudaRuntime, g: GemmArgs<CudaStorage>, a: number, b: numbe
   const key = `cublas ${abDtype}->${cDtype}${g.aDtype !== abDtype || g.bDtype !== abDtype ? ` (from ${g.aDtype} x ${g.bDtype})` : ''}`;
   counters.gemms++;
   counters.byKernel.set(key, (counters.byKernel.get(key) ?? 0) + 1);
-  rt.cublas.gemm({
-    transA: g.transB, transB: g.transA, m: g.n, n: g.m, k: g.k, alpha: g.alpha, beta: g.beta,
-    a: b, lda: g.ldb, strideA: g.strideB,
-    b: a, ldb: g.lda, strideB: g.strideA,
-    c, ldc: g.ldc, strideC: g.strideC,
-    batch: g.batch, abDtype, cDtype,
-  });
+  rt.driver.around(key, () =>
+    rt.cublas.gemm({
+      transA: g.transB, transB: g.transA, m: g.n, n: g.m, k: g.k, alpha: g.alpha, beta: g.beta,
+      a: b, lda: g.ldb, strideA: g.strideB,
+      b: a, ldb: g.lda, strideB: g.strideA,
+      c, ldc: g.ldc, strideC: g.strideC,
+      batch: g.batch, abDtype, cDtype,
+    }),
+  );
 }

@@ -33,6 +33,8 @@ export interface CudaBackend extends Backend<CudaStorage> {
   takeCounters(): DriverCounters;
   /** Milliseconds of device time of the work `fn` queues (events on the stream). */
   time(fn: () => void): number;
+  /** Device time of each kernel and cuBLAS call `fn` queues, summed by name (events around each; not under capture). */
+  profile(fn: () => void): { name: string; calls: number; ms: number }[];
   /**
    * The device work `fn` queues, captured into a CUDA graph that launch() replays (see graph.ts:
    * run `fn` once first; inputs are rewritten in place; no host copies or reads inside `fn`).
@@ -50,6 +52,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     emptyCache: () => rt.allocator.emptyCache(),
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
+    profile: (fn) => rt.driver.profile(fn),
     captureGraph: (fn, pool) => captureGraph(rt, fn, pool),
     takeCounters() {
       const c = rt.driver.counters;
