@@ -2,80 +2,24 @@
 // XTuner's iterations (one batch each: the run, the schedule, the hooks count them; the optimizer
 // steps every accumulative_counts, averaging its batches), exact resume (LoRA with dropout,
 // mid-accumulation, across epochs, float32 and bf16; full fine-tuning), an interrupt that saves,
-// NaN/inf loss, a locked work folder, a corrupt checkpoint.
+// NaN/inf loss, a locked work folder, a corrupt checkpoint. On CUDA: test/cuda/trainer.test.ts.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { validateConfig, type XtunerConfig } from '../../src/config/index.ts';
-import { makeAssistantRecords, recordsText, type DataPosition } from '../../src/data/index.ts';
+import type { DataPosition } from '../../src/data/index.ts';
 import { XtunerError } from '../../src/errors.ts';
 import { hostToFloat32 } from '../../src/io/safetensors.ts';
 import { noGrad, tidy } from '../../src/tensor/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint.ts';
-import { InterruptFlag } from '../../src/train/interrupt.ts';
 import { setupRun } from '../../src/train/setup.ts';
 import { train } from '../../src/train/trainer.ts';
 import { LOCK_FILE } from '../../src/train/work-dir.ts';
-import { buildTinyAssistant } from '../../examples/tiny-assistant/build-model.ts';
-import { probeBackends } from '../../src/backends/index.ts';
-import { TINY_LLAMA } from './tiny-llama.ts';
+import { trainerFixture } from './fixture.ts';
 
-const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-trainer-'));
-const MODEL = buildTinyAssistant(path.join(ROOT, 'model'), 0, TINY_LLAMA);
-const DATA = path.join(ROOT, 'data.jsonl');
-fs.writeFileSync(DATA, recordsText(DATA, makeAssistantRecords('tester', 40)));
-
-const quiet = { write: () => true, isTTY: false };
-
-function config(overrides: Record<string, unknown> = {}): XtunerConfig {
-  return validateConfig(
-    {
-      pretrained_model_name_or_path: MODEL,
-      data_path: DATA,
-      dataset_format: 'openai',
-      prompt_template: 'internlm2_chat',
-      max_length: 128,
-      batch_size: 2,
-      accumulative_counts: 2,
-      max_iters: 8,
-      lr: 1e-3,
-      warmup_ratio: 0.25,
-      save_steps: 100,
-      save_total_limit: 2,
-      evaluation_inputs: [],
-      log_interval: 1,
-      lora: { r: 4, lora_alpha: 8, lora_dropout: 0.1 },
-      device: 'cpu',
-      ...overrides,
-    },
-    'test config',
-  );
-}
-
-function workDir(name: string): string {
-  return path.join(ROOT, name);
-}
-
-/** Trains, recording each iteration's loss; interrupts (as Ctrl-C does) after iteration `stopAt`. */
-async function run(cfg: XtunerConfig, dir: string, opts: { stopAt?: number; resume?: string } = {}) {
-  const losses: number[] = [];
-  const interrupt = new InterruptFlag();
-  const result = await train({
-    config: cfg,
-    workDir: dir,
-    resume: opts.resume ?? null,
-    out: quiet,
-    interrupt,
-    onIteration: ({ iter, loss }) => {
-      losses.push(loss);
-      if (iter === opts.stopAt) interrupt.requested = true;
-    },
-  });
-  return { result, losses };
-}
+const { config, workDir, run } = trainerFixture('xtuner-trainer-');
 
 /** The records of a work folder's logs.jsonl. */
 function logs(dir: string): Array<{ iter: number; epoch: number; loss: number; lr: number; grad_norm: number | null }> {
@@ -211,24 +155,6 @@ test('resume restores the LoRA dropout stream from state.json', async () => {
   fs.writeFileSync(statePath, JSON.stringify({ ...file, state: { ...file.state, loraDropout: null } }));
   const lost = await run(cfg, dir, { resume: path.join(dir, 'iter_2') });
   assert.notDeepEqual(lost.losses, kept.losses);
-});
-
-// On the GPU, atomics in some backward kernels may sum in another order: agree to float32 noise.
-const CUDA_LOSS_RTOL = 1e-5;
-const cuda = probeBackends().cuda;
-
-test('resume agrees on CUDA', { skip: cuda.available ? false : `no CUDA backend here (${cuda.backend.reason ?? 'unavailable'})` }, async () => {
-  // Stopped at 3 of 6 with accumulative_counts 2: the accumulated gradients go to the GPU again.
-  const cfg = config({ device: 'cuda', dtype: 'float32', max_iters: 6, accumulative_counts: 2 });
-  const whole = await run(cfg, workDir('cuda-whole'));
-  const dir = workDir('cuda-split');
-  const first = await run(cfg, dir, { stopAt: 3 });
-  assert.ok(fs.existsSync(path.join(dir, 'iter_3', 'grads.safetensors')));
-  const second = await run(cfg, dir, { resume: 'auto' });
-  const split = [...first.losses, ...second.losses];
-  assert.equal(split.length, whole.losses.length);
-  split.forEach((l, i) => assert.ok(Math.abs(l - whole.losses[i]!) <= CUDA_LOSS_RTOL * Math.abs(whole.losses[i]!), `iteration ${i + 1}: ${l} vs ${whole.losses[i]}`));
-  assert.ok(whole.losses.every(Number.isFinite));
 });
 
 test("a fresh run leaves an earlier run's checkpoints alone; resuming an older checkpoint rewinds the log", async () => {
