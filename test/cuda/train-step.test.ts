@@ -9,10 +9,12 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { cudaBackend } from '../../src/backends/cuda/index.ts';
+import { XtunerError } from '../../src/errors.ts';
+import { CausalLM } from '../../src/models/causal-lm.ts';
 import { createModel } from '../../src/models/index.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { injectLora } from '../../src/peft/lora.ts';
-import { DropoutStream, Rng } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, tensor } from '../../src/tensor/index.ts';
 import { TrainStep, type StepBatch } from '../../src/train/step.ts';
 import { SKIP } from './helpers.ts';
 
@@ -78,4 +80,31 @@ test('TrainStep: graph replays equal eager iterations bit for bit, one launch pe
   graphed.step.dispose();
   assert.ok(be.memoryStats().graphPoolBytes < pooled, 'the graphs\' pool goes back when they are disposed');
   for (const r of [eager, graphed]) r.optimizer.dispose();
+});
+
+test('TrainStep: a step that copies from the host inside its device half fails its capture with a clear error, and the device stays usable', { skip: SKIP }, () => {
+  const { step, optimizer } = setup(true);
+  const batch = batchOf(0, 3);
+  const kind = { lossFactor: 1, optimizerStep: true, lr: 1e-2 };
+  step.run(batch, kind); // eager: the warm-up
+  // the device half now uploads a tensor (as a buggy op would): the capture must refuse it
+  const original = CausalLM.prototype.forwardPrepared;
+  CausalLM.prototype.forwardPrepared = function (this: CausalLM, p) {
+    tensor([1, 2, 3], [3], { device: 'cuda' }).dispose();
+    return original.call(this, p);
+  };
+  try {
+    assert.throws(() => step.run(batch, kind), (e: unknown) => {
+      assert.ok(e instanceof XtunerError);
+      assert.match(e.message, /capturing the training step as a CUDA graph \(.*\) failed: .*host memory to the device during CUDA graph capture/);
+      assert.match(e.hint ?? '', /XTUNER_CUDA_GRAPHS=0/);
+      return true;
+    });
+  } finally {
+    CausalLM.prototype.forwardPrepared = original;
+  }
+  // no capture left open: plain work runs and reads back
+  assert.deepEqual([...tensor([4, 5], [2], { device: 'cuda' }).toFloat32Array()], [4, 5]);
+  step.dispose();
+  optimizer.dispose();
 });
