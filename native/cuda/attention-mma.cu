@@ -9,7 +9,7 @@
 // product. Softmax runs in registers on the accumulator fragments, in log2 units (exp2 is one
 // instruction). P and dS are rounded to the input dtype before they multiply V, K or Q, as
 // FlashAttention does. Shared tiles are row-major with PAD extra elements per row, which makes
-// the fragment loads free of bank conflicts.
+// the fragment loads (ldmatrix, mma.cuh) free of bank conflicts.
 //   forward  grid (query tiles of BM rows, Hq), 4 warps: S = Q K^T, online softmax, O += P V.
 //   dQ       grid (query tiles of BM rows, Hq): recomputes S and dP = dO V^T per key tile,
 //            dS = P * (dP - delta), dQ += dS K.

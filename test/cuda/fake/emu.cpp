@@ -158,6 +158,30 @@ void emu_mma_16816(bool bf, float* d, const uint32_t* a, const uint32_t* b) {
   __syncwarp();  // the slots are rewritten by the next product
 }
 
+// ldmatrix.sync.m8n8.x{1,2,4}[.trans].shared.b16 (native/cuda/mma.cuh): lane 8i + r gives the
+// address of row r of matrix i (16 bytes, 16-byte aligned, in shared memory); every lane posts its
+// address, then takes one word per matrix i: row lane/4, elements 2(lane%4) and 2(lane%4)+1, or
+// transposed, element lane/4 of rows 2(lane%4) and 2(lane%4)+1. Lanes past the used rows must
+// still give valid addresses (checked too).
+namespace {
+std::vector<const uint16_t*> ldmSlots;
+}
+void emu_ldmatrix(uint32_t* r, int count, bool trans, const void* row) {
+  const int lane = cur->linear & 31, base = cur->linear - lane;
+  emu_check_aligned16(row);
+  const char* c = static_cast<const char*>(row);
+  if (c < smem.data() || c + 16 > smem.data() + smem.size()) die("ldmatrix row address outside shared memory");
+  ldmSlots[cur->linear] = static_cast<const uint16_t*>(row);
+  __syncwarp();
+  const int g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < count; i++) {
+    const uint16_t lo = trans ? ldmSlots[base + 8 * i + 2 * t][g] : ldmSlots[base + 8 * i + g][2 * t];
+    const uint16_t hi = trans ? ldmSlots[base + 8 * i + 2 * t + 1][g] : ldmSlots[base + 8 * i + g][2 * t + 1];
+    r[i] = (uint32_t)lo | ((uint32_t)hi << 16);
+  }
+  __syncwarp();  // the slots are rewritten by the next load
+}
+
 extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                            unsigned by, unsigned bz, unsigned smemBytes, void** p) {
   const int n = (int)(bx * by * bz);
@@ -165,6 +189,7 @@ extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, un
   fibers.resize(std::max<size_t>(fibers.size(), n));
   slots.assign(std::max<size_t>(slots.size(), n), 0.f);
   mmaSlots.resize(std::max<size_t>(mmaSlots.size(), n));
+  ldmSlots.resize(std::max<size_t>(ldmSlots.size(), n));
   smem.assign(smemBytes + 16, (char)0x7f);  // garbage, as on the device
   kernelName = name;
   entry = fn;
