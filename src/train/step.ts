@@ -60,19 +60,20 @@ interface Captured {
   graph: CudaGraph;
   loss: Tensor;
   norm: Tensor | null;
-  /** Device addresses of the prepared inputs it reads. */
+  /** Device addresses of the prepared inputs it reads and of the gradients it writes. */
   addresses: string;
 }
 
-/** Device half outputs: the loss, and the grad norm when the optimizer stepped. */
+/** Device half outputs: the loss, and the grad norm when the optimizer stepped; `graph` when a graph's replays write them. */
 interface Outputs {
   loss: Tensor;
   norm: Tensor | null;
+  graph?: CudaGraph;
 }
 
 export class TrainStep {
   readonly graphs: boolean;
-  /** Iterations captured into a graph, and iterations run by a graph launch (for reports and tests). */
+  /** Iterations run op by op, captured into a graph (and launched), and replayed (for reports and tests). */
   readonly counts = { eager: 0, captured: 0, replayed: 0 };
   readonly #o: TrainStepOptions;
   readonly #params: Tensor[];
@@ -93,7 +94,7 @@ export class TrainStep {
     if (kind.optimizerStep) optimizer.lr = kind.lr;
     // each iteration's dropout masks from a fresh base seed (one small upload, before its launches)
     dropout?.nextStep();
-    const out = tidy(() => {
+    const out = tidy((): Outputs => {
       const p = model.prepare(batch.inputIds, { ...batch, logits: false });
       if (!this.graphs) {
         this.counts.eager++;
@@ -105,7 +106,7 @@ export class TrainStep {
       return this.#graphStep(p, kind);
     });
     const [loss, gradNorm] = readScalars(out.norm ? [out.loss, out.norm] : [out.loss]) as [number, number?];
-    if (!this.graphs) for (const t of [out.loss, out.norm]) t?.dispose();
+    if (!out.graph) for (const t of [out.loss, out.norm]) t?.dispose(); // a graph's outputs are its own
     return gradNorm === undefined ? { loss } : { loss, gradNorm };
   }
 

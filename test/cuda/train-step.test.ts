@@ -14,7 +14,7 @@ import { CausalLM } from '../../src/models/causal-lm.ts';
 import { createModel } from '../../src/models/index.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { injectLora } from '../../src/peft/lora.ts';
-import { DropoutStream, Rng, tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, memoryStats, tensor } from '../../src/tensor/index.ts';
 import { TrainStep, type StepBatch } from '../../src/train/step.ts';
 import { SKIP } from './helpers.ts';
 
@@ -46,9 +46,8 @@ function batchOf(i: number, samples: number): StepBatch {
 
 test('TrainStep: graph replays equal eager iterations bit for bit, one launch per replayed iteration', { skip: SKIP }, () => {
   const be = cudaBackend();
+  const live0 = memoryStats().liveTensors;
   const eager = setup(false);
-  const graphed = setup(true);
-  assert.equal(graphed.step.graphs, true);
   const iters = 12;
   // 3 samples a row (cuSeqlens capacity 16), then 20 (capacity 32)
   const batches = Array.from({ length: iters }, (_, i) => batchOf(i, i < 6 ? 3 : 20));
@@ -56,6 +55,9 @@ test('TrainStep: graph replays equal eager iterations bit for bit, one launch pe
   // one run after the other, as a trainer runs (interleaved, each run's first step of a kind would
   // find the other's optimizer tables on the device)
   const want = batches.map((b, i) => eager.step.run(b, kinds[i]!));
+  const live1 = memoryStats().liveTensors;
+  const graphed = setup(true);
+  assert.equal(graphed.step.graphs, true);
   for (let i = 0; i < iters; i++) {
     const before = { ...graphed.step.counts };
     be.takeCounters();
@@ -79,6 +81,9 @@ test('TrainStep: graph replays equal eager iterations bit for bit, one launch pe
   assert.ok(pooled > 0);
   graphed.step.dispose();
   assert.ok(be.memoryStats().graphPoolBytes < pooled, 'the graphs\' pool goes back when they are disposed');
+  // nothing left behind by eager, captured or replayed iterations: the graphed run holds what the
+  // eager run holds, plus its gradients (kept for the whole run)
+  assert.equal(memoryStats().liveTensors - live1, live1 - live0 + graphed.trainable.length, 'live tensors');
   for (const r of [eager, graphed]) r.optimizer.dispose();
 });
 
