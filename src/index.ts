@@ -39,5 +39,6 @@ export { loadTrainData, encodeDataset, packSamples, collatePacked, collatePadded
 export { defineConfig, loadConfig, type XtunerConfig, type XtunerConfigInput } from './config/index.ts';
 export { resolveModelPath } from './io/hf-hub.ts';
 export { train, type TrainOptions, type TrainResult } from './train/trainer.ts';
+export { TrainStep, type TrainStepOptions, type StepBatch, type StepKind, type StepResult } from './train/step.ts';
 export { pthToHf } from './train/convert.ts';
 export { ChatSession } from './generate/chat-session.ts';

@@ -182,7 +182,7 @@ export class CausalLM extends Module implements DecodingModel {
     // every int32 input in one upload, before any kernel of the step: nothing uploads per layer or loss chunk
     const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
     const lossOnly = opts.logits === false;
-    const signature = [`${ids.b}x${ids.t}`, dev.cuSeqlens ? `cu${dev.cuSeqlens.size}` : 'rows', targets ? 'labels' : '', lossOnly ? `loss/${rows}` : 'logits'].join(' ');
+    const signature = `${ids.b}x${ids.t} ${dev.cuSeqlens ? `cu${dev.cuSeqlens.size}` : 'rows'} ${targets ? 'labels' : 'no-labels'} ${lossOnly ? `loss/${rows}` : 'logits'}`;
     return { ids, targets, cuSeqlens: cu ?? null, dev, rope: this.#rope(positions, ids.b, ids.t, true), lossOnly, lossChunkRows: rows, signature };
   }
 
