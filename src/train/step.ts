@@ -145,8 +145,11 @@ export class TrainStep {
         outs = keepAll(this.#device(p, kind, false));
       }, this.#pool);
     } catch (e) {
+      // the cause's own hint first (out of memory: what to change), then the way round graphs
+      const cause = e instanceof XtunerError && e.hint ? `${e.hint}; ` : '';
       throw new XtunerError(`capturing the training step as a CUDA graph (${key}) failed: ${(e as Error).message}`, {
-        hint: 'XTUNER_CUDA_GRAPHS=0 trains without graphs (slower); please report this with the config',
+        hint: `${cause}XTUNER_CUDA_GRAPHS=0 trains without graphs (slower; please report a capture failure with the config)`,
+        cause: e,
       });
     }
     this.#pool ??= graph.memoryPool;
