@@ -10,7 +10,9 @@
 // instruction). P and dS are rounded to the input dtype before they multiply V, K or Q, as
 // FlashAttention does. Shared tiles are row-major with PAD extra elements per row, which makes
 // the fragment loads (ldmatrix, mma.cuh) free of bank conflicts.
-//   forward  grid (query tiles of BM rows, Hq), 4 warps: S = Q K^T, online softmax, O += P V.
+//   forward  grid (query tiles of BM rows, Hq), 4 warps: S = Q K^T, online softmax, O += P V;
+//            attn_mma_fwd_pipe_* (XTUNER_CUDA_ATTENTION=pipe) brings K and V tiles by cp.async,
+//            each while the other is in use.
 //   dQ       grid (query tiles of BM rows, Hq): recomputes S and dP = dO V^T per key tile,
 //            dS = P * (dP - delta), dQ += dS K.
 //   dK, dV   grid (key tiles of BN keys, Hkv), a warp per 16 keys: walks every query head of the
@@ -18,6 +20,7 @@
 //            dV += P^T dO, dK += dS^T Q, and writes each key row once (no atomics, deterministic).
 // dQ is a pass of its own rather than atomics from the dK/dV pass: two more products per tile,
 // no float32 scratch, and the same result on every run.
+#include "async.cuh"
 #include "attention.cuh"
 #include "mma.cuh"
 
@@ -100,8 +103,24 @@ __device__ __forceinline__ void mma_acc_py(float (&acc)[D / 8][4], const float (
   }
 }
 
-// shared: Qs [BM][LD], Ks, Vs [BN][LD]
+// load_tile through cp.async (async.cuh): the copies are in flight until the caller's
+// cp_async_wait; rows at or past `valid` are zeroed with plain stores at once.
 template <typename T, int D>
+__device__ __forceinline__ void load_tile_async(T* tile, const T* x, i64 tok0, int r0, int n, int valid, int H, int h) {
+  constexpr int C = D / 8;  // 16-byte chunks per row
+  for (int e = threadIdx.x; e < n * C; e += blockDim.x) {
+    const int r = e / C, c = (e % C) * 8;
+    T* dst = tile + r * (D + PAD) + c;
+    if (r0 + r < valid) cp_async16(dst, x + ((tok0 + r0 + r) * H + h) * D + c);
+    else *reinterpret_cast<uint4*>(dst) = uint4{0u, 0u, 0u, 0u};
+  }
+}
+
+// shared: Qs [BM][LD], Ks, Vs [BN][LD]. PIPE (version 4): K and V tiles come by cp.async, each
+// while the other is being used, as FlashAttention-2 schedules them: V_j is in flight during
+// S = Q K_j^T and the softmax, K_{j+1} during O += P V_j; the same shared memory as version 3.1,
+// whose loads (PIPE false) stop every warp at each tile.
+template <typename T, int D, bool PIPE>
 __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
                     int Tk, int Hq, int Hkv, float scale, int causal) {
   extern __shared__ float sm[];
@@ -119,7 +138,14 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
   const int wEnd = w0 >= sg.qLen ? 0 : causal ? min(sg.kLen, w0 + 16 + off) : sg.kLen;  // keys this warp sees
   const float sl2 = scale * LOG2E;
 
-  load_tile<T, D>(Qs, q, qTok0, i0, BM, sg.qLen, Hq, h);
+  if constexpr (PIPE) {
+    load_tile_async<T, D>(Qs, q, qTok0, i0, BM, sg.qLen, Hq, h);
+    if (kEnd > 0) load_tile_async<T, D>(Ks, k, kTok0, 0, BN, sg.kLen, Hkv, hk);
+    cp_async_commit();
+    cp_async_wait<0>();
+  } else {
+    load_tile<T, D>(Qs, q, qTok0, i0, BM, sg.qLen, Hq, h);
+  }
   __syncthreads();
   u32 qa[D / 16][4];
 #pragma unroll
@@ -127,48 +153,68 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
 
   float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   for (int j0 = 0; j0 < kEnd; j0 += BN) {
-    __syncthreads();  // the previous tile is no longer read
-    load_tile<T, D>(Ks, k, kTok0, j0, BN, sg.kLen, Hkv, hk);
-    load_tile<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
-    __syncthreads();
-    if (j0 >= wEnd) continue;  // uniform per warp
-    float s[BN / 8][4] = {};   // S [16 rows][BN keys], 8 keys per fragment
-    mma_rows_xt<T, BN, D>(s, qa, Ks, LD);
-    float mx[2] = {m[0], m[1]};
-#pragma unroll
-    for (int n = 0; n < BN / 8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int j = j0 + 8 * n + 2 * t + (e & 1), i = row[e >> 1];
-        const bool seen = j < sg.kLen && i < sg.qLen && (!causal || j <= i + off);
-        s[n][e] = seen ? s[n][e] * sl2 : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
-      }
-    float corr[2], ls[2] = {0.f, 0.f};
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = quad_max(mx[r]);
-      corr[r] = mx[r] == -INFINITY ? 1.f : exp2f(m[r] - mx[r]);  // no key seen yet: nothing to rescale
-      m[r] = mx[r];
+    if constexpr (PIPE) {
+      // K_j is in place (waited for, and a barrier since); V_j's copies overlap the scores
+      load_tile_async<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
+      cp_async_commit();
+    } else {
+      __syncthreads();  // the previous tile is no longer read
+      load_tile<T, D>(Ks, k, kTok0, j0, BN, sg.kLen, Hkv, hk);
+      load_tile<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
+      __syncthreads();
     }
+    const bool active = j0 < wEnd;  // uniform per warp; every warp still takes every barrier
+    float s[BN / 8][4] = {};         // S [16 rows][BN keys], 8 keys per fragment; then P
+    if (active) {
+      mma_rows_xt<T, BN, D>(s, qa, Ks, LD);
+      float mx[2] = {m[0], m[1]};
 #pragma unroll
-    for (int n = 0; n < BN / 8; n++)
+      for (int n = 0; n < BN / 8; n++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const float mr = m[e >> 1];
-        s[n][e] = mr == -INFINITY ? 0.f : exp2f(s[n][e] - mr);  // now P (unnormalised)
-        ls[e >> 1] += s[n][e];
+        for (int e = 0; e < 4; e++) {
+          const int j = j0 + 8 * n + 2 * t + (e & 1), i = row[e >> 1];
+          const bool seen = j < sg.kLen && i < sg.qLen && (!causal || j <= i + off);
+          s[n][e] = seen ? s[n][e] * sl2 : -INFINITY;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+        }
+      float corr[2], ls[2] = {0.f, 0.f};
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = quad_max(mx[r]);
+        corr[r] = mx[r] == -INFINITY ? 1.f : exp2f(m[r] - mx[r]);  // no key seen yet: nothing to rescale
+        m[r] = mx[r];
       }
 #pragma unroll
-    for (int r = 0; r < 2; r++) l[r] = l[r] * corr[r] + ls[r];  // per lane; summed over the quad at the end
+      for (int n = 0; n < BN / 8; n++)
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      o[n][0] *= corr[0];
-      o[n][1] *= corr[0];
-      o[n][2] *= corr[1];
-      o[n][3] *= corr[1];
+        for (int e = 0; e < 4; e++) {
+          const float mr = m[e >> 1];
+          s[n][e] = mr == -INFINITY ? 0.f : exp2f(s[n][e] - mr);  // now P (unnormalised)
+          ls[e >> 1] += s[n][e];
+        }
+#pragma unroll
+      for (int r = 0; r < 2; r++) l[r] = l[r] * corr[r] + ls[r];  // per lane; summed over the quad at the end
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        o[n][0] *= corr[0];
+        o[n][1] *= corr[0];
+        o[n][2] *= corr[1];
+        o[n][3] *= corr[1];
+      }
     }
-    mma_acc_py<T, BN, D>(o, s, Vs, LD);
+    if constexpr (PIPE) {
+      cp_async_wait<0>();
+      __syncthreads();  // V_j in place; every warp is done with K_j
+      if (j0 + BN < kEnd) {
+        load_tile_async<T, D>(Ks, k, kTok0, j0 + BN, BN, sg.kLen, Hkv, hk);  // K_{j+1} overlaps P V_j
+        cp_async_commit();
+      }
+    }
+    if (active) mma_acc_py<T, BN, D>(o, s, Vs, LD);
+    if constexpr (PIPE) {
+      cp_async_wait<0>();
+      __syncthreads();  // K_{j+1} in place; every warp is done with V_j
+    }
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -331,7 +377,13 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
       attn_mma_fwd_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, \
                               int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {                                \
     if (idle_tile(tiles)) return;                                                                                       \
-    flash::fwd<T, D>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                                    \
+    flash::fwd<T, D, false>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                             \
+  }                                                                                                                       \
+  extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
+      attn_mma_fwd_pipe_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,             \
+                                   const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {         \
+    if (idle_tile(tiles)) return;                                                                                       \
+    flash::fwd<T, D, true>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                              \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dq_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, \

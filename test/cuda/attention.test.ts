@@ -3,7 +3,7 @@
 // aligned bottom-right), single-token decoding, packed rows with cuSeqlens (a sample crossing a
 // row end, tokens outside every sample; on the device and padded, as training passes it: one
 // sample per row, one over all rows, many small ones), head dimensions that are not multiples of
-// 32, and 256.
+// 32, and 256; bf16/f16 also through the pipelined tensor-core forward.
 
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
@@ -98,4 +98,14 @@ test('attention forward and backward, bfloat16', { skip: SKIP }, () => {
 
 test('attention forward and backward, float16', { skip: SKIP }, () => {
   for (const c of CASES.slice(0, 3)) run(c, 'float16');
+});
+
+test('attention, the pipelined tensor-core forward (XTUNER_CUDA_ATTENTION=pipe: K and V tiles by cp.async)', { skip: SKIP }, () => {
+  process.env['XTUNER_CUDA_ATTENTION'] = 'pipe';
+  try {
+    for (const c of CASES) run(c, 'bfloat16');
+    for (const c of CASES.slice(0, 3)) run(c, 'float16');
+  } finally {
+    delete process.env['XTUNER_CUDA_ATTENTION'];
+  }
 });

@@ -231,6 +231,9 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
     const mma = { ...shape, B: 1, Hq: 2, Hkv: 1, D, cuSeqlens: D === 64 ? Int32Array.from([0, 3, 8]) : null };
     be.attention({ ...mma, q: x, k: y, v: z, out: x, lse: f32a });
     be.attentionBackward({ ...mma, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });
+    process.env['XTUNER_CUDA_ATTENTION'] = 'pipe'; // the pipelined forward
+    be.attention({ ...mma, q: x, k: y, v: z, out: x, lse: f32a });
+    delete process.env['XTUNER_CUDA_ATTENTION'];
   }
   for (const to of ['float32', 'bfloat16', 'int64', 'uint8'] as DType[]) if (to !== dtype) be.cast(x, dtype, f(4096, to), to, 4096);
   be.fill(f(10, 'int64'), 'int64', 0, 10, 3);

@@ -111,10 +111,11 @@ for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, nu
   for (const s of [logits, d, loss, labels]) b.free(s);
 }
 
-// attention, causal, 2048 tokens, on both kernel sets (attention-mma.cu, then attention.cu)
-for (const [Hq, Hkv, D, set] of [[16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14, 2, 64, 'mma'], [16, 16, 128, 'simt'], [14, 2, 64, 'simt']] as const) {
-  if (set === 'simt') process.env['XTUNER_CUDA_ATTENTION'] = 'simt';
-  else delete process.env['XTUNER_CUDA_ATTENTION'];
+// attention, causal, 2048 tokens, on each kernel set (attention-mma.cu with its two forwards, then attention.cu)
+const ATTENTION_SETS = [[16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14, 2, 64, 'mma'], [16, 16, 128, 'pipe'], [14, 2, 64, 'pipe'], [16, 16, 128, 'simt'], [14, 2, 64, 'simt']] as const;
+for (const [Hq, Hkv, D, set] of ATTENTION_SETS) {
+  if (set === 'mma') delete process.env['XTUNER_CUDA_ATTENTION'];
+  else process.env['XTUNER_CUDA_ATTENTION'] = set;
   const B = 1, T = 2048, dt: FloatDType = 'bfloat16';
   const q = random(dt, B * T * Hq * D), k = random(dt, B * T * Hkv * D), v = random(dt, B * T * Hkv * D);
   const out = b.alloc(dt, B * T * Hq * D), lse = b.alloc('float32', B * Hq * T), dout = random(dt, B * T * Hq * D);

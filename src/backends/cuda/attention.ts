@@ -99,7 +99,8 @@ function checkShape(a: AttentionShape): void {
 /**
  * Whether the tensor-core kernels take this call: 16-bit floats, a head dim they are built for, and
  * every tensor 16-byte aligned (they move 16-byte chunks). XTUNER_CUDA_ATTENTION=simt forces the
- * CUDA-core kernels, for comparing the two on one card.
+ * CUDA-core kernels, =pipe the tensor-core forward with cp.async tiles (version 4, untimed as yet),
+ * for comparing them on one card.
  */
 function useMma(a: AttentionShape, tensors: readonly CudaStorage[]): boolean {
   return (
@@ -127,7 +128,8 @@ export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void 
   const t = tileLists(rt, a, mma ? MMA_ROWS : WARPS, 0);
   const io = [a.q.ptr, a.k.ptr, a.v.ptr, a.out.ptr, a.lse.ptr, t.meta.ptr, t.qTiles, a.Tq, a.Tk, a.Hq, a.Hkv];
   if (mma) {
-    rt.launch('attention-mma', `attn_mma_fwd_${sfx(a.dtype)}_d${a.D}`, [t.qBlocks, a.Hq], [MMA_THREADS], mmaSmem(a.D, MMA_ROWS + 2 * MMA_KEYS), 'pppppppiiiifi', [
+    const pipe = process.env['XTUNER_CUDA_ATTENTION'] === 'pipe' ? 'pipe_' : '';
+    rt.launch('attention-mma', `attn_mma_fwd_${pipe}${sfx(a.dtype)}_d${a.D}`, [t.qBlocks, a.Hq], [MMA_THREADS], mmaSmem(a.D, MMA_ROWS + 2 * MMA_KEYS), 'pppppppiiiifi', [
       ...io, a.scale, a.causal ? 1 : 0,
     ]);
   } else {

@@ -25,10 +25,12 @@ cp native/cuda/*.cuh "$OUT/src/"
   echo '  {nullptr, nullptr, nullptr}};'
 } > "$OUT/src/kernels.cpp"
 CXX="g++ -std=c++17 -O2 -fPIC -w -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=0 -I$FAKE/include -I$OUT/src"
-$CXX -include $FAKE/emu.h -c -o "$OUT/kernels.o" "$OUT/src/kernels.cpp" &
-$CXX -c -o "$OUT/emu.o" $FAKE/emu.cpp &
-gcc -O2 -fPIC -DFAKE_EMULATE -c -o "$OUT/libcuda.o" $FAKE/libcuda.c &
-gcc -O2 -fPIC -shared -o "$OUT/libcublas.so.13" $FAKE/libcublas.c &
-wait
+rm -f "$OUT"/*.o "$OUT"/*.so.*
+pids=()
+$CXX -include $FAKE/emu.h -c -o "$OUT/kernels.o" "$OUT/src/kernels.cpp" & pids+=($!)
+$CXX -c -o "$OUT/emu.o" $FAKE/emu.cpp & pids+=($!)
+gcc -O2 -fPIC -DFAKE_EMULATE -c -o "$OUT/libcuda.o" $FAKE/libcuda.c & pids+=($!)
+gcc -O2 -fPIC -shared -o "$OUT/libcublas.so.13" $FAKE/libcublas.c & pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || { echo "build-emu: a compile failed (see above)" >&2; exit 1; }; done
 g++ -shared -o "$OUT/libcuda.so.1" "$OUT/libcuda.o" "$OUT/emu.o" "$OUT/kernels.o"
 echo "build-emu: $OUT/libcuda.so.1 $OUT/libcublas.so.13"

@@ -5,6 +5,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <vector>
 #include "emu.h"
 
@@ -24,6 +25,14 @@ std::vector<Fiber> fibers;
 std::vector<char*> stacks;
 std::vector<float> slots;
 std::vector<char> smem;
+// cp.async: per thread the copies issued since its last commit, and the committed groups not yet
+// waited for; a copy reaches shared memory only when its thread waits for its group
+struct AsyncCopy {
+  char* dst;
+  char bytes[16];
+};
+std::vector<std::vector<AsyncCopy>> openCopies;
+std::vector<std::deque<std::vector<AsyncCopy>>> committedCopies;
 jmp_buf sched;
 Fiber* cur;
 void (*entry)(void**);
@@ -57,6 +66,8 @@ void resume(Fiber& f, char* stackTop) {
 }
 
 void runBlock(int n) {
+  openCopies.resize(std::max<size_t>(openCopies.size(), n));
+  committedCopies.resize(std::max<size_t>(committedCopies.size(), n));
   for (int t = 0; t < n; t++) {
     Fiber& f = fibers[t];
     f.linear = t;
@@ -70,7 +81,12 @@ void runBlock(int n) {
     }
     int done = 0, atBlock = 0;
     for (int t = 0; t < n; t++) done += fibers[t].state == DONE, atBlock += fibers[t].state == WAIT_BLOCK;
-    if (done == n) return;
+    if (done == n) {
+      for (int t = 0; t < n; t++) {
+        if (!openCopies[t].empty() || !committedCopies[t].empty()) die("cp.async copies never waited for");
+      }
+      return;
+    }
     bool released = false;
     for (int w = 0; w * 32 < n; w++) {  // a warp waiting at __syncwarp/shuffle, all its live lanes there
       int live = 0, waiting = 0;
@@ -92,10 +108,35 @@ void runBlock(int n) {
 }  // namespace
 
 EmuDim& emu_thread_idx() { return cur->tid; }
+
 // common.cuh's vector loads and stores: a 16-byte access at an address not a multiple of 16 faults on a GPU
 void emu_check_aligned16(const void* p) {
   if ((uintptr_t)p & 15) die("16-byte vector access at an address that is not 16-byte aligned");
 }
+// cp.async.cg.shared.global, 16 bytes (native/cuda/async.cuh): the source is read now (global
+// memory does not change during a launch), the destination written when the thread waits for the
+// copy's group, so a read before the wait and the barrier after it sees the old contents.
+void emu_cp_async16(void* dst, const void* src) {
+  emu_check_aligned16(dst);
+  emu_check_aligned16(src);
+  char* d = static_cast<char*>(dst);
+  if (d < smem.data() || d + 16 > smem.data() + smem.size()) die("cp.async destination outside shared memory");
+  AsyncCopy c{d, {}};
+  memcpy(c.bytes, src, 16);
+  openCopies[cur->linear].push_back(c);
+}
+void emu_cp_async_commit() {
+  committedCopies[cur->linear].push_back(std::move(openCopies[cur->linear]));
+  openCopies[cur->linear].clear();
+}
+void emu_cp_async_wait(int pending) {
+  auto& groups = committedCopies[cur->linear];
+  while ((int)groups.size() > pending) {
+    for (const AsyncCopy& c : groups.front()) memcpy(c.dst, c.bytes, 16);
+    groups.pop_front();
+  }
+}
+
 void __syncthreads() { wait(WAIT_BLOCK); }
 void __syncwarp(unsigned) { wait(WAIT_WARP); }
 float __shfl_xor_sync(unsigned, float v, int laneMask) {
