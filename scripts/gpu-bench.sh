@@ -33,13 +33,14 @@ peer() { # SHAPE METHOD CKPT(0|1): the peer's bench() of peer_bench.py, without 
 # Guards, so a fault of the newest code does not cost the session its numbers: the tensor-core
 # attention and the captured step are checked first (seconds); a failure benches without them
 # and says so in bench.txt.
-guard() { # TEST ENV=VALUE WHAT
-  if ! timeout 120 "${RUN[@]}" --test "$1" >> "$LOG" 2>&1; then
+guard() { # TEST ENV=VALUE WHAT [NAME-PATTERN]
+  if ! timeout 120 "${RUN[@]}" --test ${4:+--test-name-pattern="$4"} "$1" >> "$LOG" 2>&1; then
     export "$2"
     echo "XTUNER_TS_GUARD $1 failed: benching with $2 ($3)" | tee -a "$LOG"
   fi
 }
-guard test/cuda/attention.test.ts XTUNER_CUDA_ATTENTION=simt "CUDA-core attention"
+# the default kernels only (the opt-in pipelined forward has a test of its own there)
+guard test/cuda/attention.test.ts XTUNER_CUDA_ATTENTION=simt "CUDA-core attention" "forward and backward"
 guard test/cuda/train-step.test.ts XTUNER_CUDA_GRAPHS=0 "no CUDA graphs"
 
 ours qwen2.5-0.5b lora 0 150; peer qwen2.5-0.5b lora 0
