@@ -1,7 +1,8 @@
 // `xtuner train` on CUDA, on the trainer tests' fixture (test/train/fixture.ts): a float32 run
 // interrupted between two optimizer steps resumes to the same losses (the accumulated gradients go
-// to the GPU again); a bf16 LoRA run with CUDA graphs (the default) gives the losses and the saved
-// adapter of the same run op by op (XTUNER_CUDA_GRAPHS=0) bit for bit, and resumes exactly too.
+// to the GPU again); a bf16 LoRA run with CUDA graphs (the default), an eval chat in its middle,
+// gives the losses and the saved adapter of the same run op by op (XTUNER_CUDA_GRAPHS=0) bit for
+// bit, and resumes exactly too.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,7 +47,8 @@ async function runWithGraphs(graphs: boolean, cfg: XtunerConfig, dir: string, op
 const adapterOf = (r: { result: { checkpoint: string | null } }): Buffer => fs.readFileSync(path.join(r.result.checkpoint!, 'trainable.safetensors'));
 
 test('CUDA graphs: the op-by-op losses and weights bit for bit; a resume between optimizer steps continues exactly', { skip: SKIP }, async () => {
-  const cfg = config({ device: 'cuda', dtype: 'bfloat16' }); // 8 iterations, a step every 2
+  // 8 iterations, a step every 2, the eval chat (generation, op by op) between graph replays at 4
+  const cfg = config({ device: 'cuda', dtype: 'bfloat16', evaluation_inputs: ['hi'], evaluation_freq: 4 });
   const eager = await runWithGraphs(false, cfg, workDir('eager'));
   const graphed = await runWithGraphs(true, cfg, workDir('graphed'));
   assert.equal(graphed.losses.length, 8);
