@@ -115,12 +115,20 @@ void emu_check_aligned16(const void* p) {
 }
 // cp.async.cg.shared.global, 16 bytes (native/cuda/async.cuh): the source is read now (global
 // memory does not change during a launch), the destination written when the thread waits for the
-// copy's group, so a read before the wait and the barrier after it sees the old contents.
+// copy's group, so a read before the wait and the barrier after it sees the old contents. With
+// FAKE_CUDA_ASYNC=early the bytes land at once instead, so a copy issued before the barrier that
+// ends the reads of its buffer overwrites what other threads have still to read (a card may do
+// either, or anything between).
 void emu_cp_async16(void* dst, const void* src) {
   emu_check_aligned16(dst);
   emu_check_aligned16(src);
   char* d = static_cast<char*>(dst);
   if (d < smem.data() || d + 16 > smem.data() + smem.size()) die("cp.async destination outside shared memory");
+  const char* mode = getenv("FAKE_CUDA_ASYNC");
+  if (mode && !strcmp(mode, "early")) {
+    memcpy(d, src, 16);
+    return;
+  }
   AsyncCopy c{d, {}};
   memcpy(c.bytes, src, 16);
   openCopies[cur->linear].push_back(c);
