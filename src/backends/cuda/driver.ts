@@ -466,9 +466,9 @@ export class CudaDriver {
     if (this.profiled === null) return enqueue();
     const start = this.newEvent();
     const end = this.newEvent();
-    this.check('cuEventRecord', this.f['cuEventRecord']!(start, this.stream));
+    this.record(start);
     enqueue();
-    this.check('cuEventRecord', this.f['cuEventRecord']!(end, this.stream));
+    this.record(end);
     this.profiled.push({ name, start, end });
   }
 
@@ -488,12 +488,10 @@ export class CudaDriver {
     }
     this.synchronize();
     const byName = new Map<string, { name: string; calls: number; ms: number }>();
-    const ms = [0];
     for (const c of calls) {
-      this.check('cuEventElapsedTime', this.f['cuEventElapsedTime']!(ms, c.start, c.end));
       const row = byName.get(c.name) ?? { name: c.name, calls: 0, ms: 0 };
       row.calls++;
-      row.ms += ms[0]!;
+      row.ms += this.elapsedMs(c.start, c.end);
       byName.set(c.name, row);
       this.f['cuEventDestroy']!(c.start);
       this.f['cuEventDestroy']!(c.end);
@@ -507,23 +505,31 @@ export class CudaDriver {
     return e[0];
   }
 
+  private record(event: unknown): void {
+    this.check('cuEventRecord', this.f['cuEventRecord']!(event, this.stream));
+  }
+
+  /** Milliseconds between two recorded events (both complete). */
+  private elapsedMs(start: unknown, end: unknown): number {
+    const ms = [0];
+    this.check('cuEventElapsedTime', this.f['cuEventElapsedTime']!(ms, start, end));
+    return ms[0]!;
+  }
+
   /** Milliseconds of device time that `work` queues, measured with events on the stream. */
   time(work: () => void): number {
-    const e0: unknown[] = [null];
-    const e1: unknown[] = [null];
-    this.check('cuEventCreate', this.f['cuEventCreate']!(e0, 0));
-    this.check('cuEventCreate', this.f['cuEventCreate']!(e1, 0));
+    const start = this.newEvent();
+    const end = this.newEvent();
     try {
-      this.check('cuEventRecord', this.f['cuEventRecord']!(e0[0], this.stream));
+      this.record(start);
       work();
-      this.check('cuEventRecord', this.f['cuEventRecord']!(e1[0], this.stream));
-      this.check('cuEventSynchronize', this.f['cuEventSynchronize']!(e1[0]));
-      const ms = [0];
-      this.check('cuEventElapsedTime', this.f['cuEventElapsedTime']!(ms, e0[0], e1[0]));
-      return ms[0]!;
+      this.record(end);
+      this.check('cuEventSynchronize', this.f['cuEventSynchronize']!(end));
+      return this.elapsedMs(start, end);
     } finally {
-      this.f['cuEventDestroy']!(e0[0]);
-      this.f['cuEventDestroy']!(e1[0]);
+      this.f['cuEventDestroy']!(start);
+      this.f['cuEventDestroy']!(end);
     }
   }
+
 }

@@ -32,6 +32,7 @@ struct AsyncCopy {
   char bytes[16];
 };
 std::vector<std::vector<AsyncCopy>> openCopies;
+bool asyncEarly;  // FAKE_CUDA_ASYNC=early, read once per launch
 std::vector<std::deque<std::vector<AsyncCopy>>> committedCopies;
 jmp_buf sched;
 Fiber* cur;
@@ -124,8 +125,7 @@ void emu_cp_async16(void* dst, const void* src) {
   emu_check_aligned16(src);
   char* d = static_cast<char*>(dst);
   if (d < smem.data() || d + 16 > smem.data() + smem.size()) die("cp.async destination outside shared memory");
-  const char* mode = getenv("FAKE_CUDA_ASYNC");
-  if (mode && !strcmp(mode, "early")) {
+  if (asyncEarly) {
     memcpy(d, src, 16);
     return;
   }
@@ -241,6 +241,8 @@ extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, un
   ldmSlots.resize(std::max<size_t>(ldmSlots.size(), n));
   smem.assign(smemBytes + 16, (char)0x7f);  // garbage, as on the device
   kernelName = name;
+  const char* asyncMode = getenv("FAKE_CUDA_ASYNC");
+  asyncEarly = asyncMode && !strcmp(asyncMode, "early");
   entry = fn;
   params = p;
   gridDim = {gx, gy, gz};
