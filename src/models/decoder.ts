@@ -176,8 +176,14 @@ export class DecoderModel extends Module {
     // A KV cache is appended to as a side effect, and without grad there is nothing to save.
     const streams = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointStreams;
     for (const layer of this.layerModules()) {
-      x = streams ? checkpoint((h) => layer.forward(h, ctx), [x], { streams }) : layer.forward(x, ctx);
+      const y = streams ? checkpoint((h) => layer.forward(h, ctx), [x], { streams }) : layer.forward(x, ctx);
+      // Our handle goes now: what the backward needs of x its nodes hold (the checkpoint's saved
+      // input, the norm's), and that goes as soon as their backward has run, not at the step's end.
+      x.dispose();
+      x = y;
     }
-    return this.child<RMSNorm>(this.#layout.norm).forward(x);
+    const out = this.child<RMSNorm>(this.#layout.norm).forward(x);
+    x.dispose();
+    return out;
   }
 }
