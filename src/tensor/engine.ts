@@ -66,9 +66,14 @@ export function releaseStorage(ref: StorageRef): void {
     }
     ref.backend.free(ref.storage);
     stats.liveBytes -= ref.bytes;
-    if (ref.casts) for (const c of ref.casts.values()) c.copy.dispose();
-    ref.casts = null;
+    dropCasts(ref);
   }
+}
+
+/** Dispose of the storage's cached cast copies (castCopy makes them again when asked). */
+export function dropCasts(ref: StorageRef): void {
+  if (ref.casts) for (const c of ref.casts.values()) c.copy.dispose();
+  ref.casts = null;
 }
 
 /** The storage was written in place: every cached value derived from it is stale from now on. */

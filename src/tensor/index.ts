@@ -39,7 +39,7 @@ export { concat } from './ops/concat.ts';
 export { expand } from './ops/expand.ts';
 export { sum } from './ops/sum.ts';
 export { mean } from './ops/mean.ts';
-export { cast, castCopy } from './ops/cast.ts';
+export { cast, castCopy, dropCastCopies } from './ops/cast.ts';
 export { softmax } from './ops/softmax.ts';
 export { dropout, DropoutStream, defaultDropoutStream, type DropoutStreamState } from './ops/dropout.ts';
 export { toDevice } from './ops/to-device.ts';

@@ -9,18 +9,25 @@
 // half rewrites in place (inputs, loss scale, rope tables, the dropout seed, AdamW's step state).
 // So the first iteration of a kind runs eagerly (it makes what is made lazily: kernels, cuBLAS,
 // moments, cast copies, device tables), the second is captured into a graph, and from then on the
-// host queues one graph launch per iteration. Gradients keep their storage for the whole run
-// (zeroed in place, not dropped), so every graph finds them where it captured them; all graphs of
-// a run share one memory pool (their outputs are read before the next launch). Unpacked data
+// host queues one graph launch per iteration. Gradients keep their storage once the first
+// backward made them (zeroed in place, not dropped), so the optimizer's tables and every graph find
+// them where the first iteration put them; made as the backward reaches them, they cost the first
+// iteration no more memory than an op-by-op step. All graphs of a run share one memory pool (their
+// outputs are read before the next launch). Unpacked data
 // padded per batch has many shapes: past MAX_GRAPHS kinds, new kinds run op by op.
+// A capture that runs out of GPU memory (gradients kept whole through the step cost more at the
+// peak than gradients made as the backward reaches them; a capture cannot hand the cache back to
+// the driver) is not the end of the run: the graphs go, and this iteration and every later one
+// run op by op, which is what fits. Nothing a capture queues has run, so the iteration's host
+// state (the dropout stream) is put back and the cached cast copies are dropped before it reruns.
 
-import { cudaBackend, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
+import { CudaOutOfMemoryError, cudaBackend, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
 import { XtunerError } from '../errors.ts';
 import type { CausalLM, ForwardOptions, PreparedBatch } from '../models/causal-lm.ts';
 import type { IdsInput } from '../models/inputs.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import { clipCoefficient } from '../optim/clip.ts';
-import { keep, readScalars, scale, tidy, zeros, type DropoutStream, type Tensor } from '../tensor/index.ts';
+import { dropCastCopies, keep, readScalars, scale, tidy, type DropoutStream, type Tensor } from '../tensor/index.ts';
 
 /** Most graphs one run keeps (each holds a few MB of host and driver state, and its capture costs a step). */
 export const MAX_GRAPHS = 16;
@@ -34,6 +41,8 @@ export interface TrainStepOptions {
   dropout: DropoutStream | null;
   /** Capture and replay CUDA graphs; default: on CUDA, unless XTUNER_CUDA_GRAPHS=0. */
   graphs?: boolean;
+  /** Where a line for the user goes (the trainer's log); default stderr. */
+  notice?: (line: string) => void;
 }
 
 export interface StepBatch extends ForwardOptions {
@@ -72,7 +81,7 @@ interface Outputs {
 }
 
 export class TrainStep {
-  readonly graphs: boolean;
+  #graphs: boolean;
   /** Iterations run op by op, captured into a graph (and launched), and replayed (for reports and tests). */
   readonly counts = { eager: 0, captured: 0, replayed: 0 };
   readonly #o: TrainStepOptions;
@@ -80,12 +89,22 @@ export class TrainStep {
   readonly #warm = new Set<string>();
   readonly #captured = new Map<string, Captured>();
   #pool: GraphPool | undefined;
+  /** Gradients are zeroed in place, not dropped (graphs are captured over them). */
+  #keepGrads: boolean;
+  /** No backward since the last optimizer step: the gradients hold nothing. */
+  #gradsZero = true;
 
   constructor(opts: TrainStepOptions) {
     this.#o = opts;
     this.#params = opts.optimizer.params.map(([, p]) => p);
-    this.graphs = opts.graphs ?? (opts.model.device === 'cuda' && process.env['XTUNER_CUDA_GRAPHS'] !== '0');
-    if (this.graphs && opts.model.device !== 'cuda') throw new XtunerError(`CUDA graphs need a model on cuda, this one is on ${opts.model.device}`);
+    this.#graphs = opts.graphs ?? (opts.model.device === 'cuda' && process.env['XTUNER_CUDA_GRAPHS'] !== '0');
+    if (this.#graphs && opts.model.device !== 'cuda') throw new XtunerError(`CUDA graphs need a model on cuda, this one is on ${opts.model.device}`);
+    this.#keepGrads = this.#graphs;
+  }
+
+  /** Whether iterations go through CUDA graphs (false after a capture ran out of memory). */
+  get graphs(): boolean {
+    return this.#graphs;
   }
 
   /** One iteration; returns after its one read-back. */
@@ -100,9 +119,6 @@ export class TrainStep {
         this.counts.eager++;
         return keepAll(this.#device(p, kind, true));
       }
-      // gradients live for the whole run from here on, so their addresses are the graphs'
-      for (const q of this.#params) q.grad ??= zeros(q.shape, { dtype: q.dtype, device: q.device });
-      if (kind.optimizerStep) optimizer.beginStep();
       return this.#graphStep(p, kind);
     });
     const [loss, gradNorm] = readScalars(out.norm ? [out.loss, out.norm] : [out.loss]) as [number, number?];
@@ -125,19 +141,30 @@ export class TrainStep {
       if (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS) {
         this.#warm.add(key);
         this.counts.eager++;
-        return keepAll(this.#device(p, kind, false));
+        return keepAll(this.#device(p, kind, true)); // the step counted after the backward: the first one makes the gradients
       }
-      g = this.#capture(p, kind, key, addresses);
+      this.#beginStep(kind);
+      const state = this.#o.dropout?.getState();
+      const captured = this.#capture(p, kind, key, addresses);
+      if (captured instanceof CudaOutOfMemoryError) return this.#withoutGraphs(p, kind, captured, state);
+      g = captured;
       this.#captured.set(key, g);
       this.counts.captured++;
     } else {
+      this.#beginStep(kind);
       this.counts.replayed++;
     }
     g.graph.launch();
     return g;
   }
 
-  #capture(p: PreparedBatch, kind: StepKind, key: string, addresses: string): Captured {
+  /** AdamW's host half, before a graph's device half. */
+  #beginStep(kind: StepKind): void {
+    if (kind.optimizerStep) this.#o.optimizer.beginStep();
+  }
+
+  /** The graph of this iteration; out of memory is returned, not thrown (see the header). */
+  #capture(p: PreparedBatch, kind: StepKind, key: string, addresses: string): Captured | CudaOutOfMemoryError {
     let outs: Outputs | null = null;
     let graph: CudaGraph;
     try {
@@ -145,6 +172,7 @@ export class TrainStep {
         outs = keepAll(this.#device(p, kind, false));
       }, this.#pool);
     } catch (e) {
+      if (e instanceof CudaOutOfMemoryError) return e;
       // the cause's own hint first (out of memory: what to change), then the way round graphs
       const cause = e instanceof XtunerError && e.hint ? `${e.hint}; ` : '';
       throw new XtunerError(`capturing the training step as a CUDA graph (${key}) failed: ${(e as Error).message}`, {
@@ -157,16 +185,35 @@ export class TrainStep {
     return { graph, loss: o!.loss, norm: o!.norm, addresses };
   }
 
+  /** After a capture ran out of memory: no graphs from now on, and this iteration (its optimizer step already counted) op by op. */
+  #withoutGraphs(p: PreparedBatch, kind: StepKind, e: CudaOutOfMemoryError, dropoutState: ReturnType<DropoutStream['getState']> | undefined): Outputs {
+    this.dispose();
+    this.#graphs = false;
+    this.#keepGrads = false;
+    // zero gradients (none accumulated yet) go too: made again as the backward reaches them, they
+    // do not all take memory at the start of the backward
+    if (this.#gradsZero) this.#o.optimizer.zeroGrad(true);
+    if (dropoutState) this.#o.dropout!.setState(dropoutState);
+    for (const q of this.#params) dropCastCopies(q);
+    (this.#o.notice ?? ((l: string) => console.error(l)))(
+      `CUDA graphs: capturing the training step ran out of GPU memory (${e.message}); training goes on op by op, which needs less ` +
+        '(XTUNER_CUDA_GRAPHS=0 skips the attempt)',
+    );
+    this.counts.eager++;
+    return keepAll(this.#device(p, kind, false));
+  }
+
   /**
    * The device half: forward, loss / factor, backward, and when the optimizer steps the clip
    * coefficient, AdamW (counting its step first when `countStep`: the eager path) and the
-   * gradients zeroed (dropped without graphs, zeroed in place with them).
+   * gradients zeroed (dropped, or in place for graphs).
    */
   #device(p: PreparedBatch, kind: StepKind, countStep: boolean): Outputs {
     const { model, optimizer, maxNorm } = this.#o;
     const loss = tidy(() => {
       const out = model.forwardPrepared(p);
       scale(out.loss!, 1 / kind.lossFactor).backward();
+      this.#gradsZero = false;
       return out.loss!;
     });
     if (!kind.optimizerStep) return { loss, norm: null };
@@ -174,7 +221,8 @@ export class TrainStep {
     const clip = clipCoefficient(this.#params, maxNorm);
     if (countStep) optimizer.beginStep();
     optimizer.queueStep(clip.coef);
-    optimizer.zeroGrad(!this.graphs);
+    optimizer.zeroGrad(!this.#keepGrads);
+    this.#gradsZero = true;
     clip.coef.dispose();
     return { loss, norm: clip.norm };
   }

@@ -177,7 +177,7 @@ async function loop(
   let window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
   let status: TrainResult['status'] = 'completed';
 
-  const step = new TrainStep({ model, optimizer, maxNorm: cfg.max_norm, dropout: run.loraDropout });
+  const step = new TrainStep({ model, optimizer, maxNorm: cfg.max_norm, dropout: run.loraDropout, notice: (l) => logger.info(l) });
   if (step.graphs) logger.info('CUDA graphs: each kind of iteration runs op by op once, then is captured and replayed (XTUNER_CUDA_GRAPHS=0: off)');
   try {
     while (iter < maxIters) {

@@ -178,6 +178,14 @@ export function formatBytes(n: number): string {
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
 
+/** The device has no room for an allocation (after the cache was returned to it, outside a graph capture). */
+export class CudaOutOfMemoryError extends XtunerError {
+  constructor(message: string, options: { hint?: string }) {
+    super(message, options);
+    this.name = 'CudaOutOfMemoryError';
+  }
+}
+
 export class CachingAllocator {
   private readonly shared = new Cache();
   /** Pools not yet handed back. */
@@ -375,9 +383,9 @@ export class CachingAllocator {
     return p;
   }
 
-  private outOfMemory(requested: number, what: string): XtunerError {
+  private outOfMemory(requested: number, what: string): CudaOutOfMemoryError {
     const { free, total } = this.device.memInfo();
-    return new XtunerError(
+    return new CudaOutOfMemoryError(
       `CUDA out of memory on ${this.deviceName}: allocating ${formatBytes(requested)} for ${what}; ` +
         `the GPU has ${formatBytes(free)} free of ${formatBytes(total)}, this process holds ${formatBytes(this.s.allocatedBytes)} in tensors ` +
         `(peak ${formatBytes(this.s.peakAllocatedBytes)}) and ${formatBytes(this.s.reservedBytes)} reserved` +

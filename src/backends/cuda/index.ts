@@ -18,6 +18,7 @@ import { CudaRuntime, CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
 export type { AllocatorStats, GraphPool } from './allocator.ts';
+export { CudaOutOfMemoryError } from './allocator.ts';
 export type { DeviceInfo, DriverCounters } from './driver.ts';
 export type { CudaGraph } from './graph.ts';
 

@@ -3,6 +3,7 @@
 
 import { isFloatDType, type DType } from '../dtype.ts';
 import { recordOp } from '../autograd.ts';
+import { dropCasts } from '../engine.ts';
 import { Tensor } from '../tensor.ts';
 import { empty, castRaw } from './util.ts';
 
@@ -36,6 +37,11 @@ export function castCopy(x: Tensor, dtype: DType): Tensor {
     ref.casts.set(dtype, c);
   }
   return c.copy._share();
+}
+
+/** Drop x's cached cast copies: the next castCopy makes them again (after work queued but never run). */
+export function dropCastCopies(x: Tensor): void {
+  dropCasts(x._live());
 }
 
 export function cast(x: Tensor, dtype: DType): Tensor {
