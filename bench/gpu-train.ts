@@ -6,9 +6,11 @@
 // activations. Weights are tiled random normal values by default (createModel's init 'tiled':
 // speed does not depend on them, and a 7B shape builds in seconds); --init normal draws each one. Prints tokens/s, approximate model TFLOP/s (as the peer counts them: 4 x params x
 // tokens for (Q)LoRA without checkpointing, 6 x for full, 2 x more with checkpointing), the peak
-// GPU memory of training (peak_mem_gib, the peak reset after building) and of building
-// (build_peak_gib; for QLoRA each linear is quantised on the device as it is built, so the bf16
-// model never exists whole), and for QLoRA the NF4 bytes
+// GPU memory of training (the peaks reset after building; on CUDA peak_mem_gib is the allocator's
+// blocks in use, as PyTorch's max_memory_allocated counts them, and peak_reserved_gib what it held
+// from the driver, as max_memory_reserved; tensor_peak_gib is the tensors' own bytes) and of
+// building (build_peak_gib, tensor bytes; for QLoRA each linear is quantised on the device as it is
+// built, so the bf16 model never exists whole), and for QLoRA the NF4 bytes
 // against the bf16 bytes of the quantised weights. Each iteration is the trainer's own (TrainStep,
 // src/train/step.ts): the loss over row chunks, the grad norm and clip coefficient on the device,
 // AdamW, one read of the loss and the norm; on CUDA captured as a CUDA graph after its first run
@@ -113,6 +115,7 @@ const stepKind = { lossFactor: 1, optimizerStep: true, lr: 2e-4 };
 const trainStep = new TrainStep({ model, optimizer: opt, maxNorm: 1.0, dropout: loraDropout, ...(values.graphs ? {} : { graphs: false }) });
 const times: number[] = [];
 resetPeakBytes();
+if (onCuda) cudaBackend().resetPeaks();
 let lastTraffic: DriverCounters | null = null;
 for (let i = 0; i < warmup + steps; i++) {
   if (onCuda) cudaBackend().takeCounters();
@@ -123,7 +126,9 @@ for (let i = 0; i < warmup + steps; i++) {
   if (onCuda && i === warmup + steps - 1) lastTraffic = cudaBackend().takeCounters();
   console.error(`step ${i}: loss ${loss.toFixed(4)} grad norm ${gradNorm!.toFixed(4)} ${dt.toFixed(3)} s`);
 }
-const peakBytes = memoryStats().peakBytes; // of the timed steps
+// of the warm-up and timed steps
+const tensorPeak = memoryStats().peakBytes;
+const allocator = onCuda ? cudaBackend().memoryStats() : null;
 if (onCuda) {
   // one more step between two events on the stream: its device time (the host's where the host
   // queues slower than the device runs); with graphs, then an eager step's (the graphs go first:
@@ -166,11 +171,10 @@ const result = {
   step_s_median: +med.toFixed(4),
   tokens_per_s: Math.round(seq / med),
   approx_tflops: +((flopsPerToken * seq) / med / 1e12).toFixed(1),
-  peak_mem_gib: gib(peakBytes),
+  peak_mem_gib: gib(allocator?.peakAllocatedBytes ?? tensorPeak),
+  ...(allocator ? { peak_reserved_gib: gib(allocator.peakReservedBytes), tensor_peak_gib: gib(tensorPeak) } : {}),
   build_peak_gib: gib(buildPeak),
   ...(quant ? { nf4_mib: mib(quant.bytesAfter), nf4_bf16_mib: mib(quant.bytesBefore), nf4_modules: quant.modules.length } : {}),
-  // what the caching allocator holds from the driver at the end (live + cached)
-  ...(onCuda ? { reserved_gib: gib(cudaBackend().memoryStats().reservedBytes) } : {}),
   cuda_graphs: trainStep.graphs,
   init,
 };

@@ -26,6 +26,8 @@ export interface CudaBackend extends Backend<CudaStorage> {
   readonly info: DeviceInfo;
   /** The caching allocator's counters (peak memory of a run, driver allocations). */
   memoryStats(): AllocatorStats;
+  /** Start the allocator's peaks (allocated, reserved) afresh from what is held now. */
+  resetPeaks(): void;
   /** Give cached, unused device memory back to the driver. */
   emptyCache(): void;
   /** Wait for all queued work. */
@@ -50,6 +52,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     device: 'cuda',
     info: rt.driver.device,
     memoryStats: () => rt.allocator.stats(),
+    resetPeaks: () => rt.allocator.resetPeaks(),
     emptyCache: () => rt.allocator.emptyCache(),
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
