@@ -21,10 +21,15 @@
 // traffic of the last timed step (launches, graph launches, copies each way, waits; with
 // XTUNER_CUDA_TRACE=1 the op that caused each copy/wait).
 //
-//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal] [--samples 1] [--no-graphs]
+// --free-gib N leaves only N GiB of the device free for the run (the rest taken from the driver
+// first), as on a smaller card: `--shape llama2-7b --method qlora --ckpt --free-gib 7.5` is an 8 GB
+// card less its driver context.
+//
+//   node --import tsx bench/gpu-train.ts [--shape qwen2.5-0.5b|internlm2-1.8b|llama3-8b|llama2-7b] [--method lora|qlora|full] [--seq 2048] [--steps 8] [--warmup 2] [--device cuda|cpu] [--ckpt] [--init tiled|normal] [--samples 1] [--no-graphs] [--free-gib N]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, cudaStatus, type DriverCounters } from '../src/backends/cuda/index.ts';
+import { reportError } from '../src/cli/main.ts';
 import { createModel } from '../src/models/index.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { injectLora } from '../src/peft/lora.ts';
@@ -45,9 +50,13 @@ const { values } = parseArgs({
     init: { type: 'string', default: 'tiled' },
     samples: { type: 'string', default: '1' },
     graphs: { type: 'boolean', default: true },
+    'free-gib': { type: 'string' },
   },
   allowNegative: true,
 });
+// out of memory and other XtunerErrors print as the CLI prints them (message and hint, no stack)
+process.on('uncaughtException', (e) => process.exit(reportError(e)));
+
 /** One line on stderr and exit 2: bad arguments or no GPU are not crashes. */
 function fail(message: string): never {
   process.stderr.write(`gpu-train: ${message}\n`);
@@ -64,10 +73,16 @@ const warmup = Number(values.warmup);
 const samples = Number(values.samples);
 if (!(Number.isInteger(samples) && samples >= 1 && samples <= seq)) fail(`--samples: expected an integer in [1, ${seq}], got ${values.samples}`);
 
+const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
 const onCuda = values.device !== 'cpu';
 const cuda = onCuda ? cudaStatus() : null;
 if (cuda && !cuda.available) fail(`no usable CUDA here (${cuda.reason}); --device cpu runs the small shapes on the CPU`);
-const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
+if (values['free-gib'] !== undefined) {
+  const free = Number(values['free-gib']);
+  if (!onCuda || !(free > 0)) fail(`--free-gib: expected a size in GiB > 0 on CUDA, got ${values['free-gib']}`);
+  const taken = cudaBackend().leaveFree(free * 2 ** 30);
+  console.error(`--free-gib ${free}: ${gib(taken)} GiB of the device held outside the allocator, as on a smaller card`);
+}
 const mib = (bytes: number): number => +(bytes / 2 ** 20).toFixed(1);
 const t0 = performance.now();
 // QLoRA: each linear is quantised on the device as soon as it is built, its bf16 weight freed
@@ -176,6 +191,7 @@ const result = {
   build_peak_gib: gib(buildPeak),
   ...(quant ? { nf4_mib: mib(quant.bytesAfter), nf4_bf16_mib: mib(quant.bytesBefore), nf4_modules: quant.modules.length } : {}),
   cuda_graphs: trainStep.graphs,
+  ...(values['free-gib'] !== undefined ? { free_gib: Number(values['free-gib']) } : {}),
   init,
 };
 console.log('XTUNER_TS', JSON.stringify(result));

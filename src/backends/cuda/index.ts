@@ -4,6 +4,7 @@
 // Device selection: XTUNER_CUDA_DEVICE (an ordinal, default 0), after CUDA_VISIBLE_DEVICES.
 
 import type { Backend } from '../backend.ts';
+import { XtunerError } from '../../errors.ts';
 import type { AllocatorStats, GraphPool } from './allocator.ts';
 import { attention, attentionBackward } from './attention.ts';
 import { newCounters, type DeviceInfo, type DriverCounters } from './driver.ts';
@@ -30,6 +31,11 @@ export interface CudaBackend extends Backend<CudaStorage> {
   resetPeaks(): void;
   /** Give cached, unused device memory back to the driver. */
   emptyCache(): void;
+  /**
+   * Take device memory from the driver outside the allocator until only `freeBytes` stay free (as
+   * on a smaller card: the benchmark's --free-gib); returns how much was taken. Held for the process.
+   */
+  leaveFree(freeBytes: number): number;
   /** Wait for all queued work. */
   synchronize(): void;
   /** Host-device traffic since the last call (launches, copies, waits; see DriverCounters), and a fresh count. */
@@ -54,6 +60,12 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     memoryStats: () => rt.allocator.stats(),
     resetPeaks: () => rt.allocator.resetPeaks(),
     emptyCache: () => rt.allocator.emptyCache(),
+    leaveFree(freeBytes) {
+      const take = rt.driver.memInfo().free - freeBytes;
+      if (take <= 0) return 0;
+      if (rt.driver.memAlloc(take) === null) throw new XtunerError(`could not take ${take} bytes of device memory to leave ${freeBytes} free`);
+      return take;
+    },
     synchronize: () => rt.driver.synchronize(),
     time: (fn) => rt.driver.time(fn),
     profile: (fn) => rt.driver.profile(fn),
