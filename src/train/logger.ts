@@ -19,7 +19,7 @@ export interface StepRecord {
   tokensPerSec: number; // over the iterations since the last log line
   secPerIter: number;
   etaSec: number;
-  memoryMB: number; // engine tensors, peak since start
+  memoryMB: number; // peak since start: on CUDA the allocator's blocks in use, on the CPU the tensors' bytes
   rssMB: number;
 }
 

@@ -20,6 +20,7 @@ import { XtunerError } from '../errors.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
 import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
+import { cudaBackend } from '../backends/cuda/index.ts';
 import { memoryStats, noGrad, zeros, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
 import { Accumulation } from './accumulation.ts';
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
@@ -228,7 +229,8 @@ async function loop(
       const etaSec = secPerIter * (maxIters - iter);
       if (iter % cfg.log_interval === 0 || iter === maxIters) {
         const windowSec = Math.max(1e-9, (Date.now() - window.t0) / 1000);
-        const mem = memoryStats();
+        // XTuner logs max_memory_allocated: on CUDA the allocator's blocks, on the CPU the tensors' bytes
+        const peakBytes = model.device === 'cuda' ? cudaBackend().memoryStats().peakAllocatedBytes : memoryStats().peakBytes;
         logger.step({
           iter,
           maxIters,
@@ -240,7 +242,7 @@ async function loop(
           tokensPerSec: window.tokens / windowSec,
           secPerIter,
           etaSec,
-          memoryMB: mem.peakBytes / 2 ** 20,
+          memoryMB: peakBytes / 2 ** 20,
           rssMB: process.memoryUsage().rss / 2 ** 20,
         });
         window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
