@@ -257,6 +257,7 @@ export class CachingAllocator {
   disposePool(pool: GraphPool): void {
     if (pool.disposed) return;
     if (this.capturing === pool) throw new Error('CUDA allocator: disposing of the pool of the graph being captured');
+    if (pool.graphs === 0) throw new Error('CUDA allocator: a graph pool disposed of more often than graphs were captured into it');
     if (--pool.graphs > 0) return;
     const kept = new Set<GraphPool>();
     const visit = (p: GraphPool) => {
