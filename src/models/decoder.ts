@@ -177,8 +177,9 @@ export class DecoderModel extends Module {
     const streams = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointStreams;
     for (const layer of this.layerModules()) {
       const y = streams ? checkpoint((h) => layer.forward(h, ctx), [x], { streams }) : layer.forward(x, ctx);
-      // Our handle goes now: what the backward needs of x its nodes hold (the checkpoint's saved
-      // input, the norm's), and that goes as soon as their backward has run, not at the step's end.
+      // x is ours (the embedding's output, then a layer's), and our handle goes now: what the
+      // backward needs of it its nodes hold (the checkpoint's saved input, the norm's), and that
+      // goes as soon as their backward has run, not at the step's end.
       x.dispose();
       x = y;
     }
