@@ -96,7 +96,11 @@ export class LoRALinear extends Module implements LinearLike {
     const y = this.base_layer.forward(x);
     const p = this.training ? this.dropout : 0;
     // bf16/f16 model: the branch in y's dtype, added into y by its GEMM, as autocast runs PEFT
-    if (y.dtype !== 'float32') return loraBranch(y, x, this.lora_A.weight, this.lora_B.weight, { scaling: this.scaling, p, stream: this.#stream });
+    if (y.dtype !== 'float32') {
+      // QLoRA is memory first: the adapters' half-precision copies are made per call, not kept
+      const cacheCasts = !(this.base_layer instanceof NF4Linear);
+      return loraBranch(y, x, this.lora_A.weight, this.lora_B.weight, { scaling: this.scaling, p, stream: this.#stream, cacheCasts });
+    }
     // float32 model: generic ops, keeping the numbers the PEFT fixtures were matched with
     const h = dropout(x, p, { stream: this.#stream });
     return add(y, scale(this.lora_B.forward(this.lora_A.forward(h)), this.scaling)); // [..., r] -> [..., out]

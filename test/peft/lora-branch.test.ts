@@ -2,7 +2,8 @@
 // weight through y, A, B) against a float64 reference and finite differences, with a dropout mask
 // redrawn from the call's seed; bf16 and f16 against the same op in float32 (float32 adapter
 // gradients); what it keeps for the backward (no [rows, in] tensor); y consumed in place; a
-// LoRALinear over a bf16 model taking this path with the dropout seed drawn as the dropout op does.
+// LoRALinear over a bf16 model taking this path with the dropout seed drawn as the dropout op does;
+// the adapters' copies cast per call (QLoRA) giving the same numbers and keeping nothing.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,8 @@ import { dropoutScale, dropoutThreshold, philox4x32 } from '../../src/backends/c
 import { Linear } from '../../src/nn/index.ts';
 import { loraBranch } from '../../src/peft/lora-branch.ts';
 import { LoRALinear } from '../../src/peft/lora.ts';
-import { DropoutStream, Rng, linear, memoryStats, tensor, tidy, type FloatDType } from '../../src/tensor/index.ts';
+import { NF4Linear } from '../../src/quant/nf4-linear.ts';
+import { DropoutStream, Rng, linear, memoryStats, sum, tensor, tidy, type FloatDType } from '../../src/tensor/index.ts';
 import { assertClose, gradCheck, randomValues } from '../tensor/gradcheck.ts';
 
 /**
@@ -133,4 +135,50 @@ test('LoRALinear over a bf16 base takes the fused branch: one dropout call per t
   layer.eval();
   assert.deepEqual(tidy(() => layer.forward(x).toFloat32Array()), branch(0, new DropoutStream(new Rng(0))));
   assert.deepEqual(stream.getState(), twin.getState(), 'no call in eval');
+});
+
+test('loraBranch with cacheCasts false: the same numbers bit for bit, and no copy of A or B kept after the call', () => {
+  const dtype = 'bfloat16';
+  const [rows, inF, outF, r] = [32, 64, 48, 4];
+  const x = tensor(new Float32Array(rows * inF).map((_, i) => Math.sin(i)), [rows, inF], { dtype, requiresGrad: true });
+  const w = tensor(new Float32Array(outF * inF).map((_, i) => Math.cos(i)), [outF, inF], { dtype });
+  const a = tensor(new Float32Array(r * inF).map((_, i) => Math.sin(3 * i)), [r, inF], { requiresGrad: true });
+  const b = tensor(new Float32Array(outF * r).map((_, i) => Math.cos(5 * i)), [outF, r], { requiresGrad: true });
+  const stream = new DropoutStream(new Rng(1));
+  stream.take('cpu'); // its seed buffer, kept for the stream's life, made before measuring
+  const run = (cacheCasts: boolean) => {
+    const state = stream.getState();
+    const before = memoryStats().liveBytes;
+    const out = tidy(() => {
+      const o = loraBranch(linear(x, w), x, a, b, { scaling: 2, p: 0.2, stream, cacheCasts });
+      sum(o).backward();
+      return o.toFloat32Array();
+    });
+    const grads = [x, a, b].map((t) => t.grad!.toFloat32Array());
+    for (const t of [x, a, b]) t.grad = null;
+    stream.setState(state);
+    return { out, grads, kept: memoryStats().liveBytes - before };
+  };
+  const perCall = run(false);
+  const cached = run(true);
+  assert.deepEqual(perCall.out, cached.out);
+  assert.deepEqual(perCall.grads, cached.grads);
+  assert.equal(perCall.kept, 0, 'nothing outlives the call');
+  assert.equal(cached.kept, 2 * (r * inF + outF * r), 'the cache keeps Ac and Bc (bf16)');
+  for (const t of [x, w, a, b]) t.dispose();
+});
+
+test('LoRALinear over an NF4 base (QLoRA) casts its adapters per call; over a bf16 Linear it keeps the copies', () => {
+  const [inF, outF] = [128, 64];
+  const weight = () => tensor(new Float32Array(outF * inF).map((_, i) => Math.sin(i)), [outF, inF], { dtype: 'bfloat16' });
+  const x = tensor(new Float32Array(ROWS * inF).map((_, i) => Math.cos(i)), [ROWS, inF], { dtype: 'bfloat16' });
+  for (const [name, base, keeps] of [['NF4', NF4Linear.fromLinear(new Linear(weight())), false], ['bf16', new Linear(weight()), true]] as const) {
+    const layer = LoRALinear.fromBase(base, { r: R, alpha: 6, dropout: 0, rng: new Rng(3), dropoutStream: new DropoutStream(new Rng(3)) });
+    layer.train();
+    const before = memoryStats().liveBytes;
+    tidy(() => sum(layer.forward(x)).backward());
+    for (const p of [layer.lora_A.weight, layer.lora_B.weight]) p.grad = null;
+    assert.equal(memoryStats().liveBytes - before, keeps ? 2 * R * (inF + outF) : 0, name);
+  }
+  x.dispose();
 });
