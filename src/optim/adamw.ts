@@ -99,7 +99,7 @@ export class AdamW {
     if (entries.length === 0) return;
     this.#stepState ??= keep(zeros([ADAMW_STATE_WORDS], { dtype: 'int32', device: entries[0]!.param.device }));
     const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
-    writeAdamwState(this.#stepState, hyper, Math.max(...entries.map((e) => e.step)));
+    writeAdamwState(this.#stepState, hyper, entries);
   }
 
   /**

@@ -62,7 +62,7 @@ export interface AdamWEntry {
 export function adamwStep(entries: readonly AdamWEntry[], hyper: AdamWHyper, gradScale: Tensor | null = null, state: Tensor | null = null): void {
   if (entries.length === 0) return;
   const st = state ?? empty([ADAMW_STATE_WORDS], 'int32', entries[0]!.param.device);
-  writeAdamwState(st, hyper, furthestStep(entries));
+  writeAdamwState(st, hyper, entries);
   queueAdamwStep(entries, st, gradScale);
   if (st !== state) st.dispose();
 }
@@ -73,11 +73,13 @@ function furthestStep(entries: readonly AdamWEntry[]): number {
 }
 
 /**
- * Writes the step state AdamW's kernel reads (lr, betas, eps, weight decay and `step`, the step
- * being taken) into `state`, an int32 [ADAMW_STATE_WORDS] tensor the caller keeps (so its address
- * stays the same from step to step): one upload, before queueAdamwStep queues the update.
+ * Writes the step state AdamW's kernel reads (lr, betas, eps, weight decay and the step being
+ * taken: the furthest of `entries`') into `state`, an int32 [ADAMW_STATE_WORDS] tensor the caller
+ * keeps (so its address stays the same from step to step): one upload, before queueAdamwStep
+ * queues the update of the same entries.
  */
-export function writeAdamwState(state: Tensor, hyper: AdamWHyper, step: number): void {
+export function writeAdamwState(state: Tensor, hyper: AdamWHyper, entries: readonly AdamWEntry[]): void {
+  const step = furthestStep(entries);
   if (state.dtype !== 'int32' || state.size !== ADAMW_STATE_WORDS) {
     throw new XtunerError(`writeAdamwState: state must be an int32 [${ADAMW_STATE_WORDS}] tensor, got ${state.dtype} ${fmt(state.shape)}`);
   }

@@ -27,7 +27,7 @@ import type { CausalLM, ForwardOptions, PreparedBatch } from '../models/causal-l
 import type { IdsInput } from '../models/inputs.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import { clipCoefficient } from '../optim/clip.ts';
-import { dropCastCopies, keep, readScalars, scale, tidy, type DropoutStream, type Tensor } from '../tensor/index.ts';
+import { dropCastCopies, keep, readScalars, scale, tidy, type DropoutStream, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
 
 /** Most graphs one run keeps (each holds a few MB of host and driver state, and its capture costs a step). */
 export const MAX_GRAPHS = 16;
@@ -137,13 +137,14 @@ export class TrainStep {
       this.#captured.delete(key);
       g = undefined;
     }
+    if (!g && (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS)) {
+      this.#warm.add(key);
+      this.counts.eager++;
+      return keepAll(this.#device(p, kind, true)); // the step counted after the backward: the first one makes the gradients
+    }
+    // AdamW's host half, before the graph's device half
+    if (kind.optimizerStep) this.#o.optimizer.beginStep();
     if (!g) {
-      if (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS) {
-        this.#warm.add(key);
-        this.counts.eager++;
-        return keepAll(this.#device(p, kind, true)); // the step counted after the backward: the first one makes the gradients
-      }
-      this.#beginStep(kind);
       const state = this.#o.dropout?.getState();
       const captured = this.#capture(p, kind, key, addresses);
       if (captured instanceof CudaOutOfMemoryError) return this.#withoutGraphs(p, kind, captured, state);
@@ -151,16 +152,10 @@ export class TrainStep {
       this.#captured.set(key, g);
       this.counts.captured++;
     } else {
-      this.#beginStep(kind);
       this.counts.replayed++;
     }
     g.graph.launch();
     return g;
-  }
-
-  /** AdamW's host half, before a graph's device half. */
-  #beginStep(kind: StepKind): void {
-    if (kind.optimizerStep) this.#o.optimizer.beginStep();
   }
 
   /** The graph of this iteration; out of memory is returned, not thrown (see the header). */
@@ -186,7 +181,7 @@ export class TrainStep {
   }
 
   /** After a capture ran out of memory: no graphs from now on, and this iteration (its optimizer step already counted) op by op. */
-  #withoutGraphs(p: PreparedBatch, kind: StepKind, e: CudaOutOfMemoryError, dropoutState: ReturnType<DropoutStream['getState']> | undefined): Outputs {
+  #withoutGraphs(p: PreparedBatch, kind: StepKind, e: CudaOutOfMemoryError, dropoutState: DropoutStreamState | undefined): Outputs {
     this.dispose();
     this.#graphs = false;
     this.#keepGrads = false;

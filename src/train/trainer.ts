@@ -14,13 +14,13 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { cudaBackend } from '../backends/cuda/index.ts';
 import { saveResolvedConfig, type XtunerConfig } from '../config/index.ts';
 import type { DataPosition } from '../data/index.ts';
 import { XtunerError } from '../errors.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { AdamW, type AdamWScalars } from '../optim/adamw.ts';
 import { WarmupCosineSchedule, xtunerScheduleIters, type WarmupCosineState } from '../optim/schedule.ts';
-import { cudaBackend } from '../backends/cuda/index.ts';
 import { memoryStats, noGrad, zeros, type DropoutStreamState, type Tensor } from '../tensor/index.ts';
 import { Accumulation } from './accumulation.ts';
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';

@@ -1,7 +1,8 @@
 // The CUDA driver API through koffi: device and context, one stream, device memory, module loading,
-// kernel launches with packed parameters, events, stream capture into CUDA graphs and their launch. Every call's result is checked; a failure is an
-// Error naming the call and the CUDA error. Device pointers are plain numbers (48-bit addresses fit
-// a double exactly); koffi's own pointers (modules, functions, streams) are BigInts.
+// kernel launches with packed parameters, events, stream capture into CUDA graphs and their launch.
+// Every call's result is checked; a failure is an Error naming the call and the CUDA error. Device
+// pointers are plain numbers (48-bit addresses fit a double exactly); koffi's own pointers
+// (modules, functions, streams) are BigInts.
 // Not here: which kernels exist (kernels.ts), memory policy (allocator.ts), cuBLAS (cublas.ts).
 
 import koffi from 'koffi';
@@ -69,6 +70,8 @@ export function newCounters(): DriverCounters {
 }
 
 const TRACE = process.env['XTUNER_CUDA_TRACE'] === '1';
+/** XTUNER_CUDA_SYNC=1: wait after every launch, so an error names its kernel (read once: launches are the hot path). */
+const SYNC_EACH_LAUNCH = process.env['XTUNER_CUDA_SYNC'] === '1';
 
 /** The first stack frame outside the backends and the tensor core (the op or module that asked). */
 function caller(): string {
@@ -397,7 +400,7 @@ export class CudaDriver {
       );
     });
     this.check('cuLaunchKernel', rc, `${name} grid [${grid.join(',')}] block [${block.join(',')}] smem ${smem}`);
-    if (process.env['XTUNER_CUDA_SYNC'] === '1' && !this.capturing) this.check(`${name} (synchronous check)`, this.f['cuStreamSynchronize']!(this.stream));
+    if (SYNC_EACH_LAUNCH && !this.capturing) this.check(`${name} (synchronous check)`, this.f['cuStreamSynchronize']!(this.stream));
   }
 
   // ---- CUDA graphs ----
@@ -531,5 +534,4 @@ export class CudaDriver {
       this.f['cuEventDestroy']!(end);
     }
   }
-
 }
