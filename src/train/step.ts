@@ -20,6 +20,9 @@
 // the driver) is not the end of the run: the graphs go, and this iteration and every later one
 // run op by op, which is what fits. Nothing a capture queues has run, so the iteration's host
 // state (the dropout stream) is put back and the cached cast copies are dropped before it reruns.
+// The same holds for a new kind's first iteration, run op by op while the graphs' pool holds its
+// memory: out of memory there drops the graphs and reruns it, unless gradients were accumulating
+// (its partial backward has added to them).
 
 import { CudaOutOfMemoryError, cudaBackend, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
 import { XtunerError } from '../errors.ts';
@@ -139,15 +142,18 @@ export class TrainStep {
     }
     if (!g && (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS)) {
       this.#warm.add(key);
-      this.counts.eager++;
-      return keepAll(this.#device(p, kind, true)); // the step counted after the backward: the first one makes the gradients
+      return this.#warmUp(p, kind);
     }
     // AdamW's host half, before the graph's device half
     if (kind.optimizerStep) this.#o.optimizer.beginStep();
     if (!g) {
       const state = this.#o.dropout?.getState();
       const captured = this.#capture(p, kind, key, addresses);
-      if (captured instanceof CudaOutOfMemoryError) return this.#withoutGraphs(p, kind, captured, state);
+      if (captured instanceof CudaOutOfMemoryError) {
+        this.#dropGraphs(`capturing the training step ran out of GPU memory (${captured.message})`, state);
+        this.counts.eager++;
+        return keepAll(this.#device(p, kind, false)); // its optimizer step is counted already
+      }
       g = captured;
       this.#captured.set(key, g);
       this.counts.captured++;
@@ -180,38 +186,69 @@ export class TrainStep {
     return { graph, loss: o!.loss, norm: o!.norm, addresses };
   }
 
-  /** After a capture ran out of memory: no graphs from now on, and this iteration (its optimizer step already counted) op by op. */
-  #withoutGraphs(p: PreparedBatch, kind: StepKind, e: CudaOutOfMemoryError, dropoutState: DropoutStreamState | undefined): Outputs {
+  /**
+   * A kind's first iteration, op by op (the step counted after the backward: the first one makes
+   * the gradients). Beside captured graphs it runs with their pool held: out of memory in its
+   * forward or backward, with no gradients accumulated yet, drops the graphs and reruns it without
+   * them. With an accumulation under way the partial backward cannot be undone: the error stands.
+   */
+  #warmUp(p: PreparedBatch, kind: StepKind): Outputs {
+    this.counts.eager++;
+    const recoverable = this.#captured.size > 0 && this.#gradsZero;
+    const state = this.#o.dropout?.getState();
+    let loss: Tensor;
+    try {
+      loss = this.#backward(p, kind);
+    } catch (e) {
+      if (!(recoverable && e instanceof CudaOutOfMemoryError)) throw e;
+      this.#dropGraphs(`a new kind of iteration (${p.signature}) ran out of GPU memory beside the graphs (${e.message})`, state);
+      return keepAll(this.#device(p, kind, true));
+    }
+    return keepAll({ loss, norm: this.#optimizerHalf(kind, true) });
+  }
+
+  /**
+   * After out of memory with graphs: no graphs from now on (their pool goes back), and the
+   * iteration's host state put back for its rerun op by op: the dropout stream, the cast copies.
+   */
+  #dropGraphs(what: string, dropoutState: DropoutStreamState | undefined): void {
     this.dispose();
     this.#graphs = false;
     this.#keepGrads = false;
-    // zero gradients (none accumulated yet) go too: made again as the backward reaches them, they
-    // do not all take memory at the start of the backward
+    // zero gradients (or a failed backward's partial ones: none were accumulated before it) go too:
+    // made again as the backward reaches them, they do not all take memory at its start
     if (this.#gradsZero) this.#o.optimizer.zeroGrad(true);
     if (dropoutState) this.#o.dropout!.setState(dropoutState);
     for (const q of this.#params) dropCastCopies(q);
     (this.#o.notice ?? ((l: string) => console.error(l)))(
-      `CUDA graphs: capturing the training step ran out of GPU memory (${e.message}); training goes on op by op, which needs less ` +
-        '(XTUNER_CUDA_GRAPHS=0 skips the attempt)',
+      `CUDA graphs: ${what}; training goes on op by op, which needs less (XTUNER_CUDA_GRAPHS=0 skips the attempt)`,
     );
-    this.counts.eager++;
-    return keepAll(this.#device(p, kind, false));
   }
 
-  /**
-   * The device half: forward, loss / factor, backward, and when the optimizer steps the clip
-   * coefficient, AdamW (counting its step first when `countStep`: the eager path) and the
-   * gradients zeroed (dropped, or in place for graphs).
-   */
+  /** The device half: forward and backward, then the optimizer's half when it steps. */
   #device(p: PreparedBatch, kind: StepKind, countStep: boolean): Outputs {
-    const { model, optimizer, maxNorm } = this.#o;
-    const loss = tidy(() => {
-      const out = model.forwardPrepared(p);
+    const loss = this.#backward(p, kind);
+    return { loss, norm: this.#optimizerHalf(kind, countStep) };
+  }
+
+  /** Forward, loss / factor, backward; returns the loss. */
+  #backward(p: PreparedBatch, kind: StepKind): Tensor {
+    return tidy(() => {
+      const out = this.#o.model.forwardPrepared(p);
       scale(out.loss!, 1 / kind.lossFactor).backward();
       this.#gradsZero = false;
       return out.loss!;
     });
-    if (!kind.optimizerStep) return { loss, norm: null };
+  }
+
+  /**
+   * When the optimizer steps: the clip coefficient, AdamW (counting its step first when
+   * `countStep`: the eager path) and the gradients zeroed (dropped, or in place for graphs); returns
+   * the grad norm.
+   */
+  #optimizerHalf(kind: StepKind, countStep: boolean): Tensor | null {
+    if (!kind.optimizerStep) return null;
+    const { optimizer, maxNorm } = this.#o;
     // clipping as a multiplier that AdamW reads on the device: no pass over the gradients, no wait
     const clip = clipCoefficient(this.#params, maxNorm);
     if (countStep) optimizer.beginStep();
@@ -219,7 +256,7 @@ export class TrainStep {
     optimizer.zeroGrad(!this.#keepGrads);
     this.#gradsZero = true;
     clip.coef.dispose();
-    return { loss, norm: clip.norm };
+    return clip.norm;
   }
 
   #release(g: Captured): void {

@@ -15,7 +15,7 @@ import { CausalLM } from '../../src/models/causal-lm.ts';
 import { createModel } from '../../src/models/index.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { injectLora } from '../../src/peft/lora.ts';
-import { DropoutStream, Rng, memoryStats, tensor } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, Tensor, memoryStats, tensor } from '../../src/tensor/index.ts';
 import { TrainStep, type StepBatch } from '../../src/train/step.ts';
 import { SKIP } from './helpers.ts';
 
@@ -149,4 +149,97 @@ test('TrainStep: a capture that runs out of GPU memory leaves the run op by op f
     r.step.dispose();
     r.optimizer.dispose();
   }
+});
+
+/**
+ * Allocations inside the loss's backward() are counted while `probe.armed`, and the `probe.failAt`-th
+ * of them runs out of GPU memory (the allocator's own error). `restore()` undoes the patches.
+ */
+function oomInBackward() {
+  const alloc = CachingAllocator.prototype.alloc;
+  const backward = Tensor.prototype.backward;
+  const probe = { armed: false, count: 0, failAt: Infinity, restore: () => {} };
+  let depth = 0; // checkpointed pieces call backward() inside the backward
+  CachingAllocator.prototype.alloc = function (this: CachingAllocator, bytes, what) {
+    if (depth > 0 && probe.armed && ++probe.count === probe.failAt) throw new CudaOutOfMemoryError(`no room for ${what()}`, {});
+    return alloc.call(this, bytes, what);
+  };
+  Tensor.prototype.backward = function (this: Tensor, ...args) {
+    depth++;
+    try {
+      return backward.apply(this, args);
+    } finally {
+      depth--;
+    }
+  };
+  probe.restore = () => {
+    CachingAllocator.prototype.alloc = alloc;
+    Tensor.prototype.backward = backward;
+  };
+  return probe;
+}
+
+test('TrainStep: a new kind of iteration that runs out of GPU memory beside the graphs drops them and reruns, bit for bit as an eager run', { skip: SKIP }, () => {
+  const be = cudaBackend();
+  const iters = 6;
+  // kind A (3 samples a row) eager, captured, replayed; then kind B (another cuSeqlens capacity)
+  const batches = Array.from({ length: iters }, (_, i) => batchOf(i, i < 3 ? 3 : 20));
+  const kinds = batches.map(() => ({ lossFactor: 1, optimizerStep: true, lr: 1e-2 }));
+  const FIRST_B = 3;
+  const probe = oomInBackward();
+  const runAll = (r: ReturnType<typeof setup>) =>
+    batches.map((b, i) => {
+      probe.armed = i === FIRST_B;
+      return r.step.run(b, kinds[i]!);
+    });
+  const notices: string[] = [];
+  let eager: ReturnType<typeof setup>, graphed: ReturnType<typeof setup>;
+  let want: unknown[], got: unknown[];
+  try {
+    eager = setup(false);
+    want = runAll(eager);
+    assert.ok(probe.count > 10, `allocations in the backward: ${probe.count}`);
+    // halfway through B's first backward (counted in the eager run): some gradients hold its part
+    probe.failAt = Math.floor(probe.count / 2);
+    probe.count = 0;
+    graphed = setup(true, (l) => notices.push(l));
+    got = runAll(graphed);
+  } finally {
+    probe.restore();
+  }
+  assert.deepEqual(got, want);
+  assert.equal(graphed.step.graphs, false);
+  // A: eager, captured, replayed; B: eager (failed, rerun), then op by op
+  assert.deepEqual(graphed.step.counts, { eager: 4, captured: 1, replayed: 1 });
+  assert.equal(notices.length, 1);
+  assert.match(notices[0]!, /a new kind of iteration \(.*\) ran out of GPU memory beside the graphs \(no room for .*\); training goes on op by op/);
+  for (const [k, [name, p]] of graphed.trainable.entries()) assert.deepEqual(p.toHostArray(), eager.trainable[k]![1].toHostArray(), name);
+  assert.equal(be.memoryStats().graphPoolBytes, 0, 'the graphs\' pool went back');
+  for (const r of [eager, graphed]) {
+    r.step.dispose();
+    r.optimizer.dispose();
+  }
+});
+
+test('TrainStep: out of memory in a new kind of iteration while gradients accumulate ends the run with the allocator\'s error', { skip: SKIP }, () => {
+  const { step, optimizer } = setup(true);
+  // A accumulate, A step (eager), A accumulate, A step (captured); then B accumulate (eager), and
+  // B's optimizer-step iteration fails in its backward, B's gradients half summed
+  const plan = [3, 3, 3, 3, 20, 20];
+  const probe = oomInBackward();
+  probe.failAt = 5;
+  try {
+    for (const [i, samples] of plan.entries()) {
+      probe.armed = i === plan.length - 1;
+      const run = () => step.run(batchOf(i, samples), { lossFactor: ACC, optimizerStep: i % ACC === 1, lr: 1e-2 });
+      if (probe.armed) assert.throws(run, (e: unknown) => e instanceof CudaOutOfMemoryError && /no room for/.test(e.message));
+      else run();
+    }
+  } finally {
+    probe.restore();
+  }
+  assert.equal(probe.count, probe.failAt, 'it failed in the backward');
+  assert.equal(step.graphs, true);
+  step.dispose();
+  optimizer.dispose();
 });
