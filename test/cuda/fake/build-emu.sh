@@ -5,6 +5,8 @@
 #   test/cuda/fake/build-emu.sh /tmp/emu
 #   XTUNER_LIBCUDA=/tmp/emu/libcuda.so.1 XTUNER_LIBCUBLAS=/tmp/emu/libcublas.so.13 \
 #     node --import tsx --test test/cuda/layers.test.ts
+# FAKE_CUDA_ORDER=reverse runs blocks, warps and lanes last first (a missing barrier shows in one of
+# the two orders); FAKE_CUDA_ASYNC=early lands cp.async copies at their issue.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${1:?usage: build-emu.sh OUTDIR}

@@ -1,5 +1,5 @@
 // The emulator's scheduler (see emu.h): runs a launch block by block, each block's threads as
-// fibers that switch at barriers. Entry point: emu_launch, called by the fake driver.
+// fibers that switch at barriers, warp by warp (runBlock). Entry point: emu_launch, called by the fake driver.
 // Fibers start on their own stack through a two-instruction stack switch (x86-64) and switch with
 // _setjmp/_longjmp, which make no system calls (ucontext's functions do, and were 100x slower).
 #include <csetjmp>
@@ -33,6 +33,11 @@ struct AsyncCopy {
 };
 std::vector<std::vector<AsyncCopy>> openCopies;
 bool asyncEarly;  // FAKE_CUDA_ASYNC=early, read once per launch
+// FAKE_CUDA_ORDER=reverse, read once per launch: blocks, a block's warps and a warp's lanes run
+// last first. The forward order shows a warp (lane) reading memory that a later one writes in the
+// same phase; the reverse order shows the other direction, so the two together show a missing
+// barrier whichever way the hazard runs. A card's order is neither.
+bool reverseOrder;
 std::vector<std::deque<std::vector<AsyncCopy>>> committedCopies;
 jmp_buf sched;
 Fiber* cur;
@@ -66,6 +71,13 @@ void resume(Fiber& f, char* stackTop) {
   abort();
 }
 
+/**
+ * One block: each warp in turn runs to its next __syncthreads (or its end), its lanes switching at
+ * __syncwarp and shuffles, before the next warp starts; then the barrier lets all go on. So one warp
+ * runs a whole phase between two barriers before another begins it: the widest skew between warps
+ * a card allows, which shows a missing __syncthreads as wrong numbers (one warp overwrites shared
+ * memory, or reads it, a whole phase before or after the others) rather than leaving it to timing.
+ */
 void runBlock(int n) {
   openCopies.resize(std::max<size_t>(openCopies.size(), n));
   committedCopies.resize(std::max<size_t>(committedCopies.size(), n));
@@ -76,9 +88,22 @@ void runBlock(int n) {
     f.state = RUN;
     f.started = false;
   }
+  const int warps = (n + 31) / 32;
   for (;;) {
-    for (int t = 0; t < n; t++) {
-      if (fibers[t].state == RUN) resume(fibers[t], stacks[t] + STACK);
+    for (int i = 0; i < warps; i++) {
+      const int w = reverseOrder ? warps - 1 - i : i;
+      const int first = w * 32, end = std::min(n, first + 32);
+      for (;;) {  // this warp's lanes, to the next block barrier: each warp barrier releases them together
+        for (int k = 0; k < end - first; k++) {
+          const int t = reverseOrder ? end - 1 - k : first + k;
+          if (fibers[t].state == RUN) resume(fibers[t], stacks[t] + STACK);
+        }
+        int live = 0, atWarp = 0;
+        for (int t = first; t < end; t++) live += fibers[t].state != DONE, atWarp += fibers[t].state == WAIT_WARP;
+        if (atWarp == 0) break;
+        if (atWarp != live) die("warp barrier not reached by every lane of the warp");
+        for (int t = first; t < end; t++) if (fibers[t].state == WAIT_WARP) fibers[t].state = RUN;
+      }
     }
     int done = 0, atBlock = 0;
     for (int t = 0; t < n; t++) done += fibers[t].state == DONE, atBlock += fibers[t].state == WAIT_BLOCK;
@@ -88,22 +113,9 @@ void runBlock(int n) {
       }
       return;
     }
-    bool released = false;
-    for (int w = 0; w * 32 < n; w++) {  // a warp waiting at __syncwarp/shuffle, all its live lanes there
-      int live = 0, waiting = 0;
-      for (int t = w * 32; t < std::min(n, w * 32 + 32); t++) live += fibers[t].state != DONE, waiting += fibers[t].state == WAIT_WARP;
-      if (waiting > 0 && waiting == live) {
-        for (int t = w * 32; t < std::min(n, w * 32 + 32); t++) if (fibers[t].state == WAIT_WARP) fibers[t].state = RUN;
-        released = true;
-      }
-    }
-    if (!released && atBlock > 0) {
-      if (atBlock + done != n) die("__syncthreads not reached by every thread (divergent barrier)");
-      if (done > 0) die("__syncthreads after some threads exited");
-      for (int t = 0; t < n; t++) fibers[t].state = RUN;
-      released = true;
-    }
-    if (!released) die("warp barrier not reached by every lane of the warp");
+    if (atBlock + done != n) die("__syncthreads not reached by every thread (divergent barrier)");
+    if (done > 0) die("__syncthreads after some threads exited");
+    for (int t = 0; t < n; t++) fibers[t].state = RUN;
   }
 }
 }  // namespace
@@ -243,14 +255,16 @@ extern "C" void emu_launch(const char* name, void (*fn)(void**), unsigned gx, un
   kernelName = name;
   const char* asyncMode = getenv("FAKE_CUDA_ASYNC");
   asyncEarly = asyncMode && !strcmp(asyncMode, "early");
+  const char* order = getenv("FAKE_CUDA_ORDER");
+  reverseOrder = order && !strcmp(order, "reverse");
   entry = fn;
   params = p;
   gridDim = {gx, gy, gz};
   blockDim = {bx, by, bz};
-  for (unsigned z = 0; z < gz; z++)
-    for (unsigned y = 0; y < gy; y++)
-      for (unsigned x = 0; x < gx; x++) {
-        blockIdx = {x, y, z};
-        runBlock(n);
-      }
+  const unsigned long blocks = (unsigned long)gx * gy * gz;
+  for (unsigned long i = 0; i < blocks; i++) {
+    const unsigned long b = reverseOrder ? blocks - 1 - i : i;
+    blockIdx = {(unsigned)(b % gx), (unsigned)(b / gx % gy), (unsigned)(b / gx / gy)};
+    runBlock(n);
+  }
 }
