@@ -247,7 +247,10 @@ export function mergeLora(model: Module): string[] {
   return layers.map(([p]) => p);
 }
 
-/** Parameters that train and all parameters (elements). */
+/**
+ * Parameters that train and all parameters (elements). A quantised weight counts as the values it
+ * holds, not its packed bytes (as PEFT's print_trainable_parameters counts 4-bit weights).
+ */
 export function countParams(model: Module): { trainableParams: number; totalParams: number } {
   let trainableParams = 0;
   let totalParams = 0;
@@ -255,5 +258,6 @@ export function countParams(model: Module): { trainableParams: number; totalPara
     totalParams += p.size;
     if (p.requiresGrad) trainableParams += p.size;
   }
+  for (const [, m] of model.namedModules()) if (m instanceof NF4Linear) totalParams += m.inFeatures * m.outFeatures;
   return { trainableParams, totalParams };
 }

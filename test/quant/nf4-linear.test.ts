@@ -57,8 +57,10 @@ test('QLoRA forward and LoRA gradients equal LoRA over the dequantised weights',
     if (m instanceof NF4Linear) (ref.getSubmodule(path) as Linear).weight.assign(m.dequantizedWeight());
   }
   const cfg = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: LLAMA_TARGETS };
-  injectLora(qlora, cfg, new Rng(9));
-  injectLora(ref, cfg, new Rng(9));
+  const qReport = injectLora(qlora, cfg, new Rng(9));
+  const rReport = injectLora(ref, cfg, new Rng(9));
+  // a quantised weight counts as its values, as PEFT counts 4-bit weights: the same totals
+  assert.deepEqual([qReport.trainableParams, qReport.totalParams], [rReport.trainableParams, rReport.totalParams]);
   for (const m of [qlora, ref]) {
     for (const [, l] of loraLayers(m)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
   }
