@@ -61,11 +61,12 @@ test('every command in the list loads, has its own name, and a usage that starts
 });
 
 test('mistakes: an unknown command or flag is one line with a suggestion and exit code 2; no stack', async () => {
-  const [cmd, flag, missing, option] = await Promise.all([
+  const [cmd, flag, missing, option, bits] = await Promise.all([
     xtuner(['lsit-cfg']),
     xtuner(['list-cfg', '--patern', 'qwen']),
     xtuner(['copy-cfg', 'internlm2_chat_1_8b_qlora_alpaca_e3']),
     xtuner(['--frobnicate']),
+    xtuner(['chat', 'some-model', '--bits', '8']),
   ]);
   assert.equal(cmd.code, 2);
   assert.equal(cmd.stderr, 'error: unknown command "lsit-cfg" (did you mean "list-cfg"?)\nhint: see `xtuner --help`\n');
@@ -74,6 +75,8 @@ test('mistakes: an unknown command or flag is one line with a suggestion and exi
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /^error: copy-cfg: missing DIR\n/);
   assert.equal(option.code, 2);
+  assert.equal(bits.code, 2);
+  assert.match(bits.stderr, /^error: chat: --bits 8 \(LLM.int8\) is not supported; --bits 4 loads the model in NF4\n/);
   assert.equal(cmd.stdout + flag.stdout + missing.stdout + option.stdout, '');
 });
 

@@ -61,6 +61,11 @@ test('the tutorial, end to end through the CLI', async () => {
   assert.equal(merged, evalAfter.samples[0].output);
   const withAdapter = ok(xtuner(dir, 'chat', 'examples/tiny-assistant', '--adapter', 'adapter', ...ask), 'chat --adapter').trim();
   assert.equal(withAdapter, merged);
+  // the base in NF4 (--bits 4, as one chats on a small card): the trained answer survives 4 bits
+  const run4 = xtuner(dir, 'chat', 'examples/tiny-assistant', '--adapter', 'adapter', '--bits', '4', ...ask);
+  const in4Bits = ok(run4, 'chat --bits 4').trim();
+  assert.match(run4.stderr, /^14 linear layers in NF4: [0-9.]+ MiB \([0-9.]+ MiB in float32\)$/m);
+  assert.ok(ANSWERS.has(in4Bits), `with the base in 4 bits: ${in4Bits}`);
   const untrained = ok(xtuner(dir, 'chat', 'examples/tiny-assistant', ...ask, '--max-new-tokens', '40'), 'chat base').trim();
   assert.ok(!ANSWERS.has(untrained), 'the base model does not know the answer');
 });

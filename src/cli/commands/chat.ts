@@ -12,7 +12,8 @@ export const command: Command = {
   usage: [
     'xtuner chat MODEL [--adapter DIR] [--prompt-template NAME] [--system TEXT | --system-template NAME]',
     '                  [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--max-new-tokens N]',
-    '                  [--stop-words W ...] [--seed N] [--no-streamer] [--bot-name NAME] [--torch-dtype D] [--device D] [--prompt TEXT]',
+    '                  [--stop-words W ...] [--seed N] [--no-streamer] [--bot-name NAME] [--torch-dtype D] [--bits 4] [--device D]',
+    '                  [--prompt TEXT]',
     '',
     'Arguments:',
     '  MODEL                   a Hugging Face model folder or model id',
@@ -29,6 +30,8 @@ export const command: Command = {
     '  --seed N                seed of the sampling (default 0)',
     '  --no-streamer           print each answer when complete',
     '  --torch-dtype D         fp32, bf16, fp16 or auto (default auto: fp32 on CPU, bf16 on CUDA)',
+    '  --bits 4                the base model\'s linear layers in NF4 (QLoRA\'s 4 bits, double quant), quantised',
+    '                          as they load: a 7B model in about 4 GiB; the adapter stays in full precision',
     '  --device D              cpu, cuda or auto (default auto: CUDA where it works)',
     '  --prompt TEXT           answer TEXT once, print only the answer, and exit',
     '',
@@ -53,6 +56,7 @@ export const command: Command = {
         'no-streamer': { type: 'boolean' },
         'bot-name': { type: 'string', default: 'BOT' },
         'torch-dtype': { type: 'string', default: 'auto' },
+        bits: { type: 'string' },
         device: { type: 'string', default: 'auto' },
         prompt: { type: 'string' },
       },
@@ -75,6 +79,8 @@ export const command: Command = {
     if (!Object.hasOwn(dtypes, values['torch-dtype']!)) {
       throw new UsageError(command.name, `--torch-dtype must be one of ${Object.keys(dtypes).join(', ')}, got '${values['torch-dtype']}'`);
     }
+    if (values.bits === '8') throw new UsageError(command.name, '--bits 8 (LLM.int8) is not supported; --bits 4 loads the model in NF4');
+    if (values.bits !== undefined && values.bits !== '4') throw new UsageError(command.name, `--bits must be 4, got '${values.bits}'`);
     if (!['cpu', 'cuda', 'auto'].includes(values.device!)) throw new UsageError(command.name, `--device must be cpu, cuda or auto, got '${values.device}'`);
     if (values.system !== undefined && values['system-template'] !== undefined) {
       throw new UsageError(command.name, '--system and --system-template cannot be used together');
@@ -101,9 +107,16 @@ export const command: Command = {
     const modelDir = await resolveModelPath(positionals[0]!);
     const device = resolveDevice(values.device as 'cpu' | 'cuda' | 'auto');
     const dtype = dtypes[values['torch-dtype'] as keyof typeof dtypes] ?? (device === 'cuda' ? 'bfloat16' : 'float32');
-    const model = await loadModel(modelDir, { dtype, device });
+    // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant), computing in `dtype`
+    const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true } } : {}) });
     const tokenizer = await loadTokenizer(modelDir);
     log(`Load LLM from ${positionals[0]}`);
+    if (values.bits) {
+      const { nf4Report } = await import('../../quant/nf4-linear.ts');
+      const q = nf4Report(model, dtype);
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+      log(`${q.modules.length} linear layers in NF4: ${mib(q.bytesAfter)} (${mib(q.bytesBefore)} in ${dtype})`);
+    }
     if (values.adapter !== undefined) {
       loadAdapter(model, values.adapter);
       log(`Load adapter from ${values.adapter}`);
