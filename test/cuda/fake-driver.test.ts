@@ -7,9 +7,7 @@
 // numbers are tested on a real GPU by the other files of this folder.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import test from 'node:test';
 import koffi from 'koffi';
@@ -20,15 +18,12 @@ import { cudaBackend, type CudaBackend, type CudaStorage } from '../../src/backe
 import { kernelDir } from '../../src/backends/cuda/kernels.ts';
 import { XtunerError } from '../../src/errors.ts';
 import { f32ToHost, hostToF32, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
+import { buildFakeCuda } from './fake/build.ts';
 
 const FAKE_MEM = 64 * 1024 * 1024;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xtuner-fake-cuda-'));
-const built = ['libcuda', 'libcublas'].every((lib) => {
-  const out = path.join(dir, lib === 'libcuda' ? 'libcuda.so.1' : 'libcublas.so.13');
-  const r = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', out, path.join('test/cuda/fake', `${lib}.c`)], { encoding: 'utf8' });
-  return r.status === 0;
-});
-const SKIP = built ? false : 'no C compiler (cc) to build the fake driver';
+const fakeCuda = buildFakeCuda();
+const dir = fakeCuda.dir;
+const SKIP = fakeCuda.skip;
 const KERNELS_BUILT = fs.existsSync(path.join(kernelDir(), 'STAMP'));
 const SKIP_KERNELS = SKIP || (KERNELS_BUILT ? false : `kernels not built (${kernelDir()}): run scripts/build-cuda.sh`);
 
@@ -36,9 +31,7 @@ let b: CudaBackend;
 let launchLog: () => string[];
 test.before(() => {
   if (SKIP) return;
-  process.env['XTUNER_LIBCUDA'] = path.join(dir, 'libcuda.so.1');
-  process.env['XTUNER_LIBCUBLAS'] = path.join(dir, 'libcublas.so.13');
-  process.env['FAKE_CUDA_MEM'] = String(FAKE_MEM);
+  Object.assign(process.env, fakeCuda.env(FAKE_MEM));
   b = cudaBackend();
   const fake = koffi.load(path.join(dir, 'libcuda.so.1'));
   const log = fake.func('int fake_launch_log(_Out_ uint8_t *out, int len)');

@@ -1,16 +1,23 @@
 // Faults through the real CLI: Ctrl-C during `xtuner train` (finishes the iteration, saves,
 // exits with 130; `--resume` then continues with the losses of an uninterrupted run), a second
-// train into the busy work folder (refused), a corrupt checkpoint passed to --resume, a NaN loss.
+// train into the busy work folder (refused), a corrupt checkpoint passed to --resume, a NaN loss,
+// out of GPU memory in chat (on a simulated GPU).
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { kernelDir } from '../../src/backends/cuda/kernels.ts';
 import { makeAssistantRecords, recordsText } from '../../src/data/index.ts';
+import { buildFakeCuda } from '../cuda/fake/build.ts';
 import { TINY_LLAMA } from '../train/tiny-llama.ts';
 import { readLogs, scratchWithTinyModel, startXtuner, xtuner } from './cli.ts';
 
 const dir = scratchWithTinyModel('xtuner-faults-', TINY_LLAMA);
+// a simulated GPU (host memory, no kernels run) for out-of-memory on CUDA
+const fakeCuda = buildFakeCuda();
+test.after(() => fs.rmSync(fakeCuda.dir, { recursive: true, force: true }));
+const CUDA_SKIP = fakeCuda.skip || (fs.existsSync(path.join(kernelDir(), 'STAMP')) ? false : `kernels not built (${kernelDir()}): scripts/build-cuda.sh`);
 fs.mkdirSync(path.join(dir, 'data'));
 fs.writeFileSync(path.join(dir, 'data', 'assistant.jsonl'), recordsText('x.jsonl', makeAssistantRecords('faults', 60)));
 fs.writeFileSync(
@@ -84,4 +91,20 @@ test('a NaN loss stops the run with one message naming the iteration', () => {
   const r = xtuner(dir, 'train', 'run.json', '--work-dir', 'nan', '--cfg-options', 'lr=1e30', 'warmup_ratio=0', 'max_iters=5');
   assert.equal(r.status, 1);
   assertCleanError(r.stderr, /^error: loss is (NaN|Infinity) at iteration 2 \(epoch 1, batch 2 of \d+\); training stopped$/);
+});
+
+test('out of GPU memory in chat says what makes the model fit there (--bits 4), not what training would change', { skip: CUDA_SKIP }, () => {
+  const saved = { ...process.env };
+  // room for the weights, not for the first GEMM's cuBLAS workspace (32 MiB)
+  Object.assign(process.env, fakeCuda.env(3 * 1024 * 1024));
+  try {
+    const r = xtuner(dir, 'chat', 'examples/tiny-assistant', '--device', 'cuda', '--prompt', 'hi');
+    assert.equal(r.status, 1, r.stderr);
+    // after the log's load line: the error and its hint, no stack
+    assertCleanError(r.stderr.replace(/^Load LLM from .*\n/, ''), /CUDA out of memory on Fake GPU \(cuda:0\): allocating /);
+    assert.match(r.stderr, /^hint: --bits 4 loads the linear layers in NF4 .*; a lower --max-new-tokens .*; --device cpu; close other processes/m);
+    assert.doesNotMatch(r.stderr, /batch_size/);
+  } finally {
+    process.env = saved;
+  }
 });

@@ -4,6 +4,7 @@
 // `--prompt TEXT` answers once and prints only the answer (for scripts).
 
 import readline from 'node:readline';
+import { XtunerError } from '../../errors.ts';
 import { parseCommandArgs, UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
@@ -107,52 +108,56 @@ export const command: Command = {
     const modelDir = await resolveModelPath(positionals[0]!);
     const device = resolveDevice(values.device as 'cpu' | 'cuda' | 'auto');
     const dtype = dtypes[values['torch-dtype'] as keyof typeof dtypes] ?? (device === 'cuda' ? 'bfloat16' : 'float32');
-    // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant), computing in `dtype`
-    const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true } } : {}) });
-    const tokenizer = await loadTokenizer(modelDir);
-    log(`Load LLM from ${positionals[0]}`);
-    if (values.bits) {
-      const { nf4Report } = await import('../../quant/nf4-linear.ts');
-      const q = nf4Report(model, dtype);
-      const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-      log(`${q.modules.length} linear layers in NF4: ${mib(q.bytesAfter)} (${mib(q.bytesBefore)} in ${dtype})`);
-    }
-    if (values.adapter !== undefined) {
-      loadAdapter(model, values.adapter);
-      log(`Load adapter from ${values.adapter}`);
-    }
-    model.eval();
-    const session = new ChatSession(model, { tokenizer, template, system, stopWords, generation });
-    const { noGrad } = await import('../../tensor/index.ts');
-
-    if (values.prompt !== undefined) {
-      const { text } = noGrad(() => session.ask(values.prompt!));
-      process.stdout.write(`${text}\n`);
-      return;
-    }
-    const stream = !values['no-streamer'];
-    const input = lineReader();
     try {
-      for (;;) {
-        const text = await input.read();
-        if (text === null || text.trim() === 'EXIT') {
-          process.stdout.write('Log: Exit!\n');
-          return;
-        }
-        if (text.trim() === 'RESET') {
-          session.reset();
-          process.stdout.write('Log: History responses have been removed!\n');
-          continue;
-        }
-        const turn = noGrad(() => session.ask(text, stream ? (piece) => process.stdout.write(piece) : undefined));
-        process.stdout.write(stream ? '\n' : `${turn.text}\n`);
-        if (session.historyLength >= generation.maxNewTokens) {
-          session.reset();
-          process.stdout.write(`Remove the memory of history responses, since it exceeds the length limitation ${generation.maxNewTokens}.\n`);
-        }
+      // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant), computing in `dtype`
+      const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true } } : {}) });
+      const tokenizer = await loadTokenizer(modelDir);
+      log(`Load LLM from ${positionals[0]}`);
+      if (values.bits) {
+        const { nf4Report } = await import('../../quant/nf4-linear.ts');
+        const q = nf4Report(model, dtype);
+        const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+        log(`${q.modules.length} linear layers in NF4: ${mib(q.bytesAfter)} (${mib(q.bytesBefore)} in ${dtype})`);
       }
-    } finally {
-      input.close();
+      if (values.adapter !== undefined) {
+        loadAdapter(model, values.adapter);
+        log(`Load adapter from ${values.adapter}`);
+      }
+      model.eval();
+      const session = new ChatSession(model, { tokenizer, template, system, stopWords, generation });
+      const { noGrad } = await import('../../tensor/index.ts');
+
+      if (values.prompt !== undefined) {
+        const { text } = noGrad(() => session.ask(values.prompt!));
+        process.stdout.write(`${text}\n`);
+        return;
+      }
+      const stream = !values['no-streamer'];
+      const input = lineReader();
+      try {
+        for (;;) {
+          const text = await input.read();
+          if (text === null || text.trim() === 'EXIT') {
+            process.stdout.write('Log: Exit!\n');
+            return;
+          }
+          if (text.trim() === 'RESET') {
+            session.reset();
+            process.stdout.write('Log: History responses have been removed!\n');
+            continue;
+          }
+          const turn = noGrad(() => session.ask(text, stream ? (piece) => process.stdout.write(piece) : undefined));
+          process.stdout.write(stream ? '\n' : `${turn.text}\n`);
+          if (session.historyLength >= generation.maxNewTokens) {
+            session.reset();
+            process.stdout.write(`Remove the memory of history responses, since it exceeds the length limitation ${generation.maxNewTokens}.\n`);
+          }
+        }
+      } finally {
+        input.close();
+      }
+    } catch (e) {
+      throw device === 'cuda' ? await withChatHint(e, values.bits !== undefined) : e;
     }
   },
 };
@@ -197,4 +202,17 @@ function lineReader(): { read(): Promise<string | null>; close(): void } {
     },
     close: () => rl.close(),
   };
+}
+
+/** Out of GPU memory while chatting: what to change here (the allocator's own hint speaks of training). */
+async function withChatHint(e: unknown, inNf4: boolean): Promise<unknown> {
+  const { CudaOutOfMemoryError } = await import('../../backends/cuda/index.ts');
+  if (!(e instanceof CudaOutOfMemoryError)) return e;
+  const ways = [
+    ...(inNf4 ? [] : ['--bits 4 loads the linear layers in NF4 (about a quarter of their bf16 bytes)']),
+    'a lower --max-new-tokens keeps a shorter history (RESET clears it)',
+    '--device cpu',
+    'close other processes on the GPU (nvidia-smi)',
+  ];
+  return new XtunerError(e.message, { hint: ways.join('; '), cause: e });
 }
