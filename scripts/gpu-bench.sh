@@ -52,6 +52,7 @@ if [ "${1:-}" != quick ]; then
   ours llama3-8b lora 0 240; peer llama3-8b lora 0
   ours llama2-7b qlora 1 300 # no peer (no bitsandbytes there); target: peak_mem_gib <= 8
   ours llama2-7b qlora 1 300 --free-gib 7.5 # as on an 8 GB card: trains (op by op if the capture does not fit)
+  ours internlm2-7b qlora 1 300 --free-gib 7.5 # XTuner's flagship QLoRA shape on an 8 GB card
 fi
 grep -E "^(XTUNER_TS|PEER)" "$LOG" > "$OUT_DIR/bench.txt"
 echo "== bench.txt"; cat "$OUT_DIR/bench.txt"

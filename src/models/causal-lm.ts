@@ -5,7 +5,7 @@
 // `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { add, checkpoint, crossEntropy, defaultDropoutStream, noGrad, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type HostIds, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultDropoutStream, isGradEnabled, noGrad, toDevice, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type HostIds, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
@@ -54,6 +54,8 @@ export interface PreparedBatch {
   readonly cuSeqlens: Int32Array | null;
   readonly dev: DeviceInputs;
   readonly rope: { cos: Tensor; sin: Tensor }; // [B, T, D] each
+  /** With the embedding table in host memory: the ids' rows, uploaded [B, T, H]; else null (gathered on the device). */
+  readonly embeds: Tensor | null;
   /** `{ logits: false }`: the loss over row chunks only. */
   readonly lossOnly: boolean;
   readonly lossChunkRows: number;
@@ -64,6 +66,18 @@ export interface PreparedBatch {
 export interface LossOutput {
   /** Mean cross-entropy over the supervised targets of the whole batch (0 when none), as HF's. */
   loss: Tensor;
+}
+
+export interface CausalLMOptions {
+  dtype: DType;
+  device: Device;
+  /** What to keep for each linear layer as it is built (default: the layer itself). */
+  linear?: LinearHook;
+  /**
+   * Where the token embedding table lives when not on `device` ('cpu': host memory, the rows a
+   * forward needs gathered there and uploaded). Ignored when the head is tied to it.
+   */
+  embeddingDevice?: Device;
 }
 
 export class CausalLM extends Module implements DecodingModel {
@@ -77,18 +91,13 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #inputs = new StepInputBuffer();
   /** The persistent device buffer of the rope tables, cos | sin (one upload per step). */
   readonly #ropeTables: PersistentBuffer;
+  /** With the embedding table in host memory: the persistent device buffer of a forward's rows. */
+  readonly #embeds: PersistentBuffer;
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
   #checkpointLayers = false;
   #replayStreams: readonly DropoutStream[] = [defaultDropoutStream];
 
-  /** `opts.linear`: what to keep for each linear layer as it is built (default: the layer itself). */
-  constructor(
-    config: Record<string, unknown>,
-    cfg: DecoderConfig,
-    arch: Architecture,
-    p: ParamSource,
-    opts: { dtype: DType; device: Device; linear?: LinearHook },
-  ) {
+  constructor(config: Record<string, unknown>, cfg: DecoderConfig, arch: Architecture, p: ParamSource, opts: CausalLMOptions) {
     super();
     this.config = config;
     this.#cfg = cfg;
@@ -96,9 +105,11 @@ export class CausalLM extends Module implements DecodingModel {
     this.#dtype = opts.dtype;
     this.#device = opts.device;
     this.#ropeTables = new PersistentBuffer(opts.dtype);
+    this.#embeds = new PersistentBuffer(opts.dtype);
     const hook = opts.linear ?? keepLinear;
     const l = arch.layout;
-    const inner = new DecoderModel(cfg, l, p, hook, l.model);
+    const apart = opts.embeddingDevice !== undefined && opts.embeddingDevice !== opts.device && !cfg.tieWordEmbeddings;
+    const inner = new DecoderModel(cfg, l, p, hook, l.model, apart ? opts.embeddingDevice : undefined);
     this.addModule(l.model, inner);
     // Tied: the head holds the embedding's own tensor, so both uses add into one gradient (and it
     // stays a plain Linear: the hook would replace the embedding's weight).
@@ -183,7 +194,8 @@ export class CausalLM extends Module implements DecodingModel {
     const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
     const lossOnly = opts.logits === false;
     const signature = `${ids.b}x${ids.t} ${dev.cuSeqlens ? `cu${dev.cuSeqlens.size}` : 'rows'} ${targets ? 'labels' : 'no-labels'} ${lossOnly ? `loss/${rows}` : 'logits'}`;
-    return { ids, targets, cuSeqlens: cu ?? null, dev, rope: this.#rope(positions, ids.b, ids.t, true), lossOnly, lossChunkRows: rows, signature };
+    const rope = this.#rope(positions, ids.b, ids.t, true);
+    return { ids, targets, cuSeqlens: cu ?? null, dev, rope, embeds: this.#hostEmbeds(ids, true), lossOnly, lossChunkRows: rows, signature };
   }
 
   /** The device half of a forward (see prepare). */
@@ -195,7 +207,8 @@ export class CausalLM extends Module implements DecodingModel {
       ...(p.cuSeqlens ? { cuSeqlens: p.cuSeqlens, cuSeqlensOnDevice: dev.cuSeqlens! } : {}),
       ...(this.#checkpointLayers ? { checkpointStreams: this.#replayStreams } : {}),
     };
-    const hidden = this.#inner().forward({ data: ids.data, shape: [ids.b, ids.t], onDevice: dev.ids }, ctx); // [B, T, H]
+    const input = p.embeds ? { embeds: p.embeds } : { data: ids.data, shape: [ids.b, ids.t], onDevice: dev.ids };
+    const hidden = this.#inner().forward(input, ctx); // [B, T, H]
     if (p.lossOnly) return { loss: this.#chunkedLoss(hidden, p.targets!, dev.targets!, dev.lossScale!, p.lossChunkRows) };
     const logits = this.#logits(hidden); // [B, T, V]
     if (!p.targets) return { logits };
@@ -267,7 +280,8 @@ export class CausalLM extends Module implements DecodingModel {
     const positions = defaultPositions(1, t, cache.length);
     return noGrad(() =>
       tidy(() => {
-        const hidden = this.#inner().forward(this.#ids(batch), { ...this.#rope(positions, 1, t, false), cache }); // [1, T, H]
+        const input = this.#hostEmbeds(batch, false);
+        const hidden = this.#inner().forward(input ? { embeds: input } : this.#ids(batch), { ...this.#rope(positions, 1, t, false), cache }); // [1, T, H]
         const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
         return this.#logits(last).toFloat32Array();
       }),
@@ -283,6 +297,28 @@ export class CausalLM extends Module implements DecodingModel {
   /** The ids as the embedding takes them from the host: checked there, then uploaded (no read-back). */
   #ids(ids: IdBatch): HostIds {
     return { data: ids.data, shape: [ids.b, ids.t] };
+  }
+
+  /** Whether the embedding table lives in host memory, apart from the model (LoadOptions.embeddingOnHost). */
+  get embeddingOnHost(): boolean {
+    return this.#inner().embeddingModule().weight.device !== this.#device;
+  }
+
+  /**
+   * With the embedding table in host memory: the ids' rows [B, T, H], gathered there and uploaded
+   * in one copy (into the persistent buffer for a forward, so a captured step reads them where it
+   * did; a fresh tensor for decoding); null when the table is on the model's device.
+   */
+  #hostEmbeds(ids: IdBatch, persistent: boolean): Tensor | null {
+    const table = this.#inner().embeddingModule();
+    if (table.weight.device === this.#device) return null;
+    if (table.weight.requiresGrad && isGradEnabled()) {
+      throw new XtunerError('the embedding table is in host memory, where it cannot train', { hint: 'load the model without embeddingOnHost to train the embedding' });
+    }
+    const rows = noGrad(() => table.forward(this.#ids(ids))); // [B, T, H] on the host
+    const out = persistent ? this.#embeds.write(this.#device, rows)._view(0, rows.shape) : toDevice(rows, this.#device);
+    rows.dispose();
+    return out;
   }
 
   #logits(hidden: Tensor): Tensor {

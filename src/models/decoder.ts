@@ -5,13 +5,14 @@
 // step context each layer runs under activation checkpointing (its activations are recomputed in
 // the backward pass). Not here: loading, saving, the causal-LM loss and generation (./causal-lm.ts).
 
-import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type DropoutStream, type EmbeddingIds, type Tensor } from '../tensor/index.ts';
+import { attention, checkpoint, isGradEnabled, reshape, rope, slice, swiglu, add, type Device, type DropoutStream, type EmbeddingIds, type Tensor } from '../tensor/index.ts';
 import { Embedding, Linear, Module, RMSNorm, type LinearLike } from '../nn/index.ts';
 import type { Layout } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
 
 /** Makes (or loads) the parameter named `name` with `shape`; `init` says how a fresh one starts. */
-export type ParamSource = (name: string, shape: number[], init: 'normal' | 'ones' | 'zeros') => Tensor;
+/** A parameter by name: loaded or initialised, on the model's device unless `device` says where. */
+export type ParamSource = (name: string, shape: number[], init: 'normal' | 'ones' | 'zeros', device?: Device) => Tensor;
 
 /**
  * What the model keeps for a linear layer just built from its parameters (`path`: its module
@@ -151,10 +152,11 @@ export class DecoderLayer extends Module {
 export class DecoderModel extends Module {
   readonly #layout: Layout;
 
-  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string) {
+  /** `embeddingDevice`: where the embedding table lives, when not on the model's device (CausalLM's embeddingOnHost). */
+  constructor(cfg: DecoderConfig, layout: Layout, p: ParamSource, hook: LinearHook, prefix: string, embeddingDevice?: Device) {
     super();
     this.#layout = layout;
-    this.addModule(layout.embed, new Embedding(p(`${prefix}.${layout.embed}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal')));
+    this.addModule(layout.embed, new Embedding(p(`${prefix}.${layout.embed}.weight`, [cfg.vocabSize, cfg.hiddenSize], 'normal', embeddingDevice)));
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < cfg.numLayers; i++) layers.push(new DecoderLayer(cfg, layout, p, hook, `${prefix}.${layout.layers}.${i}`, i));
     this.addModule(layout.layers, layers);
@@ -170,9 +172,12 @@ export class DecoderModel extends Module {
     return (this as unknown as Record<string, DecoderLayer[]>)[this.#layout.layers]!;
   }
 
-  /** ids int32 [B, T] (host or tensor) -> hidden states [B, T, H] after the final norm. */
-  forward(ids: EmbeddingIds, ctx: StepContext): Tensor {
-    let x = this.embeddingModule().forward(ids);
+  /**
+   * ids int32 [B, T] (host or tensor), or their embeddings [B, T, H] made elsewhere (HF's
+   * inputs_embeds: the table in host memory) -> hidden states [B, T, H] after the final norm.
+   */
+  forward(input: EmbeddingIds | { embeds: Tensor }, ctx: StepContext): Tensor {
+    let x = 'embeds' in input ? input.embeds._share() : this.embeddingModule().forward(input);
     // A KV cache is appended to as a side effect, and without grad there is nothing to save.
     const streams = ctx.cache || !isGradEnabled() ? undefined : ctx.checkpointStreams;
     for (const layer of this.layerModules()) {

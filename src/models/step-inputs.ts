@@ -25,12 +25,16 @@ export class PersistentBuffer {
 
   constructor(readonly dtype: DType) {}
 
-  /** `data` in one upload: into the persistent buffer when it fits and nothing else holds it, else into a new one (which persists). */
-  write(device: Device, data: HostArray): Tensor {
+  /**
+   * `data` (host values, or a host tensor of this dtype) in one upload: into the persistent buffer
+   * when it fits and nothing else holds it, else into a new one (which persists).
+   */
+  write(device: Device, data: HostArray | Tensor): Tensor {
+    const n = data instanceof Tensor ? data.size : data.length;
     const cur = this.#buf;
-    if (!(cur && cur.device === device && cur.size === data.length && cur._ref!.refs === 1)) {
+    if (!(cur && cur.device === device && cur.size === n && cur._ref!.refs === 1)) {
       cur?.dispose(); // one still held lives on until its last view goes
-      this.#buf = Tensor._allocUninit([data.length], this.dtype, device, false);
+      this.#buf = Tensor._allocUninit([n], this.dtype, device, false);
     }
     return this.#buf!.assign(data);
   }

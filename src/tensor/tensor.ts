@@ -3,6 +3,7 @@
 // tensors with the functions in create.ts, not with the constructor.
 
 import type { Backend, Device, Storage } from '../backends/index.ts';
+import type { CpuStorage } from '../backends/cpu/storage.ts';
 import { XtunerError } from '../errors.ts';
 import { decRefNode, runBackward, type GradNode } from './autograd.ts';
 import { hostToF32, isFloatDType, toHostOf, type DType, type FloatDType, type HostArray } from './dtype.ts';
@@ -144,15 +145,19 @@ export class Tensor implements Disposable {
     return this._share();
   }
 
-  /** Copy `src`'s values into this tensor's storage in place (no autograd); dtypes convert. */
+  /** Copy `src`'s values into this tensor's storage in place (no autograd); dtypes convert on one device; a host tensor of the same dtype may fill a device one. */
   assign(src: Tensor | HostArray): this {
     const ref = this._live();
     if (src instanceof Tensor) {
       if (src.size !== this.#size) {
         throw new XtunerError(`assign: shape [${src.shape.join(', ')}] does not fit [${this.shape.join(', ')}]`);
       }
-      if (src.device !== this.device) throw new XtunerError(`assign: source on ${src.device}, target on ${this.device}`);
-      ref.backend.cast(src.storage, src.dtype, ref.storage, this.dtype, this.#size);
+      if (src.device === 'cpu' && this.device !== 'cpu' && src.dtype === this.dtype) {
+        // from the host: a CPU tensor's storage is its host array, written as it is (no copy first)
+        ref.backend.write(ref.storage, this.dtype, 0, src.storage as CpuStorage);
+      } else if (src.device !== this.device) {
+        throw new XtunerError(`assign: source on ${src.device}, target on ${this.device} (only same-dtype host tensors cross)`);
+      } else ref.backend.cast(src.storage, src.dtype, ref.storage, this.dtype, this.#size);
     } else {
       if (src.length !== this.#size) throw new XtunerError(`assign: ${src.length} values for a tensor of ${this.#size}`);
       ref.backend.write(ref.storage, this.dtype, 0, toHostOf(src, this.dtype));

@@ -14,6 +14,7 @@ import type { LoraConfig } from '../peft/config.ts';
 import { injectLora, countParams, type InjectReport } from '../peft/lora.ts';
 import { nf4Report, type QuantizeReport } from '../quant/nf4-linear.ts';
 import { DropoutStream, Rng, type Device, type Tensor } from '../tensor/index.ts';
+import { dtypeBytes } from '../tensor/dtype.ts';
 import { getPromptTemplate, loadTokenizer, type PromptTemplate, type Tokenizer } from '../tokenizer/index.ts';
 
 export type TrainMethod = 'full' | 'lora' | 'qlora';
@@ -54,9 +55,10 @@ export interface ModelSetup {
 /** Loads the base model and prepares it for the config's method; its weights are untouched. */
 export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: number, device: Device): Promise<ModelSetup> {
   const dtype = cfg.dtype ?? (device === 'cuda' ? 'bfloat16' : 'float32');
-  // QLoRA: the base linears are quantised on the device as they load, one weight at a time
+  // QLoRA: the base linears are quantised on the device as they load, one weight at a time, and
+  // the (frozen, untied) embedding table stays in host memory: memory first, as QLoRA is for
   const quantization = cfg.quantization === null ? undefined : { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant };
-  const model = await loadModel(modelDir, { device, dtype, quantization });
+  const model = await loadModel(modelDir, { device, dtype, quantization, embeddingOnHost: quantization !== undefined });
   const method = methodOf(cfg);
   const quant: QuantizeReport | null = quantization ? nf4Report(model, dtype) : null;
   let lora: InjectReport | null = null;
@@ -98,7 +100,14 @@ export async function setupRun(cfg: XtunerConfig, seed: number, device: Device, 
   log(
     `model: ${modelDir} (${model.model.modelType}, ${model.model.dtype}, ${device}); method ${model.method}: ` +
       `${model.trainableParams.toLocaleString('en-US')} of ${model.totalParams.toLocaleString('en-US')} parameters train (${pct}%)` +
-      (model.quant ? `; NF4 saves ${((model.quant.bytesBefore - model.quant.bytesAfter) / 2 ** 20).toFixed(1)} MiB` : ''),
+      (model.quant ? `; NF4 saves ${((model.quant.bytesBefore - model.quant.bytesAfter) / 2 ** 20).toFixed(1)} MiB` : '') +
+      (model.model.embeddingOnHost ? `; the embedding table (${(embeddingBytes(model.model) / 2 ** 20).toFixed(1)} MiB) stays in host memory` : ''),
   );
   return { ...model, modelDir, tokenizer, template, data };
+}
+
+/** Bytes of the model's token embedding table. */
+export function embeddingBytes(model: CausalLM): number {
+  const { vocabSize, hiddenSize } = model.decoderConfig;
+  return vocabSize * hiddenSize * dtypeBytes(model.dtype);
 }

@@ -283,6 +283,6 @@ function keepAll(o: Outputs): Outputs {
 
 /** Where the prepared inputs and the gradients lie on the device: a graph replays only over the addresses it captured. */
 function addressesOf(p: PreparedBatch, params: readonly Tensor[]): string {
-  const ts = [p.dev.ids, p.dev.targets, p.dev.cuSeqlens, p.dev.lossScale, p.rope.cos, p.rope.sin, ...params.map((q) => q.grad)];
+  const ts = [p.dev.ids, p.dev.targets, p.dev.cuSeqlens, p.dev.lossScale, p.rope.cos, p.rope.sin, p.embeds, ...params.map((q) => q.grad)];
   return ts.map((t) => (t ? (t.storage as CudaStorage).ptr : '-')).join(' ');
 }

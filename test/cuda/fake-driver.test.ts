@@ -18,6 +18,7 @@ import { cudaBackend, type CudaBackend, type CudaStorage } from '../../src/backe
 import { kernelDir } from '../../src/backends/cuda/kernels.ts';
 import { XtunerError } from '../../src/errors.ts';
 import { f32ToHost, hostToF32, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
+import { tensor, toDevice } from '../../src/tensor/index.ts';
 import { buildFakeCuda } from './fake/build.ts';
 
 const FAKE_MEM = 64 * 1024 * 1024;
@@ -54,6 +55,20 @@ test('the fake device is found and described', { skip: SKIP }, () => {
   assert.equal(b.info.name, 'Fake GPU');
   assert.deepEqual(b.info.computeCapability, [9, 0]);
   assert.equal(b.info.driverVersion, '13.0');
+});
+
+test('a host tensor fills a device tensor of its dtype (assign, toDevice): its values, in one upload; other crossings refuse', { skip: SKIP }, () => {
+  const host = tensor(Uint16Array.from({ length: 24 }, (_, i) => 0x3f80 + i), [4, 6], { dtype: 'bfloat16' });
+  const dev = tensor(new Uint16Array(24), [4, 6], { dtype: 'bfloat16', device: 'cuda' });
+  b.takeCounters();
+  dev.assign(host);
+  assert.equal(b.takeCounters().htod, 1);
+  assert.deepEqual(dev.toHostArray(), host.toHostArray());
+  const moved = toDevice(host._view(6, [3, 6]), 'cuda'); // a view: its own elements only
+  assert.deepEqual(moved.toHostArray(), host.toHostArray().subarray(6));
+  assert.throws(() => dev.assign(tensor(new Float32Array(24), [4, 6])), /assign: source on cpu, target on cuda/);
+  assert.throws(() => host.assign(dev), /assign: source on cuda, target on cpu/);
+  for (const t of [host, dev, moved]) t.dispose();
 });
 
 test('a missing kernel build is an XtunerError naming the file and the fix', { skip: SKIP }, () => {

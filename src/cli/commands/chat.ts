@@ -92,7 +92,7 @@ export const command: Command = {
     const { loadAdapter } = await import('../../peft/adapter.ts');
     const { getPromptTemplate, loadTokenizer, SYSTEM_TEMPLATE, formatTemplate } = await import('../../tokenizer/index.ts');
     const { ChatSession } = await import('../../generate/chat-session.ts');
-    const { resolveDevice } = await import('../../train/setup.ts');
+    const { resolveDevice, embeddingBytes } = await import('../../train/setup.ts');
 
     let system = values.system;
     if (values['system-template'] !== undefined) {
@@ -109,15 +109,17 @@ export const command: Command = {
     const device = resolveDevice(values.device as 'cpu' | 'cuda' | 'auto');
     const dtype = dtypes[values['torch-dtype'] as keyof typeof dtypes] ?? (device === 'cuda' ? 'bfloat16' : 'float32');
     try {
-      // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant), computing in `dtype`
-      const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true } } : {}) });
+      // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant, computing in `dtype`, the
+      // embedding table in host memory)
+      const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true }, embeddingOnHost: true } : {}) });
       const tokenizer = await loadTokenizer(modelDir);
       log(`Load LLM from ${positionals[0]}`);
       if (values.bits) {
         const { nf4Report } = await import('../../quant/nf4-linear.ts');
         const q = nf4Report(model, dtype);
         const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-        log(`${q.modules.length} linear layers in NF4: ${mib(q.bytesAfter)} (${mib(q.bytesBefore)} in ${dtype})`);
+        const host = model.embeddingOnHost ? `; the embedding table (${mib(embeddingBytes(model))}) stays in host memory` : '';
+        log(`${q.modules.length} linear layers in NF4: ${mib(q.bytesAfter)} (${mib(q.bytesBefore)} in ${dtype})${host}`);
       }
       if (values.adapter !== undefined) {
         loadAdapter(model, values.adapter);

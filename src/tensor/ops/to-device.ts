@@ -9,6 +9,7 @@ import { empty } from './util.ts';
 export function toDevice(x: Tensor, device: Device): Tensor {
   if (x.device === device) return x;
   const out = empty(x.shape, x.dtype, device);
-  out.backend.write(out.storage, x.dtype, 0, x.toHostArray());
+  if (x.device === 'cpu') out.assign(x); // from the host's memory as it is
+  else out.backend.write(out.storage, x.dtype, 0, x.toHostArray());
   return recordOp('toDevice', out, [x], [], (_s, dy) => [toDevice(dy, x.device)]);
 }
