@@ -2,9 +2,9 @@
 # The CLI on the GPU, for one device call: the quickstart's whole path (data, train, convert,
 # merge, chat) with --device cuda on the tiny model, in float32 and in bf16 (the tensor-core
 # attention), then a real-size QLoRA run through `xtuner train` (Qwen2.5-0.5B shape, random bf16
-# weights, the Qwen3 tokenizer of test/fixtures, 2048-token packed rows) and a chat with the
-# result. Needs dist/ and, on a machine without the dev tools, what scripts/device-pack.sh packs.
-# Logs under $OUT (cli.log); prints a summary last.
+# weights, the Qwen3 tokenizer of test/fixtures, 2048-token packed rows) and chats with the
+# result, in bf16 and with the base in NF4 (--bits 4). Needs dist/ and, on a machine without the
+# dev tools, what scripts/device-pack.sh packs. Logs under $OUT (cli.log); prints a summary last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -55,6 +55,7 @@ step "qwen2.5-0.5b shape: qlora train (cuda)" 300 "${XT[@]}" train "$REPO/config
   max_iters=40 warmup_ratio=0.1 accumulative_counts=4 save_steps=40 evaluation_freq=40 log_interval=4 'evaluation_inputs=["请做一下自我介绍"]'
 grep -E "^Iter|tokens/s" "$LOG" | tail -n 4
 step "qwen2.5-0.5b shape: chat (cuda)" 120 "${XT[@]}" chat model --device cuda --prompt-template qwen_chat --max-new-tokens 16 --prompt 请做一下自我介绍
+step "qwen2.5-0.5b shape: chat --bits 4 (cuda)" 120 "${XT[@]}" chat model --bits 4 --device cuda --prompt-template qwen_chat --max-new-tokens 16 --prompt 请做一下自我介绍
 cd "$REPO" || exit 1
 
 {
