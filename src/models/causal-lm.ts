@@ -13,7 +13,7 @@ import type { Architecture } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
 import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSource, type StepContext } from './decoder.ts';
 import { checkCuSeqlens, checkSameShape, checkVocab, defaultPositions, padCuSeqlens, shiftLabels, toIdBatch, type IdBatch, type IdsInput } from './inputs.ts';
-import { inverseFrequencies, ropeTables } from './rope.ts';
+import { inverseFrequencies, RopeRows } from './rope.ts';
 import { saveHf, type SaveOptions } from './save.ts';
 import { PersistentBuffer, StepInputBuffer, type DeviceInputs } from './step-inputs.ts';
 
@@ -91,6 +91,8 @@ export class CausalLM extends Module implements DecodingModel {
   readonly #inputs = new StepInputBuffer();
   /** The persistent device buffer of the rope tables, cos | sin (one upload per step). */
   readonly #ropeTables: PersistentBuffer;
+  /** The rope's cos and sin rows by position, on the host in the model's dtype. */
+  readonly #ropeRows: RopeRows;
   /** With the embedding table in host memory: the persistent device buffer of a forward's rows. */
   readonly #embeds: PersistentBuffer;
   #invFreq: { seqLen: number; inv: Float32Array } | null = null;
@@ -105,6 +107,7 @@ export class CausalLM extends Module implements DecodingModel {
     this.#dtype = opts.dtype;
     this.#device = opts.device;
     this.#ropeTables = new PersistentBuffer(opts.dtype);
+    this.#ropeRows = new RopeRows(opts.dtype);
     this.#embeds = new PersistentBuffer(opts.dtype);
     const hook = opts.linear ?? keepLinear;
     const l = arch.layout;
@@ -337,12 +340,9 @@ export class CausalLM extends Module implements DecodingModel {
     // Only dynamic NTK depends on the length; the others are computed once.
     const seqLen = rope.type === 'dynamic' ? Math.max(maxPos + 1, rope.originalMaxPositions) : 0;
     if (this.#invFreq?.seqLen !== seqLen) this.#invFreq = { seqLen, inv: inverseFrequencies(rope, headDim, seqLen) };
-    const { cos, sin } = ropeTables(this.#invFreq.inv, positions);
-    const both = new Float32Array(2 * cos.length); // [cos | sin], one upload
-    both.set(cos);
-    both.set(sin, cos.length);
+    const both = this.#ropeRows.gather(this.#invFreq.inv, positions); // [cos | sin], one upload
     const buf = persistent ? this.#ropeTables.write(this.#device, both) : tensor(both, undefined, { dtype: this.#dtype, device: this.#device });
-    const views = { cos: buf._view(0, [b, t, headDim]), sin: buf._view(cos.length, [b, t, headDim]) };
+    const views = { cos: buf._view(0, [b, t, headDim]), sin: buf._view(both.length / 2, [b, t, headDim]) };
     if (!persistent) buf.dispose(); // the views keep it until they go
     return views;
   }

@@ -2,7 +2,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { XtunerError } from '../../src/errors.ts';
 import { ConfigFields, readRope } from '../../src/models/config.ts';
-import { inverseFrequencies, ropeTables } from '../../src/models/rope.ts';
+import { inverseFrequencies, RopeRows, ropeTables } from '../../src/models/rope.ts';
+import { f32ToHost } from '../../src/tensor/dtype.ts';
 
 /** float32 rounding of the tables against float64 math. */
 const REL_TOL = 1e-6;
@@ -77,4 +78,23 @@ test('rope tables use cat(freqs, freqs) (rotate_half layout)', () => {
 test('unsupported rope types and missing llama3 fields are clear errors', () => {
   assert.throws(() => readRope(new ConfigFields({ rope_scaling: { type: 'yarn', factor: 4 } }, 'cfg.json'), 1e4), (e: unknown) => e instanceof XtunerError && e.message.includes('yarn') && /llama3/.test(e.hint ?? ''));
   assert.throws(() => readRope(new ConfigFields({ rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'cfg.json'), 1e4), /low_freq_factor/);
+});
+
+test('RopeRows: the rows of ropeTables by position, in the dtype, bit for bit; grown on demand and made again for a new inv', () => {
+  const dim = 8;
+  const inv = inverseFrequencies(readRope(new ConfigFields({}, 'config.json'), 1e4), dim);
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const rows = new RopeRows(dtype);
+    // packed-like positions, then larger ones (growth), then the first again
+    for (const positions of [[0, 1, 2, 0, 1], [5, 6, 7, 8, 0, 100], [3, 2, 1]]) {
+      const pos = Int32Array.from(positions);
+      const { cos, sin } = ropeTables(inv, pos);
+      const want = new Float32Array([...cos, ...sin]);
+      assert.deepEqual(rows.gather(inv, pos), dtype === 'float32' ? want : f32ToHost(want, dtype), `${dtype} ${positions}`);
+    }
+    const inv2 = inv.map((x) => x / 2);
+    const pos = Int32Array.from([4, 9]);
+    const { cos, sin } = ropeTables(inv2, pos);
+    assert.deepEqual(rows.gather(inv2, pos), f32ToHost(new Float32Array([...cos, ...sin]), dtype), `${dtype}: another inv`);
+  }
 });
