@@ -97,11 +97,17 @@ export class RopeRows {
       this.#count = count;
     }
     const n = positions.length;
-    const out = allocHost(this.dtype, 2 * n * dim);
-    for (let k = 0; k < n; k++) {
+    // float32 values, or 16-bit float bits: copied as they are
+    const out = allocHost(this.dtype, 2 * n * dim) as Float32Array | Uint16Array;
+    const cos = this.#cos as Float32Array | Uint16Array;
+    const sin = this.#sin as Float32Array | Uint16Array;
+    // element loops: a subarray per row costs more than its copy at these row lengths
+    for (let k = 0, o = 0, so = n * dim; k < n; k++) {
       const row = positions[k]! * dim;
-      out.set(this.#cos.subarray(row, row + dim) as never, k * dim);
-      out.set(this.#sin.subarray(row, row + dim) as never, (n + k) * dim);
+      for (let j = 0; j < dim; j++, o++, so++) {
+        out[o] = cos[row + j]!;
+        out[so] = sin[row + j]!;
+      }
     }
     return out;
   }
