@@ -140,6 +140,11 @@ export class CausalLM extends Module implements DecodingModel {
     return this.#device;
   }
 
+  /** Whether the embedding table lives in host memory, apart from the model (LoadOptions.embeddingOnHost). */
+  get embeddingOnHost(): boolean {
+    return this.#inner().embeddingModule().weight.device !== this.#device;
+  }
+
   get vocabSize(): number {
     return this.#cfg.vocabSize;
   }
@@ -300,11 +305,6 @@ export class CausalLM extends Module implements DecodingModel {
   /** The ids as the embedding takes them from the host: checked there, then uploaded (no read-back). */
   #ids(ids: IdBatch): HostIds {
     return { data: ids.data, shape: [ids.b, ids.t] };
-  }
-
-  /** Whether the embedding table lives in host memory, apart from the model (LoadOptions.embeddingOnHost). */
-  get embeddingOnHost(): boolean {
-    return this.#inner().embeddingModule().weight.device !== this.#device;
   }
 
   /**
