@@ -53,8 +53,7 @@ test('TrainStep: graph replays equal eager iterations bit for bit, one launch pe
   // 3 samples a row (cuSeqlens capacity 16), then 20 (capacity 32)
   const batches = Array.from({ length: iters }, (_, i) => batchOf(i, i < 6 ? 3 : 20));
   const kinds = batches.map((_, i) => ({ lossFactor: ACC, optimizerStep: (i + 1) % ACC === 0, lr: 1e-2 / (1 + i) }));
-  // one run after the other, as a trainer runs (interleaved, each run's first step of a kind would
-  // find the other's optimizer tables on the device)
+  // one run after the other, as a trainer runs (test/cuda/embedding-on-host.test.ts interleaves two)
   const want = batches.map((b, i) => eager.step.run(b, kinds[i]!));
   const live1 = memoryStats().liveTensors;
   const graphed = setup(true);

@@ -32,14 +32,19 @@ interface TableEntry {
   holds: number;
 }
 
+/** Replaced tables no graph holds that stay on the device, newest first (a few hundred bytes each). */
+const KEPT_TABLES = 8;
+
 /**
  * A table kept on the device at a stable address, uploaded again only when its words change. A
  * graph captured over a table holds it (runtime.ts holdForGraph): a table replaced while a graph
  * holds it stays where it is until the graph goes, and serves again when its words come back (as
- * they do when another optimizer's step runs between two replays).
+ * they do when another optimizer's step runs between two replays). The last KEPT_TABLES replaced
+ * ones stay too, held or not: a run whose first step came between another run's steps finds its
+ * table again when it captures (a capture cannot upload).
  */
 class DeviceTable {
-  #entries: TableEntry[] = []; // the current one, and replaced ones graphs still hold
+  #entries: TableEntry[] = []; // most recently used first: the current one, then replaced ones
 
   constructor(
     private readonly rt: CudaRuntime,
@@ -49,17 +54,15 @@ class DeviceTable {
   /** The device copy of `words` (valid until the next call, or while a graph captured now lives). */
   get(words: Int32Array): CudaStorage {
     let e = this.#entries.find((x) => x.words.length === words.length && x.words.every((w, i) => w === words[i]));
-    if (!e) {
-      e = { words, dev: this.rt.uploadI32(words, this.what), current: false, holds: 0 };
-      this.#entries.push(e);
-    }
+    if (!e) e = { words, dev: this.rt.uploadI32(words, this.what), current: false, holds: 0 };
+    this.#entries = [e, ...this.#entries.filter((x) => x !== e)];
     for (const x of this.#entries) x.current = x === e;
     // stream-ordered: launches queued before still read a freed table
-    for (const x of this.#entries.filter((y) => !y.current && y.holds === 0)) this.#free(x);
+    for (const x of this.#entries.slice(1 + KEPT_TABLES).filter((y) => y.holds === 0)) this.#free(x);
     const held = e;
     if (this.rt.holdForGraph(() => {
       held.holds--;
-      if (!held.current && held.holds === 0) this.#free(held);
+      if (!held.current && held.holds === 0 && this.#entries.indexOf(held) > KEPT_TABLES) this.#free(held);
     })) e.holds++;
     return e.dev;
   }
