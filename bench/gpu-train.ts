@@ -8,8 +8,8 @@
 // tokens for (Q)LoRA without checkpointing, 6 x for full, 2 x more with checkpointing), the peak
 // GPU memory of training (the peaks reset after building; on CUDA peak_mem_gib is the allocator's
 // blocks in use, as PyTorch's max_memory_allocated counts them, and peak_reserved_gib what it held
-// from the driver, as max_memory_reserved; tensor_peak_gib is the tensors' own bytes) and of
-// building (build_peak_gib, tensor bytes; for QLoRA each linear is quantised on the device as it is
+// from the driver, as max_memory_reserved; tensor_peak_gib is the device tensors' own bytes) and of
+// building (build_peak_gib, device tensor bytes; for QLoRA each linear is quantised on the device as it is
 // built, so the bf16 model never exists whole), and for QLoRA the NF4 bytes
 // against the bf16 bytes of the quantised weights. Each iteration is the trainer's own (TrainStep,
 // src/train/step.ts): the loss over row chunks, the grad norm and clip coefficient on the device,
@@ -75,6 +75,7 @@ if (!(Number.isInteger(samples) && samples >= 1 && samples <= seq)) fail(`--samp
 
 const gib = (bytes: number): number => +(bytes / 2 ** 30).toFixed(2);
 const onCuda = values.device !== 'cpu';
+const device = onCuda ? 'cuda' : 'cpu';
 const cuda = onCuda ? cudaStatus() : null;
 if (cuda && !cuda.available) fail(`no usable CUDA here (${cuda.reason}); --device cpu runs the small shapes on the CPU`);
 if (values['free-gib'] !== undefined) {
@@ -88,7 +89,7 @@ const t0 = performance.now();
 // QLoRA: each linear is quantised on the device as soon as it is built, its bf16 weight freed, and
 // the embedding table stays in host memory (as `xtuner train` runs QLoRA)
 const quantization = method === 'qlora' ? { doubleQuant: true } : undefined;
-const model = createModel(shape, { device: onCuda ? 'cuda' : 'cpu', dtype: 'bfloat16', seed: 0, init, quantization, embeddingOnHost: method === 'qlora' });
+const model = createModel(shape, { device, dtype: 'bfloat16', seed: 0, init, quantization, embeddingOnHost: method === 'qlora' });
 if (onCuda) cudaBackend().synchronize(); // the build's device work counts in its time
 const tBuilt = performance.now();
 // parameters of the model in bf16 terms: the NF4 layers' weights count too
@@ -112,7 +113,7 @@ model.setGradientCheckpointing(values.ckpt === true, [loraDropout]);
 model.train();
 const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
 const opt = new AdamW(trainable, { lr: 2e-4, betas: [0.9, 0.999], weightDecay: 0 });
-const buildPeak = memoryStats().peakBytes;
+const buildPeak = memoryStats(device).peakBytes;
 console.error(
   `built ${values.shape} (${(nParams / 1e9).toFixed(3)}B params, init ${init}, ${trainable.length} trainable tensors) in ` +
     `${((performance.now() - t0) / 1e3).toFixed(1)} s (weights ${((tBuilt - t0) / 1e3).toFixed(1)} s), build peak ${gib(buildPeak)} GiB`,
@@ -143,7 +144,7 @@ for (let i = 0; i < warmup + steps; i++) {
   console.error(`step ${i}: loss ${loss.toFixed(4)} grad norm ${gradNorm!.toFixed(4)} ${dt.toFixed(3)} s`);
 }
 // of the warm-up and timed steps
-const tensorPeak = memoryStats().peakBytes;
+const tensorPeak = memoryStats(device).peakBytes; // the device's tensors (not the host's: QLoRA's embedding table)
 const allocator = onCuda ? cudaBackend().memoryStats() : null;
 if (onCuda) {
   // one more step between two events on the stream: its device time (the host's where the host

@@ -35,6 +35,17 @@ export interface Disposable {
 }
 
 const stats = { liveTensors: 0, liveBytes: 0, peakBytes: 0 };
+/** Live and peak bytes per backend (one per device). */
+const deviceBytes = new Map<Backend<Storage>, { liveBytes: number; peakBytes: number }>();
+
+function countBytes(backend: Backend<Storage>, bytes: number): void {
+  stats.liveBytes += bytes;
+  if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
+  let d = deviceBytes.get(backend);
+  if (!d) deviceBytes.set(backend, (d = { liveBytes: 0, peakBytes: 0 }));
+  d.liveBytes += bytes;
+  if (d.liveBytes > d.peakBytes) d.peakBytes = d.liveBytes;
+}
 const scopes: Set<Disposable>[] = [];
 let noGradDepth = 0;
 
@@ -43,8 +54,7 @@ export function allocStorage(device: Device, dtype: DType, size: number, uninit 
   const backend = getBackend(device);
   const bytes = size * dtypeBytes(dtype);
   const ref = { storage: uninit ? backend.allocUninit(dtype, size) : backend.alloc(dtype, size), backend, bytes, refs: 1, version: 0, casts: null };
-  stats.liveBytes += bytes;
-  if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
+  countBytes(backend, bytes);
   return ref;
 }
 
@@ -65,7 +75,7 @@ export function releaseStorage(ref: StorageRef): void {
       return;
     }
     ref.backend.free(ref.storage);
-    stats.liveBytes -= ref.bytes;
+    countBytes(ref.backend, -ref.bytes);
     dropCasts(ref);
   }
 }
@@ -155,11 +165,15 @@ export function withGradEnabled<T>(fn: () => T): T {
   }
 }
 
-export function memoryStats(): { liveTensors: number; liveBytes: number; peakBytes: number } {
-  return { ...stats };
+/** Live tensors (on all devices), and the bytes of their storage now and at the peak: on all devices, or on `device`. */
+export function memoryStats(device?: Device): { liveTensors: number; liveBytes: number; peakBytes: number } {
+  if (device === undefined) return { ...stats };
+  const d = deviceBytes.get(getBackend(device)) ?? { liveBytes: 0, peakBytes: 0 };
+  return { liveTensors: stats.liveTensors, ...d };
 }
 
-/** Start a new peak measurement from the current live bytes. */
+/** Start a new peak measurement from the current live bytes (every device's). */
 export function resetPeakBytes(): void {
   stats.peakBytes = stats.liveBytes;
+  for (const d of deviceBytes.values()) d.peakBytes = d.liveBytes;
 }

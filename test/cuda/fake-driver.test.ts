@@ -18,7 +18,7 @@ import { cudaBackend, type CudaBackend, type CudaStorage } from '../../src/backe
 import { kernelDir } from '../../src/backends/cuda/kernels.ts';
 import { XtunerError } from '../../src/errors.ts';
 import { f32ToHost, hostToF32, type DType, type FloatDType } from '../../src/tensor/dtype.ts';
-import { tensor, toDevice } from '../../src/tensor/index.ts';
+import { memoryStats, tensor, toDevice } from '../../src/tensor/index.ts';
 import { buildFakeCuda } from './fake/build.ts';
 
 const FAKE_MEM = 64 * 1024 * 1024;
@@ -58,8 +58,11 @@ test('the fake device is found and described', { skip: SKIP }, () => {
 });
 
 test('a host tensor fills a device tensor of its dtype (assign, toDevice): its values, in one upload; other crossings refuse', { skip: SKIP }, () => {
+  const [cpu0, cuda0] = [memoryStats('cpu').liveBytes, memoryStats('cuda').liveBytes];
   const host = tensor(Uint16Array.from({ length: 24 }, (_, i) => 0x3f80 + i), [4, 6], { dtype: 'bfloat16' });
   const dev = tensor(new Uint16Array(24), [4, 6], { dtype: 'bfloat16', device: 'cuda' });
+  // bytes counted per device
+  assert.deepEqual([memoryStats('cpu').liveBytes - cpu0, memoryStats('cuda').liveBytes - cuda0], [48, 48]);
   b.takeCounters();
   dev.assign(host);
   assert.equal(b.takeCounters().htod, 1);
