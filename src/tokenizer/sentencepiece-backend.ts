@@ -7,7 +7,6 @@
 
 import fs from 'node:fs';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
-import { XtunerError } from '../errors.ts';
 import type { TokenizerBackend } from './backend.ts';
 import type { DeclaredToken } from './folder-meta.ts';
 import { PieceType, parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.ts';
@@ -102,7 +101,8 @@ export class SentencePieceBackend implements TokenizerBackend {
         flush();
         out += declared;
       } else if (id >= 0 && id < this.model.pieces.length) run.push(id);
-      else throw new XtunerError(`decode: token id ${id} is outside the vocabulary (size ${this.vocabSize})`);
+      // else an id the model has and the tokenizer has not (vocabularies padded to a round size, whose
+      // rows a sampler can still pick): decoded as nothing, as HF's fast tokenizers do
     }
     flush();
     return out;

@@ -20,11 +20,12 @@
 // the driver) is not the end of the run: the graphs go, and this iteration and every later one
 // run op by op, which is what fits. Nothing a capture queues has run, so the iteration's host
 // state (the dropout stream) is put back and the cached cast copies are dropped before it reruns.
-// The same holds for a new kind's first iteration, run op by op while the graphs' pool holds its
-// memory: out of memory there drops the graphs and reruns it, unless gradients were accumulating
-// (its partial backward has added to them).
+// A new kind's first iteration runs op by op while the graphs' pool holds its memory: when less is
+// free beside the pool than the pool holds, the graphs go first (that iteration would need about as
+// much), and out of memory there anyway drops them and reruns it, unless gradients were
+// accumulating (its partial backward has added to them).
 
-import { CudaOutOfMemoryError, cudaBackend, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
+import { CudaOutOfMemoryError, cudaBackend, formatBytes, type CudaGraph, type CudaStorage, type GraphPool } from '../backends/cuda/index.ts';
 import { XtunerError } from '../errors.ts';
 import type { CausalLM, ForwardOptions, PreparedBatch } from '../models/causal-lm.ts';
 import type { IdsInput } from '../models/inputs.ts';
@@ -142,6 +143,14 @@ export class TrainStep {
     }
     if (!g && (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS)) {
       this.#warm.add(key);
+      const room = this.#captured.size > 0 ? this.#roomBesideGraphs() : null;
+      if (room) {
+        // an op-by-op iteration needs about what the captured one holds in the pool: without that
+        // much beside it, it would run out partway (and with gradients accumulating, that is final)
+        this.#dropGraphs(`a new kind of iteration (${p.signature}) would not fit beside the graphs' memory (${room})`, undefined);
+        this.counts.eager++;
+        return keepAll(this.#device(p, kind, true));
+      }
       return this.#warmUp(p, kind);
     }
     // AdamW's host half, before the graph's device half
@@ -205,6 +214,14 @@ export class TrainStep {
       return keepAll(this.#device(p, kind, true));
     }
     return keepAll({ loss, norm: this.#optimizerHalf(kind, true) });
+  }
+
+  /** Why an op-by-op iteration would not fit beside the graphs' pool (less free than the pool holds), or null when it would. */
+  #roomBesideGraphs(): string | null {
+    const be = cudaBackend();
+    const pooled = be.memoryStats().graphPoolBytes;
+    const free = be.availableBytes();
+    return free >= pooled ? null : `${formatBytes(free)} free, the graphs' pool holds ${formatBytes(pooled)}`;
   }
 
   /**

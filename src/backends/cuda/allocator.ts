@@ -305,6 +305,13 @@ export class CachingAllocator {
     return { ...this.s };
   }
 
+  /** Bytes that allocations outside graph pools can still get: the driver's free memory and the shared cache's free blocks. */
+  available(): number {
+    let cached = 0;
+    for (const set of Object.values(this.shared.sets)) for (const b of set.blocks) cached += b.bytes;
+    return this.device.memInfo().free + cached;
+  }
+
   /** Reset the peaks to the current values (e.g. after warm-up, to measure one step). */
   resetPeaks(): void {
     this.s.peakAllocatedBytes = this.s.allocatedBytes;

@@ -19,7 +19,7 @@ import { CudaRuntime, CudaStorage } from './runtime.ts';
 
 export { CudaStorage } from './runtime.ts';
 export type { AllocatorStats, GraphPool } from './allocator.ts';
-export { CudaOutOfMemoryError } from './allocator.ts';
+export { CudaOutOfMemoryError, formatBytes } from './allocator.ts';
 export type { DeviceInfo, DriverCounters } from './driver.ts';
 export type { CudaGraph } from './graph.ts';
 
@@ -29,6 +29,8 @@ export interface CudaBackend extends Backend<CudaStorage> {
   memoryStats(): AllocatorStats;
   /** Start the allocator's peaks (allocated, reserved) afresh from what is held now. */
   resetPeaks(): void;
+  /** Bytes new allocations outside graph pools can still get (free on the device, free in the cache). */
+  availableBytes(): number;
   /** Give cached, unused device memory back to the driver. */
   emptyCache(): void;
   /**
@@ -59,6 +61,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     info: rt.driver.device,
     memoryStats: () => rt.allocator.stats(),
     resetPeaks: () => rt.allocator.resetPeaks(),
+    availableBytes: () => rt.allocator.available(),
     emptyCache: () => rt.allocator.emptyCache(),
     leaveFree(freeBytes) {
       const take = rt.driver.memInfo().free - freeBytes;
