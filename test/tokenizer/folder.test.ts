@@ -19,6 +19,14 @@ test('SentencePiece folder without config: BOS/EOS/unk from the model, BOS added
   assert.equal(tok.tokenizerClass, null);
 });
 
+test('decode: ids the model has and the tokenizer has not (a padded vocabulary) come out as nothing, in both kinds of tokenizer', async () => {
+  for (const name of ['internlm2_style', 'qwen3'] as const) {
+    const tok = await loadTokenizer(fixtureTokenizerDir(name));
+    const ids = tok.encode('Hello there', { addSpecialTokens: false });
+    assert.equal(tok.decode([ids[0]!, 10_000_000, ...ids.slice(1)]), tok.decode(ids), name);
+  }
+});
+
 test('tokenizer_config.json: add_bos_token/add_eos_token, and added tokens split out before SentencePiece', async () => {
   const dir = fixtureTokenizerDir('internlm2_style', {
     'tokenizer_config.json': json({
