@@ -89,7 +89,7 @@ const t0 = performance.now();
 // QLoRA: each linear is quantised on the device as soon as it is built, its bf16 weight freed, and
 // the embedding table stays in host memory (as `xtuner train` runs QLoRA)
 const quantization = method === 'qlora' ? { doubleQuant: true } : undefined;
-const model = createModel(shape, { device, dtype: 'bfloat16', seed: 0, init, quantization, embeddingOnHost: method === 'qlora' });
+const model = createModel(shape, { device, dtype: 'bfloat16', seed: 0, init, quantization });
 if (onCuda) cudaBackend().synchronize(); // the build's device work counts in its time
 const tBuilt = performance.now();
 // parameters of the model in bf16 terms: the NF4 layers' weights count too

@@ -32,6 +32,7 @@ export interface LoadOptions {
    * Keep the token embedding table in host memory while the model is on CUDA (its head not tied to
    * it): a forward gathers its rows there and uploads them (HF's inputs_embeds), so the GPU holds
    * vocab x hidden fewer values (0.7-1 GiB at 7-8B). For a frozen embedding only (LoRA, QLoRA).
+   * Default: when quantising (QLoRA, 4-bit chat: memory first).
    */
   embeddingOnHost?: boolean;
 }
@@ -42,7 +43,7 @@ function buildOptions(opts: LoadOptions, dtype: ModelDType, device: Device): Cau
     dtype,
     device,
     ...(opts.quantization ? { linear: nf4LinearHook(opts.quantization) } : {}),
-    ...(opts.embeddingOnHost && device !== 'cpu' ? { embeddingDevice: 'cpu' as const } : {}),
+    ...((opts.embeddingOnHost ?? opts.quantization !== undefined) && device !== 'cpu' ? { embeddingDevice: 'cpu' as const } : {}),
   };
 }
 

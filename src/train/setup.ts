@@ -58,7 +58,7 @@ export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: numb
   // QLoRA: the base linears are quantised on the device as they load, one weight at a time, and
   // the (frozen, untied) embedding table stays in host memory: memory first, as QLoRA is for
   const quantization = cfg.quantization === null ? undefined : { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant };
-  const model = await loadModel(modelDir, { device, dtype, quantization, embeddingOnHost: quantization !== undefined });
+  const model = await loadModel(modelDir, { device, dtype, quantization });
   const method = methodOf(cfg);
   const quant: QuantizeReport | null = quantization ? nf4Report(model, dtype) : null;
   let lora: InjectReport | null = null;

@@ -143,14 +143,10 @@ export class TrainStep {
     }
     if (!g && (!this.#warm.has(key) || this.#captured.size >= MAX_GRAPHS)) {
       this.#warm.add(key);
+      // an op-by-op iteration needs about what the captured one holds in the pool: without that
+      // much beside it, it would run out partway (and with gradients accumulating, that is final)
       const room = this.#captured.size > 0 ? this.#roomBesideGraphs() : null;
-      if (room) {
-        // an op-by-op iteration needs about what the captured one holds in the pool: without that
-        // much beside it, it would run out partway (and with gradients accumulating, that is final)
-        this.#dropGraphs(`a new kind of iteration (${p.signature}) would not fit beside the graphs' memory (${room})`, undefined);
-        this.counts.eager++;
-        return keepAll(this.#device(p, kind, true));
-      }
+      if (room) this.#dropGraphs(`a new kind of iteration (${p.signature}) would not fit beside the graphs' memory (${room})`, undefined);
       return this.#warmUp(p, kind);
     }
     // AdamW's host half, before the graph's device half

@@ -111,7 +111,7 @@ export const command: Command = {
     try {
       // --bits 4: as QLoRA trains (bitsandbytes' nf4 with double quant, computing in `dtype`, the
       // embedding table in host memory)
-      const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true }, embeddingOnHost: true } : {}) });
+      const model = await loadModel(modelDir, { dtype, device, ...(values.bits ? { quantization: { doubleQuant: true } } : {}) });
       const tokenizer = await loadTokenizer(modelDir);
       log(`Load LLM from ${positionals[0]}`);
       if (values.bits) {
