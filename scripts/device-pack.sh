@@ -5,8 +5,10 @@
 #   .device/runtime-modules.tar.xz     the runtime dependencies (tsx, koffi, zod, tokenizers, ...)
 #   .device/peer_bench.py              the peer (from ../shared/peer)
 #   .device/tiny-assistant/            the quickstart's model folder
-# and builds dist/ (npm run build) and the kernels (scripts/build-cuda.sh). Then carry
-#   [".device", "dist", "native/cuda/build"]
+#   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda.sh): 27 MB of fatbins
+#                                      are 1.5 MB in xz, which keeps the carry far below 64 MiB
+# and builds dist/ (npm run build). Then carry
+#   [".device", "dist"]
 # and start the device command with any of the three scripts (each sources device-node.sh, which
 # unpacks the modules). Run from the repository root, after `npm ci`.
 set -euo pipefail
@@ -30,5 +32,6 @@ mods=$(node -e '
   }
   console.log([...seen].join(" "));')
 tar -C node_modules -cJf .device/runtime-modules.tar.xz $mods
-du -sh .device dist native/cuda/build | sed 's/^/device-pack: /'
-echo "device-pack: carry [\".device\", \"dist\", \"native/cuda/build\"] (64 MiB at most)"
+tar -C native/cuda -cJf .device/cuda-build.tar.xz build
+du -sh .device dist | sed 's/^/device-pack: /'
+echo "device-pack: carry [\".device\", \"dist\"] (64 MiB at most)"
