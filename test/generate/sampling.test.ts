@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, pickToken } from '../../src/generate/sampling.ts';
+import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, kthLargest, pickToken } from '../../src/generate/sampling.ts';
+import { seededRandom } from '../../src/data/rng.ts';
 
 const logOf = (ps: number[]) => Float32Array.from(ps, Math.log);
 
@@ -17,6 +18,16 @@ test('top-k keeps ties with the k-th value', () => {
   const b = new Float32Array([1, 3, 3, 2]);
   applyTopK(b, 3);
   assert.deepEqual([...b], [-Infinity, 3, 3, 2]);
+});
+
+test('the k-th largest value is the sorted array\'s, ties and -Infinity included, for every k', () => {
+  const uniform = seededRandom(7);
+  for (const n of [1, 2, 5, 33, 1000]) {
+    // few distinct values, so ties are common; some masked
+    const a = Float32Array.from({ length: n }, () => (uniform() < 0.1 ? -Infinity : Math.floor(uniform() * 8) - 4));
+    const sorted = Float32Array.from(a).sort().reverse();
+    for (const k of [1, 2, 3, Math.max(1, n >> 1), n]) if (k <= n) assert.equal(kthLargest(a, k), sorted[k - 1], `n ${n}, k ${k}`);
+  }
 });
 
 test('top-p drops the least likely tokens whose cumulative mass stays within 1 - p', () => {
