@@ -1,11 +1,12 @@
-// NF4 quantisation and dequantisation (src/quant/nf4.ts layout), float32, bfloat16 or float16
-// weights. The code tables come in as one float32 device array uploaded once by the launcher from
-// the CPU backend's tables (src/backends/cpu/nf4.ts), so both backends use the same numbers:
-// 16 NF4 values, the 256-entry dynamic map, then the midpoints between neighbouring codes (15 and
-// 255) that rounding to the nearest code compares against. Every product, quotient and sum is
-// rounded on its own (__fmul_rn, __fdiv_rn, __fsub_rn, __dadd_rn: no fused multiply-add, no fast
-// reciprocal) to give the CPU reference's bits exactly. Nothing here flushes subnormals (no
-// --use_fast_math), as JavaScript does not.
+// NF4 quantisation, dequantisation and x W^T for a few rows straight from the 4-bit weight
+// (src/quant/nf4.ts layout), float32, bfloat16 or float16 weights. The code tables come in as one
+// float32 device array uploaded once by the launcher from the CPU backend's tables
+// (src/backends/cpu/nf4.ts), so both backends use the same numbers: 16 NF4 values, the 256-entry
+// dynamic map, then the midpoints between neighbouring codes (15 and 255) that rounding to the
+// nearest code compares against. Every product, quotient and sum of (de)quantisation is rounded on
+// its own (__fmul_rn, __fdiv_rn, __fsub_rn, __dadd_rn: no fused multiply-add, no fast reciprocal)
+// to give the CPU reference's bits exactly. Nothing here flushes subnormals (no --use_fast_math),
+// as JavaScript does not.
 #include "common.cuh"
 
 #define NF4_CODE_AT 0
@@ -115,16 +116,21 @@ extern "C" __global__ void nf4_absmax_codes(const float* absmax, const float* of
   }
 }
 
-// Dequantisation: one thread per packed byte (two weights of the same block), block scales
-// decoded from the double-quantised form on the fly (or read plain when abs_codes is null).
+// The scale of weight block b: decoded from the double-quantised form, or read plain when abs_codes
+// is null.
+__device__ __forceinline__ float nf4_scale(const unsigned char* abs_codes, const float* abs_scales, const float* tables,
+                                           float offset, i64 b, int abs_block_size) {
+  return abs_codes ? __fadd_rn(__fmul_rn(tables[DYN_CODE_AT + abs_codes[b]], abs_scales[b / abs_block_size]), offset)
+                   : abs_scales[b];
+}
+
+// Dequantisation: one thread per packed byte (two weights of the same block).
 template <typename T>
 __device__ void nf4_dequantize(const unsigned char* packed, const unsigned char* abs_codes, const float* abs_scales,
                                const float* tables, float offset, T* out, i64 n, int block_size, int abs_block_size) {
   GRID_LOOP(j, (n + 1) >> 1) {
     const i64 i = 2 * j;
-    const i64 b = i / block_size;
-    const float s = abs_codes ? __fadd_rn(__fmul_rn(tables[DYN_CODE_AT + abs_codes[b]], abs_scales[b / abs_block_size]), offset)
-                              : abs_scales[b];
+    const float s = nf4_scale(abs_codes, abs_scales, tables, offset, i / block_size, abs_block_size);
     const unsigned char byte = packed[j];
     st(out, i, __fmul_rn(tables[NF4_CODE_AT + (byte >> 4)], s));
     if (i + 1 < n) st(out, i + 1, __fmul_rn(tables[NF4_CODE_AT + (byte & 15)], s));
@@ -138,3 +144,92 @@ __device__ void nf4_dequantize(const unsigned char* packed, const unsigned char*
     nf4_dequantize(packed, abs_codes, abs_scales, tables, offset, out, n, block_size, abs_block_size);             \
   }
 FOR_FLOATS(NF4_DEQUANTIZE)
+
+// ---- x W^T straight from the 4-bit weight, for a few rows (decoding) ----
+// Dequantising W whole for one token writes and reads it in 16 bits: ~8x the bytes of the 4-bit
+// weight, which is all this kernel reads. out [rows, n_out] = x [rows, n_in] W^T (+ bias [n_out]),
+// W [n_out, n_in] the NF4 weight with each value as nf4_dequantize gives it in T, products and sums
+// in float32 (the order of the sum is this kernel's). One warp per output feature o; lane l takes
+// the chunks of NF4_MV_K weights l, l + 32, ... of row o: 16 bytes of codes (one load), one scale
+// (block_size a multiple of NF4_MV_K), and the same weights' x in each row (16-byte loads). The
+// scalar path (a weight per lane and step) takes any n_in, block size and alignment.
+#define NF4_MV_ROWS 8  // rows at most (the launcher's NF4_MATVEC_MAX_ROWS)
+#define NF4_MV_K 32    // weights per lane and step on the vector path
+
+template <typename T>
+__device__ __forceinline__ float round_to(float v) {
+  T t;
+  st(&t, 0, v);
+  return ld(&t, 0);
+}
+
+template <typename T>
+__device__ void nf4_matvec(const T* x, const unsigned char* packed, const unsigned char* abs_codes, const float* abs_scales,
+                           const float* tables, float offset, const T* bias, T* out, int rows, i64 n_out, i64 n_in,
+                           int block_size, int abs_block_size) {
+  __shared__ float code[16];
+  if (threadIdx.x < 16) code[threadIdx.x] = tables[NF4_CODE_AT + threadIdx.x];
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  const i64 o = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (o >= n_out) return;  // a whole warp: no barrier follows
+  const i64 base = o * n_in;  // flat index of W[o][0]
+  float acc[NF4_MV_ROWS];
+#pragma unroll
+  for (int r = 0; r < NF4_MV_ROWS; r++) acc[r] = 0.f;
+  const bool vec = n_in % NF4_MV_K == 0 && block_size % NF4_MV_K == 0 && aligned16(x) && aligned16(packed);
+  if (vec) {
+    for (i64 k = (i64)lane * NF4_MV_K; k < n_in; k += 32 * NF4_MV_K) {
+      const i64 i = base + k;
+      const float s = nf4_scale(abs_codes, abs_scales, tables, offset, i / block_size, abs_block_size);
+      emu_check_aligned16(packed + (i >> 1));
+      const Vec16<uint32_t> q = *reinterpret_cast<const Vec16<uint32_t>*>(packed + (i >> 1));
+      float w[NF4_MV_K];  // byte b of the 16 holds weights 2b (high nibble) and 2b + 1 (low)
+#pragma unroll
+      for (int b = 0; b < 16; b++) {
+        const unsigned byte = (q.v[b >> 2] >> (8 * (b & 3))) & 0xffu;
+        w[2 * b] = round_to<T>(__fmul_rn(code[byte >> 4], s));
+        w[2 * b + 1] = round_to<T>(__fmul_rn(code[byte & 15], s));
+      }
+#pragma unroll
+      for (int r = 0; r < NF4_MV_ROWS; r++) {
+        if (r >= rows) break;
+#pragma unroll
+        for (int c = 0; c < NF4_MV_K; c += CHUNK) {
+          float xv[CHUNK];
+          ld_chunk(x, r * n_in + k + c, xv);
+#pragma unroll
+          for (int j = 0; j < CHUNK; j++) acc[r] = fmaf(w[c + j], xv[j], acc[r]);
+        }
+      }
+    }
+  } else {
+    for (i64 k = lane; k < n_in; k += 32) {
+      const i64 i = base + k;
+      const unsigned char byte = packed[i >> 1];
+      const float s = nf4_scale(abs_codes, abs_scales, tables, offset, i / block_size, abs_block_size);
+      const float w = round_to<T>(__fmul_rn(code[i & 1 ? byte & 15 : byte >> 4], s));
+#pragma unroll
+      for (int r = 0; r < NF4_MV_ROWS; r++) {
+        if (r >= rows) break;
+        acc[r] = fmaf(w, ld(x, r * n_in + k), acc[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < NF4_MV_ROWS; r++) {
+    if (r >= rows) break;
+    const float v = warp_sum(acc[r]);
+    if (lane == 0) st(out, r * n_out + o, bias ? v + ld(bias, o) : v);
+  }
+}
+
+#define NF4_MATVEC(T, s)                                                                                             \
+  extern "C" __global__ void nf4_matvec_##s(const T* x, const unsigned char* packed, const unsigned char* abs_codes, \
+                                            const float* abs_scales, const float* tables, float offset, const T* bias, \
+                                            T* out, int rows, i64 n_out, i64 n_in, int block_size,                   \
+                                            int abs_block_size) {                                                    \
+    nf4_matvec(x, packed, abs_codes, abs_scales, tables, offset, bias, out, rows, n_out, n_in, block_size,           \
+               abs_block_size);                                                                                      \
+  }
+FOR_FLOATS(NF4_MATVEC)

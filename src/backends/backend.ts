@@ -122,6 +122,22 @@ export interface AttentionBackwardArgs<S> extends AttentionShape {
 }
 
 /** PyTorch AdamW (decoupled weight decay, bias-corrected moments): what the tensors of one step share. */
+/** An NF4 weight on the device, in nf4Dequantize's terms (absCodes null: plain float32 absmax in absScales). */
+export interface Nf4WeightArgs<S> {
+  packed: S;
+  absCodes: S | null;
+  absScales: S;
+  offset: number;
+  blockSize: number;
+  absBlockSize: number;
+}
+
+/**
+ * Most rows nf4Matvec takes: its products run on CUDA cores, and from a few dozen rows on they cost
+ * more than dequantising W once (4.5 bytes per weight moved) for a tensor-core GEMM.
+ */
+export const NF4_MATVEC_MAX_ROWS = 8;
+
 export interface AdamWHyper {
   lr: number;
   beta1: number;
@@ -343,6 +359,13 @@ export interface Backend<S> {
     absBlockSize: number,
     dtype: FloatDType,
   ): void;
+  /**
+   * out [rows, outFeatures] = x [rows, inFeatures] W^T (+ bias [outFeatures]) for 1 <= rows <=
+   * NF4_MATVEC_MAX_ROWS (decoding), W [outFeatures, inFeatures] the NF4 weight `w` with each value
+   * as nf4Dequantize gives it in `dtype`; x, bias and out of `dtype`, products and sums in float32
+   * in the backend's order, the result rounded to `dtype` once. Reads the 4-bit weight only.
+   */
+  nf4Matvec(w: Nf4WeightArgs<S>, x: S, bias: S | null, out: S, rows: number, outFeatures: number, inFeatures: number, dtype: FloatDType): void;
 
   // ---- optimizer support (in place, no autograd; nothing is read back) ----
   /**

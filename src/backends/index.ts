@@ -5,7 +5,8 @@ import type { Backend, Device } from './backend.ts';
 import { cpuBackend } from './cpu/index.ts';
 import { cudaBackend } from './cuda/index.ts';
 
-export type { AdamWHyper, AdamWState, AdamWTensor, AttentionArgs, AttentionBackwardArgs, AttentionShape, Backend, BinaryOp, Device, FloatSpan, GemmArgs, UnaryOp } from './backend.ts';
+export type { AdamWHyper, AdamWState, AdamWTensor, AttentionArgs, AttentionBackwardArgs, AttentionShape, Backend, BinaryOp, Device, FloatSpan, GemmArgs, Nf4WeightArgs, UnaryOp } from './backend.ts';
+export { NF4_MATVEC_MAX_ROWS } from './backend.ts';
 export { probeBackends, type BackendProbe, type LibraryProbe } from './probe.ts';
 
 /** Storage as the tensor layer sees it: opaque, owned by one backend. */

@@ -4,19 +4,22 @@
 // The quantised form lives on the layer's device as tensors (packed codes and absmax codes uint8,
 // block scales float32: ~0.52 byte per weight), made there by the backend's `nf4Quantize` kernel
 // (quantizeTensor: on a GPU no weight crosses to the host); `nf4Dequantize` expands it into a
-// temporary weight right before the GEMM, which is freed right after. The backward (only
-// dx = dy W: the weight is frozen) dequantises again instead of keeping W alive between passes.
+// temporary weight right before the GEMM, which is freed right after; a call of a few rows
+// (decoding) skips that and multiplies straight from the 4-bit weight (`nf4Matvec`: an eighth of the
+// bytes). The backward (only dx = dy W: the weight is frozen) dequantises again instead of keeping
+// W alive between passes.
 // quantizeLinears() swaps the linear layers of a loaded model for NF4Linear and reports the
 // memory saved; nf4LinearHook() does the same while a model loads (src/models LoadOptions
 // `quantization`), one layer at a time, so the full-precision model never exists whole.
-// Not here: a fused dequantise-matmul kernel.
 
 import { XtunerError } from '../errors.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { dtypeBytes, type DType, type FloatDType } from '../tensor/dtype.ts';
 import { keep, linear, noGrad, type Device, type Tensor } from '../tensor/index.ts';
-import { checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
+import { checkDevice, checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
+import { fmt } from '../tensor/shape.ts';
+import { NF4_MATVEC_MAX_ROWS } from '../backends/index.ts';
 import { ABSMAX_BLOCK_SIZE, dequantizeNf4, nf4BlockSize, type Nf4Data, type Nf4Options } from './nf4.ts';
 
 /**
@@ -129,10 +132,9 @@ export class NF4Linear extends Module implements LinearLike {
 
   forward(x: Tensor): Tensor {
     const dtype = checkFloat('NF4Linear', 'x', x);
-    const w = this.dequantize(dtype);
-    const y = noGrad(() => (this.bias ? linear(x, w, this.bias) : linear(x, w)));
-    w.dispose();
     const rows = x.size / this.inFeatures;
+    // a few rows (decoding) read the 4-bit weight only; more dequantise it for one GEMM
+    const y = rows >= 1 && rows <= NF4_MATVEC_MAX_ROWS && (!this.bias || this.bias.dtype === dtype) ? this.#matvec(x, dtype) : this.#dequantizedLinear(x, dtype);
     return recordOp('nf4Linear', y, [x], [], (_saved, dy) => {
       // dx [rows, in] = dy [rows, out] W [out, in], W dequantised again
       const wb = this.dequantize(dtype);
@@ -141,6 +143,27 @@ export class NF4Linear extends Module implements LinearLike {
       wb.dispose();
       return [dx];
     });
+  }
+
+  /** x W^T (+ bias) through a dequantised copy of W, freed right after. */
+  #dequantizedLinear(x: Tensor, dtype: FloatDType): Tensor {
+    const w = this.dequantize(dtype);
+    const y = noGrad(() => (this.bias ? linear(x, w, this.bias) : linear(x, w)));
+    w.dispose();
+    return y;
+  }
+
+  /** x W^T (+ bias) straight from the 4-bit weight (nf4Matvec), for at most NF4_MATVEC_MAX_ROWS rows. */
+  #matvec(x: Tensor, dtype: FloatDType): Tensor {
+    checkDevice('NF4Linear', x, this.#weight.packed);
+    if (x.shape[x.shape.length - 1] !== this.inFeatures) {
+      throw new XtunerError(`NF4Linear: x ${fmt(x.shape)} needs a last dimension of ${this.inFeatures}`);
+    }
+    const w = this.#weight;
+    const out = empty([...x.shape.slice(0, -1), this.outFeatures], dtype, this.device);
+    const weight = { packed: w.packed.storage, absCodes: w.absCodes?.storage ?? null, absScales: w.absScales.storage, offset: w.offset, blockSize: this.#blockSize, absBlockSize: w.absBlockSize };
+    x.backend.nf4Matvec(weight, x.storage, this.bias?.storage ?? null, out.storage, x.size / this.inFeatures, this.outFeatures, this.inFeatures, dtype);
+    return out;
   }
 
   /** Frees the quantised weight's device tensors (the layer is unusable after). */

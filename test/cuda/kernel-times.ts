@@ -137,7 +137,16 @@ delete process.env['XTUNER_CUDA_ATTENTION'];
   // bytes: weights read, codes written, absmax written and read twice, absmax codes written (and back)
   record('nf4Quantize', `[${out},${inp}] bf16`, time(() => b.nf4Quantize(w, packed, absmax, codes, scales, offset, n, 64, 256, dt)), { bytes: 2.5 * n + (12 * n) / 64 + n / 64 });
   record('nf4Dequantize', `[${out},${inp}] bf16`, time(() => b.nf4Dequantize(packed, codes, scales, 0.01, y, n, 64, 256, dt)), { bytes: 2.5 * n + n / 64 });
-  for (const s of [w, y, packed, absmax, codes, scales, offset]) b.free(s);
+  // one decoded token: straight from the 4-bit weight, against dequantising it for a GEMM (the path of more rows)
+  const x = random(dt, inp), yv = b.alloc(dt, out);
+  const nf4 = { packed, absCodes: codes, absScales: scales, offset: 0.01, blockSize: 64, absBlockSize: 256 };
+  record('nf4Matvec 1 row', `[${out},${inp}] bf16`, time(() => b.nf4Matvec(nf4, x, null, yv, 1, out, inp, dt)), { bytes: 0.5 * n + n / 64 });
+  const g = {
+    transA: false, transB: true, m: 1, n: out, k: inp, alpha: 1, beta: 0, a: x, aOffset: 0, lda: inp, aDtype: dt, b: y, bOffset: 0, ldb: inp, bDtype: dt,
+    c: yv, cOffset: 0, ldc: out, cDtype: dt, batch: 1, strideA: 0, strideB: 0, strideC: 0,
+  };
+  record('nf4Dequantize + gemm 1 row', `[${out},${inp}] bf16`, time(() => { b.nf4Dequantize(packed, codes, scales, 0.01, y, n, 64, 256, dt); b.gemm(g); }), { bytes: 0.5 * n + n / 64 });
+  for (const s of [w, y, packed, absmax, codes, scales, offset, x, yv]) b.free(s);
 }
 
 // AdamW's step state at step 3 (lr, betas, step: what the kernel reads)

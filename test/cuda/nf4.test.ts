@@ -1,12 +1,13 @@
 // The CUDA NF4 kernels against the CPU backend's (themselves equal to quantizeNf4 and
 // dequantizeNf4): the same bits exactly, in float32, bfloat16 and float16, nested and plain
-// absmax, odd sizes, several 256-blocks of scales, and (quantisation) the edge cases of rounding.
+// absmax, odd sizes, several 256-blocks of scales, and (quantisation) the edge cases of rounding;
+// the few-row product within the tolerance of a sum in another order.
 
 import test from 'node:test';
 import { NF4_MIDS } from '../../src/backends/cpu/nf4.ts';
 import { ABSMAX_BLOCK_SIZE, NF4_BLOCK_SIZE, quantizeNf4 } from '../../src/quant/nf4.ts';
 import { f32ToHalf, type FloatDType } from '../../src/tensor/dtype.ts';
-import { compareWithCpu, SKIP, uniform } from './helpers.ts';
+import { compareWithCpu, SKIP, tolFor, uniform } from './helpers.ts';
 
 const FLOATS: FloatDType[] = ['float32', 'bfloat16', 'float16'];
 const EXACT = { abs: 0, rel: 0 };
@@ -93,6 +94,39 @@ test('nf4Quantize: CUDA gives the CPU bytes (codes, absmax, double-quantised abs
             n, blockSize, ABSMAX_BLOCK_SIZE, dtype,
           ),
         );
+      }
+    }
+  }
+});
+
+test('nf4Matvec: CUDA gives x W^T (+ bias) as the CPU does, on the 16-byte path and the scalar one', { skip: SKIP }, () => {
+  // [out, in, rows, x offset]: in a multiple of 32 and x aligned take the vector path; in = 72 or
+  // an x offset of 3 elements the scalar one
+  const cases: Array<[number, number, number, number]> = [[37, 256, 1, 0], [16, 4096, 3, 0], [64, 96, 8, 0], [5, 72, 2, 0], [9, 256, 1, 3]];
+  for (const [outF, inF, rows, xOffset] of cases) {
+    for (const opts of [{}, { doubleQuant: false }, { blockSize: 128 }]) {
+      const q = quantizeNf4(uniform('float32', outF * inF, -0.2, 0.2) as Float32Array, opts);
+      const nested = q.nested;
+      for (const dtype of FLOATS) {
+        for (const withBias of [false, true]) {
+          compareWithCpu(
+            `nf4Matvec ${dtype} [${outF}, ${inF}] rows ${rows} x offset ${xOffset} ${JSON.stringify(opts)}${withBias ? ' bias' : ''}`,
+            {
+              x: { dtype, data: uniform(dtype, rows * inF), offset: xOffset },
+              packed: { dtype: 'uint8', data: q.packed },
+              codes: { dtype: 'uint8', data: nested?.codes ?? new Uint8Array(1) },
+              scales: { dtype: 'float32', data: nested?.scales ?? q.absmax! },
+              bias: { dtype, data: uniform(dtype, outF) },
+              out: { dtype, size: rows * outF },
+            },
+            ['out'],
+            tolFor(dtype, true),
+            (b, s) => b.nf4Matvec(
+              { packed: s['packed']!, absCodes: nested ? s['codes']! : null, absScales: s['scales']!, offset: nested?.offset ?? 0, blockSize: q.blockSize, absBlockSize: nested?.blockSize ?? 1 },
+              s['x']!, withBias ? s['bias']! : null, s['out']!, rows, outF, inF, dtype,
+            ),
+          );
+        }
       }
     }
   }

@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createModel, loadModel } from '../../src/models/index.ts';
+import { NF4_MATVEC_MAX_ROWS } from '../../src/backends/index.ts';
 import { Embedding, Linear } from '../../src/nn/index.ts';
 import { injectLora, loraLayers, mergeLora } from '../../src/peft/lora.ts';
 import { NF4Linear, nf4Report, quantizeLinears } from '../../src/quant/nf4-linear.ts';
@@ -18,17 +19,28 @@ test('NF4Linear computes x W^T + b with the dequantised weight', () => {
   const layer = NF4Linear.fromLinear(new Linear(tensor(w, [24, 70]), bias));
   const deq = dequantizeNf4(quantizeNf4(w));
   assert.deepEqual(layer.dequantizedWeight(), deq);
-  const x = new Float32Array(3 * 70).map((_, i) => Math.cos(i));
-  const y = layer.forward(tensor(x, [3, 70])).toFloat32Array();
-  const expected = new Float32Array(3 * 24);
-  for (let n = 0; n < 3; n++) {
-    for (let o = 0; o < 24; o++) {
-      let s = 0;
-      for (let i = 0; i < 70; i++) s += x[n * 70 + i]! * deq[o * 70 + i]!;
-      expected[n * 24 + o] = s + o / 10;
+  // up to NF4_MATVEC_MAX_ROWS rows straight from the 4-bit weight (nf4Matvec), more through a GEMM
+  for (const rows of [1, 3, NF4_MATVEC_MAX_ROWS, NF4_MATVEC_MAX_ROWS + 1, 20]) {
+    const x = new Float32Array(rows * 70).map((_, i) => Math.cos(i));
+    const y = layer.forward(tensor(x, [rows, 70])).toFloat32Array();
+    const expected = new Float32Array(rows * 24);
+    for (let n = 0; n < rows; n++) {
+      for (let o = 0; o < 24; o++) {
+        let s = 0;
+        for (let i = 0; i < 70; i++) s += x[n * 70 + i]! * deq[o * 70 + i]!;
+        expected[n * 24 + o] = s + o / 10;
+      }
     }
+    assertClose(y, expected, SAME_MATH_TOL, `NF4Linear forward, ${rows} rows`);
+    // dx = dy W on either path
+    const xt = tensor(x, [rows, 70]);
+    xt.requiresGrad = true;
+    const dy = new Float32Array(rows * 24).map((_, i) => Math.sin(i * 0.3));
+    layer.forward(xt).backward(tensor(dy, [rows, 24]));
+    const dx = new Float32Array(rows * 70);
+    for (let n = 0; n < rows; n++) for (let o = 0; o < 24; o++) for (let i = 0; i < 70; i++) dx[n * 70 + i]! += dy[n * 24 + o]! * deq[o * 70 + i]!;
+    assertClose(xt.grad!.toFloat32Array(), dx, SAME_MATH_TOL, `NF4Linear backward, ${rows} rows`);
   }
-  assertClose(y, expected, SAME_MATH_TOL, 'NF4Linear forward');
   assert.equal([...layer.namedParameters()].length, 1); // only the (frozen) bias is a tensor
   assert.equal(layer.bias!.requiresGrad, false);
 });

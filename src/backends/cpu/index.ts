@@ -8,7 +8,7 @@ import { dropout } from './dropout.ts';
 import { axpy, binary, cast, copyStrided, fill, reduceSum, scale, unary, unaryBackward } from './elementwise.ts';
 import { embedding, embeddingBackward } from './embedding.ts';
 import { sgemm } from './gemm.ts';
-import { nf4Dequantize, nf4Quantize } from './nf4.ts';
+import { nf4Dequantize, nf4Matvec, nf4Quantize } from './nf4.ts';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.ts';
 import { adamwStep, gradNormClip } from './optim.ts';
 import { rope } from './rope.ts';
@@ -71,6 +71,7 @@ export const cpuBackend: Backend<CpuStorage> = {
   attentionBackward,
   nf4Quantize,
   nf4Dequantize,
+  nf4Matvec,
   gradNormClip,
   adamwStep,
 };

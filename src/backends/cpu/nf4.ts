@@ -1,4 +1,4 @@
-// NF4 on the CPU: the references of the `nf4Quantize` and `nf4Dequantize` kernels, and what every
+// NF4 on the CPU: the references of the `nf4Quantize`, `nf4Dequantize` and `nf4Matvec` kernels, and what every
 // backend must share to give the same bits: the two code tables of the format (the 16 NF4 values
 // and bitsandbytes' 8-bit dynamic map that the double-quantised block scales index), the midpoints
 // between neighbouring codes that rounding to the nearest code compares against, and the order in
@@ -7,7 +7,8 @@
 // quantiser checked against bitsandbytes) re-exports them.
 
 import type { FloatDType } from '../../tensor/dtype.ts';
-import { commit, f32Of, f32Out, type CpuStorage } from './storage.ts';
+import type { Nf4WeightArgs } from '../backend.ts';
+import { commit, cpuAllocUninit, cpuFree, f32Of, f32Out, type CpuStorage } from './storage.ts';
 
 /** The 16 NF4 values, exactly as bitsandbytes defines them (backends/utils.py, csrc/kernels.cu). */
 export const NF4_CODE: Float32Array = Float32Array.of(
@@ -206,4 +207,33 @@ export function nf4Dequantize(
     }
   }
   commit(out, dtype, o);
+}
+
+/** See Backend.nf4Matvec: the weight dequantised as nf4Dequantize gives it, sums in float64. */
+export function nf4Matvec(
+  w: Nf4WeightArgs<CpuStorage>,
+  x: CpuStorage,
+  bias: CpuStorage | null,
+  out: CpuStorage,
+  rows: number,
+  outFeatures: number,
+  inFeatures: number,
+  dtype: FloatDType,
+): void {
+  const n = outFeatures * inFeatures;
+  const weight = cpuAllocUninit(dtype, n);
+  nf4Dequantize(w.packed, w.absCodes, w.absScales, w.offset, weight, n, w.blockSize, w.absBlockSize, dtype);
+  const wv = f32Of(weight, dtype); // [out, in]
+  const xv = f32Of(x, dtype); // [rows, in]
+  const bv = bias ? f32Of(bias, dtype) : null;
+  const o = f32Out(out, dtype, rows * outFeatures);
+  for (let r = 0; r < rows; r++) {
+    for (let f = 0; f < outFeatures; f++) {
+      let sum = 0;
+      for (let k = 0; k < inFeatures; k++) sum += xv[r * inFeatures + k]! * wv[f * inFeatures + k]!;
+      o[r * outFeatures + f] = bv ? sum + bv[f]! : sum;
+    }
+  }
+  commit(out, dtype, o);
+  cpuFree(weight);
 }

@@ -1,7 +1,8 @@
-// CUDA launchers of NF4 quantisation and dequantisation (native/cuda/nf4.cu). The code tables and
-// their midpoints are uploaded once, from the CPU backend's float32 arrays, on first use.
+// CUDA launchers of NF4 quantisation, dequantisation and the few-row product (native/cuda/nf4.cu).
+// The code tables and their midpoints are uploaded once, from the CPU backend's float32 arrays, on
+// first use.
 
-import type { Backend } from '../backend.ts';
+import { NF4_MATVEC_MAX_ROWS, type Backend } from '../backend.ts';
 import { DYNAMIC_CODE, DYNAMIC_MIDS, NF4_CODE, NF4_MEAN_LANES, NF4_MIDS } from '../cpu/nf4.ts';
 import { sfx, type CudaRuntime, type CudaStorage } from './runtime.ts';
 
@@ -9,8 +10,10 @@ import { sfx, type CudaRuntime, type CudaStorage } from './runtime.ts';
 const QUANT_THREADS = 256;
 /** Threads per block of the double quantisation: one block of 256 absmax values per thread block. */
 const CODES_THREADS = 256;
+/** Output features per block of the few-row product: a warp each. */
+const MATVEC_WARPS = 4;
 
-export function quantKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'nf4Quantize' | 'nf4Dequantize'> {
+export function quantKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'nf4Quantize' | 'nf4Dequantize' | 'nf4Matvec'> {
   let tableStorage: CudaStorage | null = null;
   // [16 NF4 codes, 256 dynamic codes, 15 NF4 midpoints, 255 dynamic midpoints]: nf4.cu's *_AT offsets
   const tables = (): CudaStorage => {
@@ -44,6 +47,14 @@ export function quantKernels(rt: CudaRuntime): Pick<Backend<CudaStorage>, 'nf4Qu
       const pairs = Math.ceil(n / 2);
       rt.launch('nf4', `nf4_dequantize_${sfx(dtype)}`, [rt.blocksFor(pairs)], [256], 0, 'ppppfplii', [
         packed.ptr, absCodes?.ptr ?? 0, absScales.ptr, tables().ptr, offset, out.ptr, n, blockSize, absBlockSize,
+      ]);
+    },
+    nf4Matvec(w, x, bias, out, rows, outFeatures, inFeatures, dtype) {
+      if (!(rows >= 1 && rows <= NF4_MATVEC_MAX_ROWS)) throw new Error(`nf4Matvec: ${rows} rows, expected 1 to ${NF4_MATVEC_MAX_ROWS}`);
+      // a warp per output feature
+      rt.launch('nf4', `nf4_matvec_${sfx(dtype)}`, [Math.ceil(outFeatures / MATVEC_WARPS)], [32 * MATVEC_WARPS], 0, 'pppppfppillii', [
+        x.ptr, w.packed.ptr, w.absCodes?.ptr ?? 0, w.absScales.ptr, tables().ptr, w.offset, bias?.ptr ?? 0, out.ptr,
+        rows, outFeatures, inFeatures, w.blockSize, w.absBlockSize,
       ]);
     },
   };
