@@ -73,6 +73,9 @@ test('QLoRA forward and LoRA gradients equal LoRA over the dequantised weights',
   const rReport = injectLora(ref, cfg, new Rng(9));
   // a quantised weight counts as its values, as PEFT counts 4-bit weights: the same totals
   assert.deepEqual([qReport.trainableParams, qReport.totalParams], [rReport.trainableParams, rReport.totalParams]);
+  // QLoRA casts its adapters per call (memory first); over full-precision layers the copies are kept
+  assert.deepEqual(new Set(loraLayers(qlora).map(([, l]) => l.keepCasts)), new Set([false]));
+  assert.deepEqual(new Set(loraLayers(ref).map(([, l]) => l.keepCasts)), new Set([true]));
   for (const m of [qlora, ref]) {
     for (const [, l] of loraLayers(m)) l.lora_B.weight.assign(new Float32Array(l.lora_B.weight.size).map((_, i) => Math.cos(i) / 50));
   }

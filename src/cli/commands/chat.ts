@@ -90,6 +90,7 @@ export const command: Command = {
     const { resolveModelPath } = await import('../../io/hf-hub.ts');
     const { loadModel } = await import('../../models/index.ts');
     const { loadAdapter } = await import('../../peft/adapter.ts');
+    const { loraLayers } = await import('../../peft/lora.ts');
     const { getPromptTemplate, loadTokenizer, SYSTEM_TEMPLATE, formatTemplate } = await import('../../tokenizer/index.ts');
     const { ChatSession } = await import('../../generate/chat-session.ts');
     const { resolveDevice, embeddingBytes } = await import('../../train/setup.ts');
@@ -124,6 +125,8 @@ export const command: Command = {
       if (values.adapter !== undefined) {
         loadAdapter(model, values.adapter);
         log(`Load adapter from ${values.adapter}`);
+        // nothing trains here: keep the adapters' compute-dtype copies rather than cast them per token
+        for (const [, layer] of loraLayers(model)) layer.keepCasts = true;
       }
       model.eval();
       const session = new ChatSession(model, { tokenizer, template, system, stopWords, generation });
