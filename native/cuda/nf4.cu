@@ -184,22 +184,22 @@ __device__ void nf4_matvec(const T* x, const unsigned char* packed, const unsign
       const float s = nf4_scale(abs_codes, abs_scales, tables, offset, i / block_size, abs_block_size);
       emu_check_aligned16(packed + (i >> 1));
       const Vec16<uint32_t> q = *reinterpret_cast<const Vec16<uint32_t>*>(packed + (i >> 1));
-      float w[NF4_MV_K];  // byte b of the 16 holds weights 2b (high nibble) and 2b + 1 (low)
 #pragma unroll
-      for (int b = 0; b < 16; b++) {
-        const unsigned byte = (q.v[b >> 2] >> (8 * (b & 3))) & 0xffu;
-        w[2 * b] = round_to<T>(__fmul_rn(code[byte >> 4], s));
-        w[2 * b + 1] = round_to<T>(__fmul_rn(code[byte & 15], s));
-      }
+      for (int c = 0; c < NF4_MV_K / CHUNK; c++) {  // a word of codes: CHUNK weights at a time
+        float w[CHUNK];  // byte b of the word holds weights 2b (high nibble) and 2b + 1 (low)
 #pragma unroll
-      for (int r = 0; r < NF4_MV_ROWS; r++) {
-        if (r >= rows) break;
+        for (int b = 0; b < CHUNK / 2; b++) {
+          const unsigned byte = (q.v[c] >> (8 * b)) & 0xffu;
+          w[2 * b] = round_to<T>(__fmul_rn(code[byte >> 4], s));
+          w[2 * b + 1] = round_to<T>(__fmul_rn(code[byte & 15], s));
+        }
 #pragma unroll
-        for (int c = 0; c < NF4_MV_K; c += CHUNK) {
+        for (int r = 0; r < NF4_MV_ROWS; r++) {
+          if (r >= rows) break;
           float xv[CHUNK];
-          ld_chunk(x, r * n_in + k + c, xv);
+          ld_chunk(x, r * n_in + k + c * CHUNK, xv);
 #pragma unroll
-          for (int j = 0; j < CHUNK; j++) acc[r] = fmaf(w[c + j], xv[j], acc[r]);
+          for (int j = 0; j < CHUNK; j++) acc[r] = fmaf(w[j], xv[j], acc[r]);
         }
       }
     }
