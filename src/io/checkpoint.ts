@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { writeJsonAtomic } from './atomic.ts';
-import { SafetensorsReader, tensorBytes, writeSafetensors, type HostTensor, type TensorEntry, type WriteTensor } from './safetensors.ts';
+import { SafetensorsReader, tensorBytes, writeSafetensors, type HostTensor, type ReadBuffer, type TensorEntry, type WriteTensor } from './safetensors.ts';
 
 export const SAFETENSORS_INDEX = 'model.safetensors.index.json';
 export const SAFETENSORS_SINGLE = 'model.safetensors';
@@ -80,8 +80,9 @@ export class CheckpointReader {
     return { ...r.entry(name), file: r.path };
   }
 
-  read(name: string): HostTensor {
-    return this.reader(name).read(name);
+  /** See SafetensorsReader.read. */
+  read(name: string, into?: ReadBuffer): HostTensor {
+    return this.reader(name).read(name, into);
   }
 
   close(): void {

@@ -45,18 +45,35 @@ export interface TensorEntry {
   end: number;
 }
 
-const DTYPES: Record<SafetensorsDtype, { bytes: number; make: (buf: ArrayBuffer) => HostData }> = {
-  F64: { bytes: 8, make: (b) => new Float64Array(b) },
-  F32: { bytes: 4, make: (b) => new Float32Array(b) },
-  F16: { bytes: 2, make: (b) => new Uint16Array(b) },
-  BF16: { bytes: 2, make: (b) => new Uint16Array(b) },
-  I64: { bytes: 8, make: (b) => new BigInt64Array(b) },
-  I32: { bytes: 4, make: (b) => new Int32Array(b) },
-  I16: { bytes: 2, make: (b) => new Int16Array(b) },
-  I8: { bytes: 1, make: (b) => new Int8Array(b) },
-  U8: { bytes: 1, make: (b) => new Uint8Array(b) },
-  BOOL: { bytes: 1, make: (b) => new Uint8Array(b) },
+/** Element size, and a view of the first `n` elements of a buffer. */
+const DTYPES: Record<SafetensorsDtype, { bytes: number; make: (buf: ArrayBuffer, n: number) => HostData }> = {
+  F64: { bytes: 8, make: (b, n) => new Float64Array(b, 0, n) },
+  F32: { bytes: 4, make: (b, n) => new Float32Array(b, 0, n) },
+  F16: { bytes: 2, make: (b, n) => new Uint16Array(b, 0, n) },
+  BF16: { bytes: 2, make: (b, n) => new Uint16Array(b, 0, n) },
+  I64: { bytes: 8, make: (b, n) => new BigInt64Array(b, 0, n) },
+  I32: { bytes: 4, make: (b, n) => new Int32Array(b, 0, n) },
+  I16: { bytes: 2, make: (b, n) => new Int16Array(b, 0, n) },
+  I8: { bytes: 1, make: (b, n) => new Int8Array(b, 0, n) },
+  U8: { bytes: 1, make: (b, n) => new Uint8Array(b, 0, n) },
+  BOOL: { bytes: 1, make: (b, n) => new Uint8Array(b, 0, n) },
 };
+
+/**
+ * One buffer that the reads of many tensors reuse, for data copied away right after each read (a
+ * model load: every tensor goes into storage of its own). Saves a fresh, zero-filled allocation per
+ * tensor: its page faults cost about as much as reading the file from the page cache. A read into
+ * it is valid until the next one.
+ */
+export class ReadBuffer {
+  #buf = new ArrayBuffer(0);
+
+  /** An ArrayBuffer of at least `bytes`: this one's, grown when smaller. */
+  take(bytes: number): ArrayBuffer {
+    if (this.#buf.byteLength < bytes) this.#buf = new ArrayBuffer(bytes);
+    return this.#buf;
+  }
+}
 
 /** The reference implementation refuses headers over 100 MB; so do we (it also bounds a bad length). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -130,12 +147,12 @@ export class SafetensorsReader {
     return e;
   }
 
-  /** The tensor's bytes in a fresh, aligned buffer. */
-  readBytes(name: string): ArrayBuffer {
+  /** The tensor's bytes at the start of a fresh buffer, or of `into`'s (see ReadBuffer). */
+  readBytes(name: string, into?: ReadBuffer): ArrayBuffer {
     const e = this.entry(name);
     if (this.fd === null) fail(this.path, `read of '${name}' after close()`);
-    const buf = new ArrayBuffer(e.end - e.start);
-    const view = new Uint8Array(buf);
+    const buf = into ? into.take(e.end - e.start) : new ArrayBuffer(e.end - e.start);
+    const view = new Uint8Array(buf, 0, e.end - e.start);
     for (let done = 0; done < view.length; ) {
       const n = fs.readSync(this.fd, view, done, Math.min(IO_CHUNK, view.length - done), e.start + done);
       if (n === 0) fail(this.path, `tensor '${name}': file ended at byte ${e.start + done}, expected ${e.end} (truncated?)`);
@@ -144,9 +161,10 @@ export class SafetensorsReader {
     return buf;
   }
 
-  read(name: string): HostTensor {
+  /** The tensor, its data in a fresh buffer, or in `into`'s until its next read. */
+  read(name: string, into?: ReadBuffer): HostTensor {
     const e = this.entry(name);
-    return { dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].make(this.readBytes(name)) };
+    return { dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].make(this.readBytes(name, into), numel(e.shape)) };
   }
 
   close(): void {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { CheckpointReader } from '../io/checkpoint.ts';
-import { hostToFloat32, type HostTensor } from '../io/safetensors.ts';
+import { hostToFloat32, ReadBuffer, type HostTensor } from '../io/safetensors.ts';
 import { keep, tensor, zeros, Rng, type Device, type Tensor } from '../tensor/index.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
 import { architectureOf } from './architectures.ts';
@@ -94,6 +94,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
   const arch = architectureOf(config, source);
   const cfg = arch.readConfig(new ConfigFields(config, source));
   const ckpt = CheckpointReader.open(dir);
+  const buffer = new ReadBuffer(); // toParam copies each tensor into its own storage
   try {
     const used = new Set<string>();
     const p: ParamSource = (name, shape, _init, at = device) => {
@@ -103,7 +104,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
       }
       if (!['F32', 'BF16', 'F16', 'F64'].includes(e.dtype)) throw new XtunerError(`${e.file}: tensor '${name}' is ${e.dtype}, expected a float dtype`);
       used.add(name);
-      return toParam(ckpt.read(name), dtype, at);
+      return toParam(ckpt.read(name, buffer), dtype, at);
     };
     const model = new CausalLM(config, cfg, arch, p, buildOptions(opts, dtype, device));
     // Tied checkpoints may still carry the head; old ones carry rotary tables. Anything else left

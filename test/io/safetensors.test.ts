@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XtunerError } from '../../src/errors.ts';
-import { SafetensorsReader, hostToFloat32, writeSafetensors, type HostTensor, type WriteTensor } from '../../src/io/safetensors.ts';
+import { ReadBuffer, SafetensorsReader, hostToFloat32, tensorBytes, writeSafetensors, type HostTensor, type WriteTensor } from '../../src/io/safetensors.ts';
 import { CheckpointReader, writeCheckpoint, SAFETENSORS_INDEX } from '../../src/io/checkpoint.ts';
 import { tmpDir } from '../tmp-dir.ts';
 
@@ -39,6 +39,24 @@ test('reads a file written by Python safetensors (the llama fixture)', () => {
     const raw = fs.readFileSync(FIXTURE);
     const direct = new Float32Array(raw.buffer.slice(raw.byteOffset + e.start, raw.byteOffset + e.end));
     assert.deepEqual(t.data, direct);
+  } finally {
+    r.close();
+  }
+});
+
+test('reads into a ReadBuffer: the values of fresh reads, one buffer reused while it is large enough', () => {
+  const r = SafetensorsReader.open(FIXTURE);
+  try {
+    const buffer = new ReadBuffer();
+    const names = r.names().sort((a, b) => tensorBytes(r.entry(b)) - tensorBytes(r.entry(a))); // largest first
+    const first = r.read(names[0]!, buffer).data.buffer;
+    for (const name of names) {
+      const fresh = r.read(name);
+      const reused = r.read(name, buffer);
+      assert.equal(reused.data.buffer, first, `${name}: read into the same buffer`);
+      assert.deepEqual([reused.dtype, reused.shape, reused.data.length], [fresh.dtype, fresh.shape, fresh.data.length], name);
+      assert.deepEqual(reused.data, fresh.data, name);
+    }
   } finally {
     r.close();
   }
