@@ -121,7 +121,6 @@ export interface AttentionBackwardArgs<S> extends AttentionShape {
   dv: S;
 }
 
-/** PyTorch AdamW (decoupled weight decay, bias-corrected moments): what the tensors of one step share. */
 /** An NF4 weight on the device, in nf4Dequantize's terms (absCodes null: plain float32 absmax in absScales). */
 export interface Nf4WeightArgs<S> {
   packed: S;
@@ -133,11 +132,13 @@ export interface Nf4WeightArgs<S> {
 }
 
 /**
- * Most rows nf4Matvec takes: its products run on CUDA cores, and from a few dozen rows on they cost
- * more than dequantising W once (4.5 bytes per weight moved) for a tensor-core GEMM.
+ * Most rows nf4Matvec takes (its sums are registers). Its products run on CUDA cores, which from a
+ * few dozen rows on cost more than dequantising W once (4.5 bytes per weight moved) for a
+ * tensor-core GEMM; a prompt's prefill goes that way.
  */
 export const NF4_MATVEC_MAX_ROWS = 8;
 
+/** PyTorch AdamW (decoupled weight decay, bias-corrected moments): what the tensors of one step share. */
 export interface AdamWHyper {
   lr: number;
   beta1: number;
