@@ -5,8 +5,9 @@
 #   .device/runtime-modules.tar.xz     the runtime dependencies (tsx, koffi, zod, tokenizers, ...)
 #   .device/peer_bench.py              the peer (from ../shared/peer)
 #   .device/tiny-assistant/            the quickstart's model folder
-#   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda.sh): 27 MB of fatbins
-#                                      are 1.5 MB in xz, which keeps the carry far below 64 MiB
+#   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda.sh: native/cuda/build, and
+#                                      build-cu11 where it was built): 40 MB of fatbins are 2 MB
+#                                      in xz, which keeps the carry far below 64 MiB
 # and builds dist/ (npm run build). Then carry
 #   [".device", "dist"]
 # and start the device command with any of the three scripts (each sources device-node.sh, which
@@ -32,6 +33,6 @@ mods=$(node -e '
   }
   console.log([...seen].join(" "));')
 tar -C node_modules -cJf .device/runtime-modules.tar.xz $mods
-tar -C native/cuda -cJf .device/cuda-build.tar.xz build
+tar -C native/cuda -cJf .device/cuda-build.tar.xz $(cd native/cuda && ls -d build build-*/ 2>/dev/null)
 du -sh .device dist | sed 's/^/device-pack: /'
 echo "device-pack: carry [\".device\", \"dist\"] (64 MiB at most)"

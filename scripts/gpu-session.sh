@@ -2,7 +2,8 @@
 # One device call of a short GPU session, in order of what a session most needs back: the
 # benchmark beside the peer (gpu-bench.sh quick: its guards test the tensor-core attention and the
 # captured step first), then every test/cuda file and the kernel times (gpu-check.sh), then the CLI
-# (gpu-cli.sh). Each stage gets what is left of SECONDS (default 540: a 600 s call less the
+# (gpu-cli.sh), then, where native/cuda/build-cu11 exists, gpu-check.sh again on that build (the
+# kernels older drivers load; a card with a newer driver runs them too) into $OUT/cu11. Each stage gets what is left of SECONDS (default 540: a 600 s call less the
 # start-up of node and the unpacking), so a slow stage cuts the later ones short instead of the
 # device tool cutting the call and everything after it; each stage's files are already under $OUT.
 #   OUT=$OUT scripts/gpu-session.sh [SECONDS]
@@ -30,4 +31,5 @@ stage() { # NAME SCRIPT [ARGS]: runs while at least 20 s are left, for what is l
 stage bench scripts/gpu-bench.sh quick
 stage check scripts/gpu-check.sh
 stage cli scripts/gpu-cli.sh
+[ -d native/cuda/build-cu11 ] && XTUNER_CUDA_KERNELS=native/cuda/build-cu11 OUT=$OUT_DIR/cu11 stage cu11 scripts/gpu-check.sh
 printf '%s\n' "== gpu-session (${BUDGET}s budget)" "${STAGES[@]}" | tee "$OUT_DIR/session.txt"

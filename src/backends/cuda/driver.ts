@@ -28,7 +28,7 @@ const EXPLAIN: Record<number, string> = {
   34: 'libcuda is a stub library (CUDA toolkit stubs on the loader path instead of the real driver)',
   100: 'no CUDA-capable GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)',
   209: 'the kernels carry no code for this GPU: rebuild them with scripts/build-cuda.sh',
-  222: 'the driver is older than the compiler that built the kernels (update the NVIDIA driver to >= 580, or rebuild with an older nvcc)',
+  222: 'the driver is older than the compiler that built the kernels (update the NVIDIA driver, or build them with an older nvcc: scripts/build-cuda.sh)',
   700: 'a kernel accessed an illegal address (a bug: please report it with XTUNER_DEBUG=1)',
   701: 'too many resources requested for a launch',
   803: 'the driver and the kernel module versions differ (reboot or reinstall the driver)',
@@ -92,7 +92,9 @@ export interface DeviceInfo {
   /** Largest dynamic shared memory a block may opt in to, bytes. */
   maxSharedPerBlock: number;
   totalMemory: number;
+  /** The CUDA version the driver runs, as `major.minor` and as numbers. */
   driverVersion: string;
+  cudaVersion: [number, number];
 }
 
 export class CudaDriver {
@@ -161,14 +163,15 @@ export class CudaDriver {
         f[name] = lib.func(s) as unknown as CFn;
       } catch (e) {
         throw new XtunerError(`the CUDA driver at ${path} lacks ${name}: ${(e as Error).message}`, {
-          hint: 'update the NVIDIA driver (>= 580 for the shipped CUDA 13 kernels)',
+          hint: 'update the NVIDIA driver (>= 525)',
         });
       }
     }
     this.f = f;
     const ver = [0];
     this.check('cuDriverGetVersion', f['cuDriverGetVersion']!(ver));
-    const driverVersion = `${Math.floor(ver[0]! / 1000)}.${(ver[0]! % 1000) / 10}`;
+    const cudaVersion: [number, number] = [Math.floor(ver[0]! / 1000), (ver[0]! % 1000) / 10];
+    const driverVersion = cudaVersion.join('.');
     this.check('cuInit', f['cuInit']!(0), `driver ${driverVersion} at ${path}`);
     const count = [0];
     this.check('cuDeviceGetCount', f['cuDeviceGetCount']!(count));
@@ -196,6 +199,7 @@ export class CudaDriver {
       maxSharedPerBlock: attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN),
       totalMemory: Number(total[0]),
       driverVersion,
+      cudaVersion,
     };
     if (this.device.computeCapability[0] < 8) {
       throw new XtunerError(

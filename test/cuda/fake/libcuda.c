@@ -104,7 +104,12 @@ int cuInit(unsigned flags) {
   null_device = z && z[0] == '1';
   return flags == 0 ? 0 : 1;
 }
-int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
+/* FAKE_CUDA_DRIVER_VERSION: the CUDA version the fake driver reports (default 13000: 13.0) */
+int cuDriverGetVersion(int *v) {
+  const char *d = getenv("FAKE_CUDA_DRIVER_VERSION");
+  *v = d ? atoi(d) : 13000;
+  return 0;
+}
 int cuDeviceGetCount(int *n) { *n = 1; return 0; }
 int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : 101; }
 int cuDeviceGetName(char *name, int len, int dev) { strncpy(name, "Fake GPU", len); return 0; }
