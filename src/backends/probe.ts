@@ -2,10 +2,13 @@
 // the CUDA driver (libcuda.so.1) and cuBLAS, each found (with its path) or not (with the reason).
 // Probing only loads libraries through koffi inside try/catch; it never throws or crashes.
 
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { LibraryHandle } from 'koffi';
 import { blasStatus } from './cpu/blas.ts';
-import { cudaStatus } from './cuda/index.ts';
+import { cudaBackend, cudaStatus } from './cuda/index.ts';
+import { kernelDirFor, toolkitOf } from './cuda/kernels.ts';
 import { loadCublasLibrary, loadDriverLibrary } from './cuda/libs.ts';
 
 export interface LibraryProbe {
@@ -21,9 +24,23 @@ export interface BackendProbe {
     available: boolean;
     driver: LibraryProbe & { version: string | null; devices: string[] };
     cublas: LibraryProbe;
-    /** Whether the CUDA backend starts here (driver, GPU, cuBLAS and built kernels), or why not. */
+    /** Whether the CUDA backend starts here (driver, GPU and cuBLAS), or why not. */
     backend: LibraryProbe;
+    /** The kernel build this driver loads (path and toolkit), or why none. */
+    kernels: LibraryProbe;
   };
+}
+
+function probeKernels(available: boolean): LibraryProbe {
+  if (!available) return { found: false, path: null, reason: 'no CUDA backend' };
+  try {
+    const dir = kernelDirFor(cudaBackend().info.cudaVersion);
+    if (!fs.existsSync(path.join(dir, 'STAMP'))) return { found: false, path: null, reason: `${dir} is not built (npm run build:cuda)` };
+    const toolkit = toolkitOf(dir);
+    return { found: true, path: toolkit ? `${dir}, CUDA ${toolkit.join('.')}` : dir, reason: null };
+  } catch (e) {
+    return { found: false, path: null, reason: (e as Error).message };
+  }
 }
 
 function probeDriver(): BackendProbe['cuda']['driver'] {
@@ -80,6 +97,6 @@ export function probeBackends(): BackendProbe {
       cores: os.availableParallelism(),
       blas: { found: blas.path !== null, path: blas.path, reason: blas.reason, kernel: blas.path ? 'openblas' : 'js' },
     },
-    cuda: { available: status.available, driver, cublas, backend },
+    cuda: { available: status.available, driver, cublas, backend, kernels: probeKernels(status.available) },
   };
 }

@@ -25,6 +25,9 @@ test('probeBackends describes CPU BLAS and CUDA with paths or reasons', () => {
   assert.equal(p.cuda.available, p.cuda.backend.found);
   if (p.cuda.available) assert.ok(p.cuda.driver.found && p.cuda.cublas.found);
   else assert.ok(p.cuda.backend.reason);
+  // the kernel build: found with its folder, or a reason
+  assert.ok(p.cuda.kernels.found ? p.cuda.kernels.path : p.cuda.kernels.reason);
+  if (!p.cuda.available) assert.equal(p.cuda.kernels.found, false);
 });
 
 test('OpenBLAS is found where Debian installs it', { skip: !fs.existsSync('/usr/lib/x86_64-linux-gnu/libopenblas.so.0') || process.env['XTUNER_BLAS'] === 'js' }, () => {

@@ -125,6 +125,7 @@ test('env names Node, the platform, the backends and the key packages', async ()
   assert.match(run.stdout, /^CPU BLAS +(OpenBLAS \(.+\)|none, JS kernel \(.+\))$/m);
   assert.match(run.stdout, /^CUDA driver +(found \(.+|not found: .+)$/m);
   assert.match(run.stdout, /^CUDA backend +(available|not available: .+)$/m);
+  assert.match(run.stdout, /^CUDA kernels +(.+native\/cuda\/build.*|not usable: .+|-)$/m);
 });
 
 test('a bug (not an XtunerError) prints its message and where to find the stack; XTUNER_DEBUG=1 prints the stack', () => {

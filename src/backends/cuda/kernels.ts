@@ -28,7 +28,7 @@ export function kernelDir(): string {
 }
 
 /** The CUDA version (major, minor) a build folder was compiled with, from its TOOLKIT file; null when it has none. */
-function toolkitOf(dir: string): [number, number] | null {
+export function toolkitOf(dir: string): [number, number] | null {
   const file = path.join(dir, 'TOOLKIT');
   if (!fs.existsSync(file)) return null;
   const m = /^(\d+)\.(\d+)/.exec(fs.readFileSync(file, 'utf8').trim());

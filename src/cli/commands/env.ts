@@ -44,6 +44,7 @@ export function backendLines(probe: BackendProbe): [string, string][] {
     ['CUDA driver', driver],
     ['cuBLAS', library(cuda.cublas)],
     ['CUDA backend', cuda.available ? 'available' : `not available: ${cuda.backend.reason ?? 'see above'}`],
+    ['CUDA kernels', cuda.kernels.found ? cuda.kernels.path! : cuda.available ? `not usable: ${cuda.kernels.reason}` : '-'],
   ];
 }
 
