@@ -8,6 +8,7 @@
 
 import type { FloatDType } from '../../tensor/dtype.ts';
 import type { Nf4WeightArgs } from '../backend.ts';
+import { sgemm } from './gemm.ts';
 import { commit, cpuAllocUninit, cpuFree, f32Of, f32Out, type CpuStorage } from './storage.ts';
 
 /** The 16 NF4 values, exactly as bitsandbytes defines them (backends/utils.py, csrc/kernels.cu). */
@@ -209,7 +210,7 @@ export function nf4Dequantize(
   commit(out, dtype, o);
 }
 
-/** See Backend.nf4Matvec: the weight dequantised as nf4Dequantize gives it, sums in float64. */
+/** See Backend.nf4Matvec: the weight dequantised as nf4Dequantize gives it, then one float32 GEMM (OpenBLAS when present). */
 export function nf4Matvec(
   w: Nf4WeightArgs<CpuStorage>,
   x: CpuStorage,
@@ -227,13 +228,8 @@ export function nf4Matvec(
   const xv = f32Of(x, dtype); // [rows, in]
   const bv = bias ? f32Of(bias, dtype) : null;
   const o = f32Out(out, dtype, rows * outFeatures);
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < outFeatures; f++) {
-      let sum = 0;
-      for (let k = 0; k < inFeatures; k++) sum += xv[r * inFeatures + k]! * wv[f * inFeatures + k]!;
-      o[r * outFeatures + f] = bv ? sum + bv[f]! : sum;
-    }
-  }
+  sgemm(false, true, rows, outFeatures, inFeatures, 1, xv, 0, inFeatures, wv, 0, inFeatures, 0, o, 0, outFeatures); // [rows, out]
+  if (bv) for (let i = 0; i < o.length; i++) o[i] = Math.fround(o[i]! + bv[i % outFeatures]!);
   commit(out, dtype, o);
   cpuFree(weight);
 }
