@@ -2,9 +2,9 @@
 // `xtuner convert merge` produces): every targeted weight becomes W + scaling * B @ A, the result
 // is written in the dtype asked for (sharded with an index when large), and the base's other
 // files (config.json, generation_config.json, tokenizer files, remote code) are copied. Works one
-// tensor at a time (B @ A through the CPU engine's GEMM), so memory stays at about one weight
-// matrix; it needs no model code, only matching names. Not here: merging inside a live model
-// (LoRALinear.merge in lora.ts).
+// tensor at a time (B @ A through the engine's GEMM, on the CPU or the GPU: `device`), so memory
+// stays at about one weight matrix; it needs no model code, only matching names. Not here: merging
+// inside a live model (LoRALinear.merge in lora.ts).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,7 +13,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
-import { matmul, noGrad, tensor, tidy } from '../tensor/index.ts';
+import { matmul, noGrad, tensor, tidy, type Device } from '../tensor/index.ts';
 import { adapterMisfitError, readAdapterFolder, type LoraPair } from './adapter-files.ts';
 
 export type MergeDtype = 'auto' | 'float32' | 'bfloat16' | 'float16';
@@ -29,6 +29,8 @@ export interface MergeOptions {
   dtype?: MergeDtype;
   /** Largest shard in bytes; default 5 GB (transformers' default). */
   maxShardBytes?: number;
+  /** Where each B @ A is computed (default cpu); the weights themselves stream through the host. */
+  device?: Device;
 }
 
 export interface MergeReport {
@@ -54,11 +56,11 @@ function isWeightFile(name: string): boolean {
 
 /**
  * W [out, in] += scaling * (B [out, r] @ A [r, in]), the product a float32 GEMM as in PEFT's
- * get_delta_weight (on the CPU backend: OpenBLAS when present).
+ * get_delta_weight, on `device` (the CPU backend: OpenBLAS when present).
  */
-export function addLoraDelta(w: Float32Array, lora: LoraPair): void {
+export function addLoraDelta(w: Float32Array, lora: LoraPair, device: Device = 'cpu'): void {
   const { a, b, r, inFeatures, outFeatures, scaling } = lora;
-  const delta = tidy(() => noGrad(() => matmul(tensor(b, [outFeatures, r]), tensor(a, [r, inFeatures])).toFloat32Array()));
+  const delta = tidy(() => noGrad(() => matmul(tensor(b, [outFeatures, r], { device }), tensor(a, [r, inFeatures], { device })).toFloat32Array()));
   for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i]! + Math.fround(scaling * delta[i]!));
 }
 
@@ -97,7 +99,7 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
         if (!isFloat(t.dtype)) return t.data;
         if (!lora && t.dtype === target) return t.data;
         const w = t.dtype === 'F32' ? new Float32Array(t.data as Float32Array) : hostToFloat32(t);
-        if (lora) addLoraDelta(w, lora);
+        if (lora) addLoraDelta(w, lora, options.device);
         return encode(w, target);
       };
       return [name, { dtype: target, shape: entry.shape, data }];

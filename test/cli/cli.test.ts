@@ -61,13 +61,19 @@ test('every command in the list loads, has its own name, and a usage that starts
 });
 
 test('mistakes: an unknown command or flag is one line with a suggestion and exit code 2; no stack', async () => {
-  const [cmd, flag, missing, option, bits] = await Promise.all([
+  const [cmd, flag, missing, option, bits, device, clip] = await Promise.all([
     xtuner(['lsit-cfg']),
     xtuner(['list-cfg', '--patern', 'qwen']),
     xtuner(['copy-cfg', 'internlm2_chat_1_8b_qlora_alpaca_e3']),
     xtuner(['--frobnicate']),
     xtuner(['chat', 'some-model', '--bits', '8']),
+    xtuner(['convert', 'merge', 'base', 'adapter', 'out', '--device', 'gpu']),
+    xtuner(['convert', 'merge', 'base', 'adapter', 'out', '--is-clip']),
   ]);
+  assert.equal(device.code, 2);
+  assert.match(device.stderr, /^error: convert merge: --device must be auto, cpu or cuda, got 'gpu'\n/);
+  assert.equal(clip.code, 2);
+  assert.match(clip.stderr, /^error: convert merge: --is-clip .*not supported yet/);
   assert.equal(cmd.code, 2);
   assert.equal(cmd.stderr, 'error: unknown command "lsit-cfg" (did you mean "list-cfg"?)\nhint: see `xtuner --help`\n');
   assert.equal(flag.code, 2);

@@ -2,14 +2,20 @@
 // backend on the same inputs, with dropout (both draw the same Philox mask): output, dx, and the
 // float32 adapter gradients at the half-precision tolerance; and what one layer's forward and
 // backward launch: the branch's GEMMs in the layer's dtype, the adapter gradients by half x half ->
-// float32 GEMMs, no float32 GEMM, no scale or add launch.
+// float32 GEMMs, no float32 GEMM, no scale or add launch. And `convert merge` with its products on
+// the device gives the CPU's merged weights.
 
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import test from 'node:test';
 import { cudaBackend } from '../../src/backends/cuda/index.ts';
 import { Linear } from '../../src/nn/index.ts';
 import { LoRALinear } from '../../src/peft/lora.ts';
 import { DropoutStream, Rng, tensor, tidy, type Device, type FloatDType } from '../../src/tensor/index.ts';
+import { CheckpointReader } from '../../src/io/checkpoint.ts';
+import { hostToFloat32 } from '../../src/io/safetensors.ts';
+import { mergeAdapterToHf } from '../../src/peft/merge.ts';
+import { BASE_MODEL, LORA_ADAPTER, tmpDir } from '../peft/helpers.ts';
 import { assertClose, SKIP, tolFor, uniform } from './helpers.ts';
 
 // x [2, 33, IN] (66 rows: the dropout's groups of 4 do not divide it), a base with bias (Qwen's q/k/v)
@@ -60,3 +66,22 @@ for (const dtype of ['bfloat16', 'float16'] as FloatDType[]) {
     );
   });
 }
+
+test('convert merge on CUDA: the same merged weights as on the CPU (the products B A on the device)', { skip: SKIP }, (t) => {
+  const dir = tmpDir(t);
+  const read = (d: string) => {
+    const r = CheckpointReader.open(d);
+    try {
+      return new Map(r.names().map((n) => [n, hostToFloat32(r.read(n))]));
+    } finally {
+      r.close();
+    }
+  };
+  mergeAdapterToHf({ baseDir: BASE_MODEL, adapterDir: LORA_ADAPTER, outDir: path.join(dir, 'cpu'), device: 'cpu' });
+  cudaBackend().takeCounters();
+  mergeAdapterToHf({ baseDir: BASE_MODEL, adapterDir: LORA_ADAPTER, outDir: path.join(dir, 'cuda'), device: 'cuda' });
+  assert.equal(cudaBackend().takeCounters().gemms, 14, 'one GEMM per adapted weight, on the device');
+  const [cpu, cuda] = [read(path.join(dir, 'cpu')), read(path.join(dir, 'cuda'))];
+  assert.deepEqual([...cuda.keys()].sort(), [...cpu.keys()].sort());
+  for (const [name, v] of cpu) assertClose(cuda.get(name)!, v, tolFor('float32'), `merged ${name}`);
+});

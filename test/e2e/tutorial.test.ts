@@ -52,7 +52,7 @@ test('the tutorial, end to end through the CLI', async () => {
   assert.equal(adapterConfig.r, 16);
   assert.ok(fs.existsSync(path.join(dir, 'adapter', 'adapter_model.safetensors')));
 
-  ok(xtuner(dir, 'convert', 'merge', 'examples/tiny-assistant', 'adapter', 'merged'), 'convert merge');
+  ok(xtuner(dir, 'convert', 'merge', 'examples/tiny-assistant', 'adapter', 'merged', '--max-shard-size', '2GB', '--safe-serialization'), 'convert merge');
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.model', 'tokenizer_config.json']) assert.ok(fs.existsSync(path.join(dir, 'merged', f)), f);
 
   const ask = ['--prompt-template', 'internlm2_chat', '--temperature', '0', '--prompt', '请做一下自我介绍'];

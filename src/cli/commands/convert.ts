@@ -12,7 +12,7 @@ export const command: Command = {
   summary: 'Convert a checkpoint to a PEFT adapter / HF model (pth_to_hf), or merge an adapter into its base (merge)',
   usage: [
     'xtuner convert pth_to_hf CONFIG CKPT OUT [--fp32] [--max-shard-size SIZE] [--cfg-options KEY=VALUE ...]',
-    'xtuner convert merge BASE ADAPTER OUT [--dtype auto|float32|bfloat16|float16] [--max-shard-size SIZE]',
+    'xtuner convert merge BASE ADAPTER OUT [--dtype auto|float32|bfloat16|float16] [--max-shard-size SIZE] [--device auto|cpu|cuda] [--safe-serialization]',
     '',
     'pth_to_hf: CONFIG is the config the run was trained with, CKPT a checkpoint folder',
     '  (work_dirs/<name>/iter_<N>). LoRA/QLoRA runs give a PEFT adapter folder in OUT; full',
@@ -21,6 +21,9 @@ export const command: Command = {
     '  model with the base\'s config and tokenizer files. --dtype auto keeps the base\'s dtypes.',
     'Options:',
     '  --max-shard-size SIZE  largest weight file, e.g. 2GB or 500MB (default 2GB, as XTuner)',
+    '  --device D             merge: where the adapters\' products B A are computed: cpu, cuda or',
+    '                         auto (default: CUDA where it works); weights stream through the host',
+    '  --safe-serialization   merge: accepted for XTuner\'s commands; safetensors is always written',
   ].join('\n'),
   async run(argv) {
     const [sub, ...rest] = argv;
@@ -69,22 +72,32 @@ async function mergeCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs(
     { name: 'convert merge' },
     argv,
-    { dtype: { type: 'string', default: 'auto' }, 'max-shard-size': { type: 'string', default: '2GB' } },
+    {
+      dtype: { type: 'string', default: 'auto' },
+      'max-shard-size': { type: 'string', default: '2GB' },
+      device: { type: 'string', default: 'auto' },
+      'safe-serialization': { type: 'boolean' }, // XTuner's flag: safetensors is what is always written
+      'is-clip': { type: 'boolean' },
+    },
     { names: ['BASE', 'ADAPTER', 'OUT'] },
   );
   const dtype = values.dtype!;
   if (!['auto', 'float32', 'bfloat16', 'float16'].includes(dtype)) {
     throw new UsageError('convert merge', `--dtype must be auto, float32, bfloat16 or float16, got '${dtype}'`);
   }
+  if (!['auto', 'cpu', 'cuda'].includes(values.device!)) throw new UsageError('convert merge', `--device must be auto, cpu or cuda, got '${values.device}'`);
+  if (values['is-clip']) throw new UsageError('convert merge', '--is-clip (a LLaVA visual encoder\'s adapter) is not supported yet: xtuner-ts merges language models');
   const [base, adapter, out] = positionals as [string, string, string];
   const { resolveModelPath } = await import('../../io/hf-hub.ts');
   const { mergeAdapterToHf } = await import('../../peft/merge.ts');
+  const { resolveDevice } = await import('../../train/setup.ts');
   const report = mergeAdapterToHf({
     baseDir: await resolveModelPath(base),
     adapterDir: path.resolve(adapter),
     outDir: path.resolve(out),
     dtype: dtype as 'auto' | 'float32' | 'bfloat16' | 'float16',
     maxShardBytes: parseSize(values['max-shard-size']!),
+    device: resolveDevice(values.device as 'auto' | 'cpu' | 'cuda'),
   });
   process.stdout.write(`Merged ${report.mergedModules.length} modules; saved to ${out}\nAll done!\n`);
 }
