@@ -50,7 +50,8 @@ function pythonNvidiaDirs(): string[] {
 /** Folders that may hold CUDA toolkit libraries, most specific first. */
 export function cudaLibraryDirs(): string[] {
   const dirs: string[] = [];
-  for (const root of cudaRoots()) dirs.push(path.join(root, 'lib64'), path.join(root, 'targets', 'x86_64-linux', 'lib'), path.join(root, 'lib'));
+  const target = process.arch === 'arm64' ? 'sbsa-linux' : 'x86_64-linux'; // arm64: Grace Hopper and other Arm servers
+  for (const root of cudaRoots()) dirs.push(path.join(root, 'lib64'), path.join(root, 'targets', target, 'lib'), path.join(root, 'lib'));
   // wheels: nvidia/cu13/lib (CUDA 13 layout), nvidia/cublas/lib (CUDA 12 layout)
   for (const nv of pythonNvidiaDirs()) dirs.push(path.join(nv, 'cu13', 'lib'), path.join(nv, 'cublas', 'lib'));
   return dirs.filter((d) => fs.existsSync(d));
@@ -82,7 +83,7 @@ function loadFromDirs(
 export function loadDriverLibrary(): LoadedLibrary {
   const explicit = process.env['XTUNER_LIBCUDA'];
   const names = explicit ? [explicit] : ['libcuda.so.1', 'libcuda.so'];
-  const dirs = explicit ? [] : ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib/wsl/lib', '/usr/local/nvidia/lib64'];
+  const dirs = explicit ? [] : ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib/wsl/lib', '/usr/local/nvidia/lib64'];
   const { loaded, tried } = loadFromDirs(names, dirs);
   if (loaded) return loaded;
   throw new XtunerError(`no CUDA driver: ${names.join(' / ')} could not be loaded (${tried.at(-1) ?? 'no candidates'})`, {
