@@ -5,7 +5,7 @@
 # in one call. The XTUNER_TS* and PEER lines go to $OUT/bench.txt, everything to $OUT/bench.log.
 #   scripts/gpu-bench.sh           the issue's table: 0.5B and 1.8B LoRA with and without
 #                                  checkpointing, 0.5B full, 8B LoRA, then 7B QLoRA (memory)
-#   scripts/gpu-bench.sh quick     0.5B LoRA with and without checkpointing only
+#   scripts/gpu-bench.sh quick     0.5B LoRA with and without checkpointing, and 0.5B decoding (bf16, --bits 4)
 # On a machine without Node tools, carry what scripts/device-pack.sh packs (the peer included).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,10 @@ ours() { # SHAPE METHOD CKPT(0|1) TIMEOUT [BENCH OPTIONS] (warm-up 2: the first 
   local ck=(); [ "$3" = 1 ] && ck=(--ckpt)
   echo "== xtuner-ts $1 $2 ckpt=$3 ${*:5}" | tee -a "$LOG"
   timeout "$4" "${BENCH[@]}" --shape "$1" --method "$2" --seq 2048 --steps 4 --warmup 2 "${ck[@]}" "${@:5}" 2>&1 | tee -a "$LOG" | grep -E "^XTUNER_TS|Error|error|CUDA graphs:"
+}
+chat() { # SHAPE TIMEOUT [BENCH OPTIONS]: decoding speed (bench/gpu-chat.ts; no peer: peer_bench.py has no generation)
+  echo "== xtuner-ts chat $1 ${*:3}" | tee -a "$LOG"
+  timeout "$2" "${RUN[@]}" bench/gpu-chat.ts --shape "$1" "${@:3}" 2>&1 | tee -a "$LOG" | grep -E "^XTUNER_TS|Error|error"
 }
 peer() { # SHAPE METHOD CKPT(0|1): the peer's bench() of peer_bench.py, without its own plan
   [ -f "$PEER" ] || return 0
@@ -45,6 +49,7 @@ guard test/cuda/train-step.test.ts XTUNER_CUDA_GRAPHS=0 "no CUDA graphs"
 
 ours qwen2.5-0.5b lora 0 150; peer qwen2.5-0.5b lora 0
 ours qwen2.5-0.5b lora 1 150; peer qwen2.5-0.5b lora 1
+chat qwen2.5-0.5b 90; chat qwen2.5-0.5b 90 --bits 4
 if [ "${1:-}" != quick ]; then
   ours internlm2-1.8b lora 0 180; peer internlm2-1.8b lora 0
   ours internlm2-1.8b lora 1 180; peer internlm2-1.8b lora 1
@@ -53,6 +58,7 @@ if [ "${1:-}" != quick ]; then
   ours llama2-7b qlora 1 300 # no peer (no bitsandbytes there); target: peak_mem_gib <= 8
   ours llama2-7b qlora 1 300 --free-gib 7.5 # as on an 8 GB card: trains (op by op if the capture does not fit)
   ours internlm2-7b qlora 1 300 --free-gib 7.5 # XTuner's flagship QLoRA shape on an 8 GB card
+  chat llama2-7b 180; chat llama2-7b 180 --bits 4 # chat --bits 4 reads the 4-bit weights per token (nf4Matvec)
 fi
 grep -E "^(XTUNER_TS|PEER)" "$LOG" > "$OUT_DIR/bench.txt"
 echo "== bench.txt"; cat "$OUT_DIR/bench.txt"
