@@ -13,7 +13,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
 import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { f32ToHalf } from '../tensor/dtype.ts';
-import { matmul, noGrad, tensor, tidy, type Device } from '../tensor/index.ts';
+import { matmul, noGrad, tensor, tidy, zeros, type Device } from '../tensor/index.ts';
 import { adapterMisfitError, readAdapterFolder, type LoraPair } from './adapter-files.ts';
 
 export type MergeDtype = 'auto' | 'float32' | 'bfloat16' | 'float16';
@@ -84,6 +84,8 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
   if (out === path.resolve(baseDir) || out === path.resolve(adapterDir)) {
     throw new XtunerError(`merge: output folder ${outDir} is the base or adapter folder`, { hint: 'choose a new folder for the merged model' });
   }
+  // fail before writing anything: the engine says whether the device's backend exists
+  if (options.device && options.device !== 'cpu') zeros([1], { device: options.device }).dispose();
   const adapter = readAdapterFolder(adapterDir);
   const base = CheckpointReader.open(baseDir);
   try {

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { cudaStatus } from '../../src/backends/cuda/index.ts';
 import { listBuiltinConfigs } from '../../src/config/index.ts';
 import { commands } from '../../src/cli/commands/index.ts';
 import { EXIT_ERROR, reportError } from '../../src/cli/main.ts';
@@ -151,4 +152,12 @@ test('a bug (not an XtunerError) prints its message and where to find the stack;
   }
   assert.equal(written[0], 'error: x is undefined (set XTUNER_DEBUG=1 for the stack)\n');
   assert.match(written[1], /^error: TypeError: y is undefined\n +at /);
+});
+
+test('convert merge --device cuda where CUDA cannot start: the reason, and no output folder', { skip: cudaStatus().available ? 'CUDA works here' : false }, async () => {
+  const out = path.join(tmp, 'merged-on-cuda');
+  const run = await xtuner(['convert', 'merge', 'test/fixtures/models/llama_forward/model', 'test/fixtures/models/lora/adapter', out, '--device', 'cuda']);
+  assert.equal(run.code, EXIT_ERROR);
+  assert.match(run.stderr, /^error: .*CUDA/);
+  assert.equal(fs.existsSync(out), false);
 });
