@@ -91,7 +91,7 @@ interface TileLists {
 
 function checkShape(a: AttentionShape): void {
   if (a.D > MAX_HEAD_DIM) {
-    throw new XtunerError(`attention on CUDA supports head dimensions up to ${MAX_HEAD_DIM}, got ${a.D}`, { hint: "use device: 'cpu' for this model" });
+    throw new XtunerError(`attention on CUDA supports head dimensions up to ${MAX_HEAD_DIM}, got ${a.D}`, { hint: "run this model on the CPU (--device cpu, or device: 'cpu' in a config)" });
   }
   if (a.Hq % a.Hkv !== 0) throw new Error(`attention: ${a.Hq} query heads are not a multiple of ${a.Hkv} kv heads`);
 }

@@ -204,7 +204,7 @@ export class CudaDriver {
     if (this.device.computeCapability[0] < 8) {
       throw new XtunerError(
         `GPU ${this.device.name} has compute capability ${this.device.computeCapability.join('.')}; xtuner-ts needs 8.0 or newer (Ampere, Ada, Hopper, Blackwell)`,
-        { hint: "run with device: 'cpu'" },
+        { hint: "run on the CPU (--device cpu, or device: 'cpu' in a config)" },
       );
     }
     const ctx: unknown[] = [null];

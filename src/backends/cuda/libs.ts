@@ -87,7 +87,7 @@ export function loadDriverLibrary(): LoadedLibrary {
   const { loaded, tried } = loadFromDirs(names, dirs);
   if (loaded) return loaded;
   throw new XtunerError(`no CUDA driver: ${names.join(' / ')} could not be loaded (${tried.at(-1) ?? 'no candidates'})`, {
-    hint: 'install the NVIDIA driver (>= 525), or run with device: cpu',
+    hint: 'install the NVIDIA driver (>= 525), or run on the CPU (--device cpu, or device: \'cpu\' in a config)',
   });
 }
 
