@@ -24,9 +24,43 @@ export function applyRepetitionPenalty(logits: Float32Array, context: Iterable<n
 
 /** HF TopKLogitsWarper: tokens below the k-th largest logit get -Infinity, in place. */
 export function applyTopK(logits: Float32Array, k: number): void {
-  if (!(k > 0) || k >= logits.length) return;
-  const kth = kthLargest(logits, k);
-  for (let i = 0; i < logits.length; i++) if (logits[i]! < kth) logits[i] = -Infinity;
+  keepOnly(logits, candidates(logits, k));
+}
+
+/** The tokens still in play after top-k: their ids in ascending order, and their logits. */
+export interface Candidates {
+  ids: Int32Array;
+  logits: Float32Array;
+}
+
+/**
+ * The tokens of a full row of logits that top-k keeps (k 0: all), those at -Infinity left out
+ * (they have no mass). Later steps work on these few instead of the whole vocabulary: at 150k
+ * tokens, each full-length temporary cost more than the rest of the choice.
+ */
+export function candidates(logits: Float32Array, k: number): Candidates {
+  const kth = k > 0 && k < logits.length ? kthLargest(logits, k) : -Infinity;
+  let n = 0;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! >= kth && logits[i] !== -Infinity) n++;
+  const c = { ids: new Int32Array(n), logits: new Float32Array(n) };
+  n = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (v >= kth && v !== -Infinity) {
+      c.ids[n] = i;
+      c.logits[n++] = v;
+    }
+  }
+  return c;
+}
+
+/** logits[i] = -Infinity for every token not among the candidates, in place. */
+function keepOnly(logits: Float32Array, c: Candidates): void {
+  let j = 0;
+  for (let i = 0; i < logits.length; i++) {
+    if (c.ids[j] === i) j++;
+    else logits[i] = -Infinity;
+  }
 }
 
 /**
@@ -61,18 +95,29 @@ export function kthLargest(values: Float32Array, k: number): number {
  * below 1 - p, always keep the most likely one. In place.
  */
 export function applyTopP(logits: Float32Array, p: number): void {
-  if (!(p < 1)) return;
-  const probs = softmax(logits);
-  // Tokens already at -Infinity (e.g. after top-k) have no mass: leave them out of the sort.
-  const order: number[] = [];
-  for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) order.push(i);
-  order.sort((a, b) => logits[a]! - logits[b]! || a - b);
+  keepOnly(logits, topP(candidates(logits, 0), p));
+}
+
+/** applyTopP over candidates: those it keeps, still in ascending id order. */
+export function topP(c: Candidates, p: number): Candidates {
+  if (!(p < 1)) return c;
+  const probs = softmax(c.logits);
+  const order = Array.from(c.ids.keys()).sort((a, b) => c.logits[a]! - c.logits[b]! || a - b);
+  const drop = new Uint8Array(c.ids.length);
   let cum = 0;
   for (let r = 0; r < order.length - 1; r++) {
     cum += probs[order[r]!]!;
-    if (cum <= 1 - p) logits[order[r]!] = -Infinity;
+    if (cum <= 1 - p) drop[order[r]!] = 1;
     else break;
   }
+  const kept = c.ids.length - drop.reduce((a, b) => a + b, 0);
+  const out = { ids: new Int32Array(kept), logits: new Float32Array(kept) };
+  for (let i = 0, n = 0; i < c.ids.length; i++) {
+    if (drop[i]) continue;
+    out.ids[n] = c.ids[i]!;
+    out.logits[n++] = c.logits[i]!;
+  }
+  return out;
 }
 
 export function softmax(logits: Float32Array): Float64Array {
@@ -104,16 +149,17 @@ export function pickToken(logits: Float32Array, context: Iterable<number>, opts:
   const t = opts.temperature ?? 0;
   if (!(t > 0)) return argmax(logits);
   for (let i = 0; i < logits.length; i++) logits[i] = logits[i]! / t;
-  if (opts.topK) applyTopK(logits, opts.topK);
-  if (opts.topP !== undefined) applyTopP(logits, opts.topP);
-  const probs = softmax(logits);
+  const c = topP(candidates(logits, opts.topK ?? 0), opts.topP ?? 1);
+  if (c.ids.length === 0) return argmax(logits); // every logit -Infinity
+  // Inverts the CDF in id order over the candidates (the rest have no mass).
+  const probs = softmax(c.logits);
   const u = uniform();
   let cum = 0;
   for (let i = 0; i < probs.length; i++) {
     cum += probs[i]!;
-    if (u < cum && probs[i]! > 0) return i;
+    if (u < cum && probs[i]! > 0) return c.ids[i]!;
   }
   // Rounding left u above the last sum: take the last token with any mass.
-  for (let i = probs.length - 1; i >= 0; i--) if (probs[i]! > 0) return i;
-  return argmax(logits);
+  for (let i = probs.length - 1; i >= 0; i--) if (probs[i]! > 0) return c.ids[i]!;
+  return c.ids[c.ids.length - 1]!;
 }

@@ -55,3 +55,45 @@ test('greedy picks the first maximum; sampling inverts the CDF of softmax(logits
   // Repetition penalty applies before the choice: 3 is penalised below 2.
   assert.equal(pickToken(new Float32Array([0, 0, 1.5, 2]), [3], { repetitionPenalty: 2 }, () => 0), 2);
 });
+
+// HF's warpers as written: each over the whole row, in place, then the CDF over the whole row.
+function naivePick(row: Float32Array, o: { temperature: number; topK: number; topP: number }, u: number): number {
+  const l = row.map((v) => v / o.temperature);
+  if (o.topK > 0 && o.topK < l.length) {
+    const kth = Float32Array.from(l).sort().reverse()[o.topK - 1]!;
+    l.forEach((v, i) => v < kth && (l[i] = -Infinity));
+  }
+  const probsOf = (x: Float32Array) => {
+    const m = Math.max(...x);
+    const e = Array.from(x, (v) => (v === -Infinity ? 0 : Math.exp(v - m)));
+    const s = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / s);
+  };
+  if (o.topP < 1) {
+    const probs = probsOf(l);
+    const order = [...l.keys()].filter((i) => l[i] !== -Infinity).sort((a, b) => l[a]! - l[b]! || a - b);
+    let cum = 0;
+    for (let r = 0; r < order.length - 1; r++) {
+      cum += probs[order[r]!]!;
+      if (cum > 1 - o.topP) break;
+      l[order[r]!] = -Infinity;
+    }
+  }
+  const probs = probsOf(l);
+  let cum = 0;
+  for (let i = 0; i < probs.length; i++) if (u < (cum += probs[i]!) && probs[i]! > 0) return i;
+  return probs.findLastIndex((p) => p > 0);
+}
+
+test('sampling over the top-k candidates picks what the warpers over the whole row pick', () => {
+  const uniform = seededRandom(11);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 1 + Math.floor(uniform() * 300);
+    // coarse values so ties are common, a few masked
+    const row = Float32Array.from({ length: n }, () => (uniform() < 0.05 ? -Infinity : Math.round((uniform() - 0.5) * 40) / 4));
+    if (!row.some(Number.isFinite)) row[0] = 0;
+    const o = { temperature: [0.1, 0.7, 1, 2][trial % 4]!, topK: [0, 1, 5, 40, n][trial % 5]!, topP: [1, 0.75, 0.3, 0.999][trial % 7 % 4]! };
+    const u = uniform();
+    assert.equal(pickToken(Float32Array.from(row), [], o, () => u), naivePick(row, o, u), `trial ${trial}: ${JSON.stringify(o)}, u ${u}`);
+  }
+});
