@@ -224,14 +224,16 @@ __device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout,
 // call uploads nothing and a CUDA graph can replay it with other boundaries.
 // cu: int32 [nCu] boundaries over the flattened B*Tq token axis (Tq == Tk); repeated values are
 // zero-length samples, which lets a buffer of fixed capacity pad any step's list. nCu == 0: whole
-// rows (Tq, Tk may differ). meta (int32, written here):
+// rows (Tq, Tk may differ), of kvLen[0] keys when kvLen is given (a KV cache's filled length, read
+// here so a captured decoding step replays at any length; Tk is then the cache's capacity and the
+// row stride of k and v). meta (int32, written here):
 //   segs [maxSegs][4] | qTiles [maxQ][2] | kTiles [maxK][2] | first [maxSegs + 1][2]
 // where `first` (scratch) holds each segment's first query and key tile. Tile entries past the real
 // ones get segment -1 (idle_tile). kStep == 0: no key tiles (the forward).
 // One block: thread 0 cuts the segments, serially over samples and row ends (at most a few
 // thousand), then all threads write the segments' tiles and the idle entries.
 extern "C" __global__ void attn_tiles(const int* cu, int nCu, int B, int Tq, int Tk, int* meta, int maxSegs, int qStep,
-                                      int maxQ, int kStep, int maxK) {
+                                      int maxQ, int kStep, int maxK, const int* kvLen) {
   int* segs = meta;
   int* qTiles = segs + 4 * maxSegs;
   int* kTiles = qTiles + 2 * maxQ;
@@ -247,7 +249,8 @@ extern "C" __global__ void attn_tiles(const int* cu, int nCu, int B, int Tq, int
       g++;
     };
     if (nCu == 0) {
-      for (int b = 0; b < B; b++) add(b, 0, Tq, Tk);
+      const int kLen = kvLen ? min(max(kvLen[0], 0), Tk) : Tk;  // keys filled of a KV cache of Tk rows
+      for (int b = 0; b < B; b++) add(b, 0, Tq, kLen);
     } else {
       for (int i = 0; i + 1 < nCu; i++) {
         for (int s = cu[i], e = cu[i + 1]; s < e;) {  // a sample, cut at row ends

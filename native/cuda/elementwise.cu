@@ -107,17 +107,23 @@ __device__ __forceinline__ void strided_offsets(const Strides2& a, i64 i, i64& o
   }
 }
 
-// dst[dstOff + walk(s1)] = src[srcOff + walk(s0)]; elements move as raw bits of width sizeof(E).
+// dst[walk(s1) + at[0] * atStride] = src[walk(s0)]; elements move as raw bits of width sizeof(E).
+// `at` (null: no shift) is read on the device: a captured graph writes where each replay's value
+// says (a KV cache's write position).
 template <typename E>
-__device__ void copy_strided(const E* src, E* dst, Strides2 sd, i64 n) {
+__device__ void copy_strided(const E* src, E* dst, Strides2 sd, i64 n, const int* at, i64 atStride) {
+  if (at) dst += (i64)at[0] * atStride;
   GRID_LOOP(i, n) {
     i64 so, dof;
     strided_offsets(sd, i, so, dof);
     dst[dof] = src[so];
   }
 }
-#define COPY(E, name) \
-  extern "C" __global__ void copy_strided_##name(const E* src, E* dst, Strides2 sd, i64 n) { copy_strided<E>(src, dst, sd, n); }
+#define COPY(E, name)                                                                                   \
+  extern "C" __global__ void copy_strided_##name(const E* src, E* dst, Strides2 sd, i64 n, const int* at, \
+                                                 i64 atStride) {                                        \
+    copy_strided<E>(src, dst, sd, n, at, atStride);                                                     \
+  }
 COPY(unsigned char, b1) COPY(unsigned short, b2) COPY(unsigned int, b4) COPY(unsigned long long, b8)
 
 // ---- binary (out contiguous; a, b at their strides, 0 = broadcast) ----

@@ -98,6 +98,11 @@ export interface DeviceCuSeqlens<S> {
 
 export interface AttentionArgs<S> extends AttentionShape {
   cuSeqlensOnDevice?: DeviceCuSeqlens<S> | null;
+  /**
+   * int32 [1], read where the kernel runs: how many of each row's Tk keys count (a KV cache of Tk
+   * rows filled that far, clamped to [0, Tk]; causal masks align at it). Only without cuSeqlens. Null: all Tk.
+   */
+  kvLength?: S | null;
   q: S;
   k: S;
   v: S;
@@ -229,6 +234,23 @@ export interface Backend<S> {
     dstStrides: readonly number[],
     shape: readonly number[],
     dtype: DType,
+  ): void;
+  /**
+   * copyStrided with the destination moved by at[0] * atStride elements, `at` an int32 storage read
+   * where the copy runs: a captured CUDA graph then writes where each replay's value says (a KV
+   * cache's write position).
+   */
+  copyStridedAt(
+    src: S,
+    srcOffset: number,
+    srcStrides: readonly number[],
+    dst: S,
+    dstOffset: number,
+    dstStrides: readonly number[],
+    shape: readonly number[],
+    dtype: DType,
+    at: S,
+    atStride: number,
   ): void;
 
   // ---- elementwise ----

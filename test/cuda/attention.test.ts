@@ -3,7 +3,8 @@
 // aligned bottom-right), single-token decoding, packed rows with cuSeqlens (a sample crossing a
 // row end, tokens outside every sample; on the device and padded, as training passes it: one
 // sample per row, one over all rows, many small ones), head dimensions that are not multiples of
-// 32, and 256; bf16/f16 also through the pipelined tensor-core forward.
+// 32, and 256; bf16/f16 also through the pipelined tensor-core forward; a KV cache filled to a
+// length read on the device (decoding through a CUDA graph).
 
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
@@ -98,6 +99,40 @@ test('attention forward and backward, bfloat16', { skip: SKIP }, () => {
 
 test('attention forward and backward, float16', { skip: SKIP }, () => {
   for (const c of CASES.slice(0, 3)) run(c, 'float16');
+});
+
+// A KV cache of Tk rows filled to kvLength (read on the device): decoding one token, a prompt's
+// rows, a cache filled to capacity, an empty one; the rows past the length hold garbage.
+const KV_CASES: (Case & { kvLength: number })[] = [
+  { name: 'KV cache of 64 filled to 37, one token', B: 1, Tq: 1, Tk: 64, Hq: 4, Hkv: 2, D: 64, causal: true, cuSeqlens: null, kvLength: 37 },
+  { name: 'KV cache of 150 filled to 99, 20 rows', B: 2, Tq: 20, Tk: 150, Hq: 2, Hkv: 1, D: 128, causal: true, cuSeqlens: null, kvLength: 99 },
+  { name: 'KV cache filled to capacity, D=80', B: 1, Tq: 1, Tk: 70, Hq: 3, Hkv: 1, D: 80, causal: true, cuSeqlens: null, kvLength: 70 },
+  { name: 'KV cache, not causal, D=32', B: 1, Tq: 2, Tk: 40, Hq: 2, Hkv: 2, D: 32, causal: false, cuSeqlens: null, kvLength: 9 },
+];
+
+function runKv(c: Case & { kvLength: number }, dtype: FloatDType): void {
+  const { name, onDevice: _, kvLength, ...rest } = c;
+  const shape: AttentionShape = { ...rest, dtype, scale: 1 / Math.sqrt(c.D) };
+  const qN = c.B * c.Tq * c.Hq * c.D;
+  const kN = c.B * c.Tk * c.Hkv * c.D;
+  compareWithCpu(
+    `attention ${name} ${dtype}`,
+    {
+      q: { dtype, data: uniform(dtype, qN) },
+      k: { dtype, data: uniform(dtype, kN) },
+      v: { dtype, data: uniform(dtype, kN) },
+      len: { dtype: 'int32', data: Int32Array.of(kvLength) },
+      out: { dtype, data: uniform(dtype, qN) },
+      lse: { dtype: 'float32', data: uniform('float32', c.B * c.Hq * c.Tq) },
+    },
+    ['out', 'lse'],
+    tolFor(dtype, true),
+    (b, s) => b.attention({ ...shape, kvLength: s['len']!, q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
+  );
+}
+
+test('attention over a KV cache filled to a length on the device', { skip: SKIP }, () => {
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) for (const c of KV_CASES) runKv(c, dtype);
 });
 
 test('attention, the pipelined tensor-core forward (XTUNER_CUDA_ATTENTION=pipe: K and V tiles by cp.async)', { skip: SKIP }, () => {

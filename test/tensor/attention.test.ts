@@ -1,6 +1,7 @@
 // attention: against a float64 reference with an explicit mask, gradients by finite differences,
 // and the properties packing and decoding rely on: packed rows equal each sample run alone, GQA
-// equals repeated kv heads, a KV-cache query equals the last rows of the full causal pass.
+// equals repeated kv heads, a KV-cache query equals the last rows of the full causal pass, and a cache filled to
+// kvLength equals its filled keys alone.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -157,6 +158,22 @@ test('a KV-cache step equals the last rows of the full causal pass', () => {
   });
 });
 
+test('over a KV cache filled to kvLength, attention equals attention over the filled keys alone', () => {
+  T.tidy(() => {
+    const rng = new T.Rng(17);
+    // capacity 12, filled to 7; the rows past it hold values that must not count
+    const k = T.randn([2, 12, 1, 8], { rng });
+    const v = T.randn([2, 12, 1, 8], { rng });
+    for (const [tq, len, causal] of [[1, 7, true], [3, 7, true], [2, 12, true], [1, 5, false]] as const) {
+      const q = T.randn([2, tq, 2, 8], { rng });
+      const kvLength = T.tensor(Int32Array.of(len), [1], { dtype: 'int32' });
+      const cached = T.attention(q, k, v, { causal, kvLength });
+      const alone = T.attention(q, T.slice(k, 1, 0, len), T.slice(v, 1, 0, len), { causal });
+      assertClose(cached.toFloat32Array(), alone.toFloat32Array(), FWD_TOL, `Tq ${tq}, kvLength ${len}, causal ${causal}`);
+    }
+  });
+});
+
 test('attention rejects inputs that do not fit', () => {
   T.tidy(() => {
     const q = T.zeros([1, 4, 3, 8]);
@@ -166,5 +183,10 @@ test('attention rejects inputs that do not fit', () => {
     const k2 = T.zeros([1, 4, 1, 8]);
     assert.throws(() => T.attention(T.zeros([1, 4, 2, 8]), k2, k2, { cuSeqlens: new Int32Array([0, 3]) }), /must end at B\*T = 4/);
     assert.throws(() => T.attention(T.zeros([1, 4, 2, 8]), k2, k2, { cuSeqlens: new Int32Array([0, 3, 2, 4]) }), /non-decreasing/);
+    const len = T.tensor(Int32Array.of(2), [1], { dtype: 'int32' });
+    assert.throws(() => T.attention(T.zeros([1, 1, 2, 8]), k2, k2, { kvLength: T.zeros([1]) }), /kvLength must be int32 \[1\]/);
+    assert.throws(() => T.attention(T.zeros([1, 4, 2, 8]), k2, k2, { kvLength: len, cuSeqlens: new Int32Array([0, 4]) }), /kvLength and cuSeqlens/);
+    const qg = T.randn([1, 1, 2, 8], { requiresGrad: true });
+    assert.throws(() => T.attention(qg, k2, k2, { kvLength: len }), /kvLength is for decoding/);
   });
 });

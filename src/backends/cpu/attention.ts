@@ -11,11 +11,11 @@ import { commit, f32Of, f32Out, type CpuStorage } from './storage.ts';
 
 const BLOCK_ROWS = 64;
 
-/** Segments as flat [b, start, qLen, kLen] quadruples; start is within the row. */
-export function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null): Int32Array {
+/** Segments as flat [b, start, qLen, kLen] quadruples; start is within the row. `kLen`: keys per whole row (a KV cache's filled length), default Tk. */
+export function segments(B: number, Tq: number, Tk: number, cuSeqlens: Int32Array | null, kLen = Tk): Int32Array {
   if (cuSeqlens === null) {
     const out = new Int32Array(B * 4);
-    for (let b = 0; b < B; b++) out.set([b, 0, Tq, Tk], b * 4);
+    for (let b = 0; b < B; b++) out.set([b, 0, Tq, kLen], b * 4);
     return out;
   }
   const list: number[] = [];
@@ -48,7 +48,7 @@ export function attention(args: AttentionArgs<CpuStorage>): void {
   const group = Hq / Hkv;
   const ldq = Hq * D;
   const ldk = Hkv * D;
-  const segs = segments(B, Tq, Tk, args.cuSeqlens);
+  const segs = segments(B, Tq, Tk, args.cuSeqlens, args.kvLength ? Math.min(Math.max((args.kvLength as Int32Array)[0]!, 0), Tk) : Tk);
   const s = new Float32Array(BLOCK_ROWS * maxLen(segs, 3)); // one block of scores [rows, kEnd]
   for (let g = 0; g < segs.length; g += 4) {
     const b = segs[g]!;

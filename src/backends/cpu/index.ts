@@ -47,6 +47,8 @@ export const cpuBackend: Backend<CpuStorage> = {
   cast,
   copyStrided: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape) =>
     copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape),
+  copyStridedAt: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, _dtype, at, atStride) =>
+    copyStrided(src, srcOffset, srcStrides, dst, dstOffset + (at as Int32Array)[0]! * atStride, dstStrides, shape),
   binary,
   unary,
   unaryBackward,

@@ -43,7 +43,8 @@ function coversAll(a: AttentionShape): boolean {
  *   tiles of `step` rows = sum over segments of ceil(len / step) <= (B*T + segments * (step - 1)) / step
  * (about ceil(T/step) + samples per row, tileBound); the entries past the real tiles send their
  * blocks home. Without cuSeqlens the segments are the B rows and the counts exact. kStep 0: no key
- * tiles.
+ * tiles. With a KV cache's length on the device (a forward's kvLength) each row's segment has that
+ * many keys; the grids do not depend on it.
  */
 function tileLists(rt: CudaRuntime, a: AttentionArgs<CudaStorage> | AttentionBackwardArgs<CudaStorage>, qStep: number, kStep: number): TileLists {
   const { B, Tq, Tk } = a;
@@ -65,7 +66,8 @@ function tileLists(rt: CudaRuntime, a: AttentionArgs<CudaStorage> | AttentionBac
   // segs [segs][4] | qTiles [qBlocks][2] | kTiles [kBlocks][2] | scratch [segs + 1][2]
   const n = 4 * segs + 2 * qBlocks + 2 * kBlocks + 2 * (segs + 1);
   const meta = rt.allocRaw(4 * n, () => `attention tile lists (${n} int32)`);
-  rt.launch('attention', 'attn_tiles', [1], [TILE_THREADS], 0, 'piiiipiiiii', [cu?.ptr ?? 0, nCu, B, Tq, Tk, meta.ptr, segs, qStep, qBlocks, kStep, kBlocks]);
+  const kvLength = 'kvLength' in a ? (a.kvLength?.ptr ?? 0) : 0;
+  rt.launch('attention', 'attn_tiles', [1], [TILE_THREADS], 0, 'piiiipiiiiip', [cu?.ptr ?? 0, nCu, B, Tq, Tk, meta.ptr, segs, qStep, qBlocks, kStep, kBlocks, kvLength]);
   if (owned) rt.free(cu!);
   const qTiles = meta.ptr + 4 * 4 * segs;
   return { meta, qTiles, kTiles: qTiles + 4 * 2 * qBlocks, qBlocks, kBlocks };

@@ -5,7 +5,7 @@
 // (packed rows): no token attends across a cut.
 
 import { XtunerError } from '../../errors.ts';
-import { recordOp } from '../autograd.ts';
+import { isRecording, recordOp } from '../autograd.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
 import { checkDevice, checkFloat, checkRank, empty } from './util.ts';
@@ -22,6 +22,12 @@ export interface AttentionOptions {
    * be checked against cuSeqlens (that would wait on the device).
    */
   cuSeqlensOnDevice?: Tensor;
+  /**
+   * int32 [1] on q's device: k and v are a KV cache of Tk rows (a capacity) filled to this length,
+   * read where the kernel runs, so a captured decoding step replays at any length; causal masks
+   * align at it. No cuSeqlens; no backward (decoding).
+   */
+  kvLength?: Tensor;
 }
 
 function checkCuSeqlens(cu: Int32Array, total: number): void {
@@ -58,12 +64,20 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
       throw new XtunerError(`attention: cuSeqlensOnDevice must be int32 [>= ${cuSeqlens.length}] on ${device}, got ${cuDev.dtype} ${fmt(cuDev.shape)} on ${cuDev.device}`);
     }
   }
+  const kvLength = opts.kvLength;
+  if (kvLength) {
+    if (kvLength.dtype !== 'int32' || kvLength.device !== device || fmt(kvLength.shape) !== '[1]') {
+      throw new XtunerError(`attention: kvLength must be int32 [1] on ${device}, got ${kvLength.dtype} ${fmt(kvLength.shape)} on ${kvLength.device}`);
+    }
+    if (cuSeqlens) throw new XtunerError('attention: kvLength and cuSeqlens do not go together');
+    if (isRecording([q, k, v])) throw new XtunerError('attention: kvLength is for decoding, without gradients (run it under noGrad)');
+  }
   const shape = { B, Tq, Tk, Hq, Hkv, D, scale: opts.scale ?? 1 / Math.sqrt(D), causal, cuSeqlens, dtype };
   const onDevice = (t: Tensor | undefined) => (t ? { storage: t.storage, length: t.shape[0]! } : null);
   const out = empty(q.shape, dtype, device);
   const lse = empty([B, Hq, Tq], 'float32', device);
   const be = q.backend;
-  be.attention({ ...shape, cuSeqlensOnDevice: onDevice(cuDev), q: q.storage, k: k.storage, v: v.storage, out: out.storage, lse: lse.storage });
+  be.attention({ ...shape, cuSeqlensOnDevice: onDevice(cuDev), kvLength: kvLength?.storage ?? null, q: q.storage, k: k.storage, v: v.storage, out: out.storage, lse: lse.storage });
   // the device cuSeqlens is saved too: the backward reads it after the caller may have let it go
   recordOp('attention', out, [q, k, v], [q, k, v, out, lse, ...(cuDev ? [cuDev] : [])], ([sq, sk, sv, so, sl, sc], dy) => {
     const dq = empty(q.shape, dtype, device);
