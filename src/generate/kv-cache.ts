@@ -1,11 +1,15 @@
 // Preallocated key/value cache for decoding: per layer, one device tensor [B, maxLen, nKv, D] for
-// keys and one for values, allocated once. Each step copies its keys and values in at the current
-// length (a strided copy on the device, no host round trip) and attends over the filled prefix.
+// keys and one for values, allocated once. A step's position and the length after it sit in a
+// two-int buffer on the device, written once per step (begin); each layer copies its keys and
+// values in at that position and attention reads the length there, over the whole cache. So the
+// device work of a step does not depend on the position, and one captured decoding step replays
+// at every position (./decode-graph.ts).
 // Not here: sampling (./sampling.ts), the decoding loop (./decode.ts).
 
 import { XtunerError } from '../errors.ts';
-import { cast, keep, slice, zeros, type DType, type Device, type Tensor } from '../tensor/index.ts';
+import { cast, keep, zeros, type DType, type Device, type Tensor } from '../tensor/index.ts';
 import type { KvCache } from '../models/decoder.ts';
+import type { DecodeGraph } from './decode-graph.ts';
 
 export interface KvCacheShape {
   numLayers: number;
@@ -19,7 +23,11 @@ export class PreallocatedKvCache implements KvCache {
   readonly #shape: KvCacheShape;
   readonly #keys: Tensor[];
   readonly #values: Tensor[];
+  /** int32 [position of the step, length after it] on the device. */
+  readonly #at: Tensor;
   #length = 0;
+  /** The CUDA graph of a decoding step over this cache (made by the model that decodes); freed with the cache. */
+  decodeGraph: DecodeGraph | null = null;
 
   constructor(shape: KvCacheShape, dtype: DType = 'float32', device: Device = 'cpu') {
     this.#shape = shape;
@@ -27,6 +35,7 @@ export class PreallocatedKvCache implements KvCache {
     const make = () => keep(zeros(full, { dtype, device }));
     this.#keys = Array.from({ length: shape.numLayers }, make);
     this.#values = Array.from({ length: shape.numLayers }, make);
+    this.#at = keep(zeros([2], { dtype: 'int32', device }));
   }
 
   get length(): number {
@@ -37,29 +46,33 @@ export class PreallocatedKvCache implements KvCache {
     return this.#shape.maxLen;
   }
 
-  /** k, v [B, T, nKv, D] -> all cached so far [B, length + T, nKv, D]. The last layer closes the step. */
-  append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
-    const { maxLen, numLayers } = this.#shape;
-    const t = k.shape[1]!;
-    const len = this.#length + t;
-    if (len > maxLen) throw new XtunerError(`KV cache full: ${this.#length} + ${t} positions exceed its ${maxLen}`);
+  begin(t: number): number {
+    const at = this.#length;
+    if (at + t > this.#shape.maxLen) throw new XtunerError(`KV cache full: ${at} + ${t} positions exceed its ${this.#shape.maxLen}`);
+    this.#at.assign(Int32Array.of(at, at + t));
+    this.#length = at + t;
+    return at;
+  }
+
+  /** k, v [B, T, nKv, D] -> the whole cache [B, maxLen, nKv, D] of `layer`, and its filled length int32 [1]. */
+  append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor; length: Tensor } {
     this.#write(this.#keys[layer]!, k);
     this.#write(this.#values[layer]!, v);
-    if (layer === numLayers - 1) this.#length = len; // every layer has now seen this step
-    return { k: slice(this.#keys[layer]!, 1, 0, len), v: slice(this.#values[layer]!, 1, 0, len) };
+    return { k: this.#keys[layer]!._share(), v: this.#values[layer]!._share(), length: this.#at._view(1, [1]) };
   }
 
   /** Frees the cache's storage. */
   dispose(): void {
-    for (const t of [...this.#keys, ...this.#values]) t.dispose();
+    this.decodeGraph?.dispose();
+    for (const t of [...this.#keys, ...this.#values, this.#at]) t.dispose();
   }
 
-  /** dst[:, length : length + T] = src, for src [B, T, nKv, D]. */
+  /** dst[:, position : position + T] = src, for src [B, T, nKv, D], the position read on the device. */
   #write(dst: Tensor, src: Tensor): void {
     const { batch: b, maxLen, numKvHeads: h, headDim: d } = this.#shape;
     const t = src.shape[1]!;
     const s = src.dtype === dst.dtype ? src : cast(src, dst.dtype);
     const row = h * d;
-    dst.backend.copyStrided(s.storage, 0, [t * row, row, d, 1], dst.storage, this.#length * row, [maxLen * row, row, d, 1], [b, t, h, d], dst.dtype);
+    dst.backend.copyStridedAt(s.storage, 0, [t * row, row, d, 1], dst.storage, 0, [maxLen * row, row, d, 1], [b, t, h, d], dst.dtype, this.#at.storage, row);
   }
 }

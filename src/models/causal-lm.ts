@@ -5,9 +5,10 @@
 // `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { add, checkpoint, crossEntropy, defaultDropoutStream, isGradEnabled, noGrad, toDevice, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type HostIds, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultDropoutStream, isGradEnabled, noGrad, toDevice, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type EmbeddingIds, type HostIds, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
+import { DecodeGraph } from '../generate/decode-graph.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
 import type { Architecture } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
@@ -202,8 +203,8 @@ export class CausalLM extends Module implements DecodingModel {
     const dev = this.#inputs.upload(this.#device, ids.data, ids.b, ids.t, targets, cu ? padCuSeqlens(cu) : null);
     const lossOnly = opts.logits === false;
     const signature = `${ids.b}x${ids.t} ${dev.cuSeqlens ? `cu${dev.cuSeqlens.size}` : 'rows'} ${targets ? 'labels' : 'no-labels'} ${lossOnly ? `loss/${rows}` : 'logits'}`;
-    const rope = this.#rope(positions, ids.b, ids.t, true);
-    return { ids, targets, cuSeqlens: cu ?? null, dev, rope, embeds: this.#hostEmbeds(ids, true), lossOnly, lossChunkRows: rows, signature };
+    const rope = this.#rope(positions, ids.b, ids.t, this.#ropeTables);
+    return { ids, targets, cuSeqlens: cu ?? null, dev, rope, embeds: this.#hostEmbeds(ids, this.#embeds), lossOnly, lossChunkRows: rows, signature };
   }
 
   /** The device half of a forward (see prepare). */
@@ -279,21 +280,46 @@ export class CausalLM extends Module implements DecodingModel {
     return new PreallocatedKvCache({ numLayers, batch: 1, maxLen, numKvHeads, headDim }, this.#dtype, this.#device);
   }
 
-  /** One decoding step; every tensor it makes is freed before it returns (the cache keeps its own). */
+  /**
+   * One decoding step; every tensor it makes is freed before it returns (the cache keeps its own).
+   * On CUDA a step of one token goes through the cache's decoding graph (src/generate/decode-graph.ts)
+   * unless XTUNER_CUDA_GRAPHS=0.
+   */
   nextLogits(ids: Int32Array, cache: KvCache): Float32Array {
     const t = ids.length;
     const batch: IdBatch = { data: ids, b: 1, t };
     checkVocab(batch, this.#cfg.vocabSize, 'ids');
     this.#checkWindow({ data: ids, b: 1, t: cache.length + t }, undefined);
-    const positions = defaultPositions(1, t, cache.length);
+    const positions = defaultPositions(1, t, cache.begin(t));
+    const graph = t === 1 ? this.#decodeGraph(cache) : null;
     return noGrad(() =>
       tidy(() => {
-        const input = this.#hostEmbeds(batch, false);
-        const hidden = this.#inner().forward(input ? { embeds: input } : this.#ids(batch), { ...this.#rope(positions, 1, t, false), cache }); // [1, T, H]
-        const last = slice(hidden, 1, t - 1, t); // [1, 1, H]: only the last position needs the head
-        return this.#logits(last).toFloat32Array();
+        if (graph) {
+          // the step's inputs into the graph's buffers, then its device work
+          const embeds = this.#hostEmbeds(batch, graph.embeds);
+          const onDevice = embeds ?? graph.ids.write(this.#device, ids)._view(0, [1, 1]);
+          const input = embeds ? { embeds } : { ...this.#ids(batch), onDevice };
+          const rope = this.#rope(positions, 1, 1, graph.rope);
+          return graph.step(() => this.#decode(input, rope, cache), [onDevice, rope.cos, rope.sin]).toFloat32Array();
+        }
+        const embeds = this.#hostEmbeds(batch, null);
+        return this.#decode(embeds ? { embeds } : this.#ids(batch), this.#rope(positions, 1, t, null), cache).toFloat32Array();
       }),
     );
+  }
+
+  /** The device work of a decoding step: logits [1, 1, V] of the last position. */
+  #decode(input: EmbeddingIds | { embeds: Tensor }, rope: { cos: Tensor; sin: Tensor }, cache: KvCache): Tensor {
+    const hidden = this.#inner().forward(input, { ...rope, cache }); // [1, T, H]
+    const t = hidden.shape[1]!;
+    return this.#logits(slice(hidden, 1, t - 1, t)); // [1, 1, H]: only the last position needs the head
+  }
+
+  /** The cache's decoding graph, made on first use; null where decoding runs op by op. */
+  #decodeGraph(cache: KvCache): DecodeGraph | null {
+    if (this.#device !== 'cuda' || process.env['XTUNER_CUDA_GRAPHS'] === '0' || !(cache instanceof PreallocatedKvCache)) return null;
+    cache.decodeGraph ??= new DecodeGraph(this.#dtype);
+    return cache.decodeGraph.on ? cache.decodeGraph : null;
   }
 
   // ---- internals ----
@@ -309,17 +335,17 @@ export class CausalLM extends Module implements DecodingModel {
 
   /**
    * With the embedding table in host memory: the ids' rows [B, T, H], gathered there and uploaded
-   * in one copy (into the persistent buffer for a forward, so a captured step reads them where it
-   * did; a fresh tensor for decoding); null when the table is on the model's device.
+   * in one copy (into `into`, a buffer that keeps its address for a captured step; else a fresh
+   * tensor); null when the table is on the model's device.
    */
-  #hostEmbeds(ids: IdBatch, persistent: boolean): Tensor | null {
+  #hostEmbeds(ids: IdBatch, into: PersistentBuffer | null): Tensor | null {
     const table = this.#inner().embeddingModule();
     if (table.weight.device === this.#device) return null;
     if (table.weight.requiresGrad && isGradEnabled()) {
       throw new XtunerError('the embedding table is in host memory, where it cannot train', { hint: 'load the model without embeddingOnHost to train the embedding' });
     }
     const rows = noGrad(() => table.forward(this.#ids(ids))); // [B, T, H] on the host
-    const out = persistent ? this.#embeds.write(this.#device, rows)._view(0, rows.shape) : toDevice(rows, this.#device);
+    const out = into ? into.write(this.#device, rows)._view(0, rows.shape) : toDevice(rows, this.#device);
     rows.dispose();
     return out;
   }
@@ -329,11 +355,11 @@ export class CausalLM extends Module implements DecodingModel {
   }
 
   /**
-   * cos/sin [B, T, D] for the given positions, in one upload: into the persistent buffer for a
-   * forward (training steps read them from the same addresses every step), into a fresh one that
-   * goes with its views for decoding (whose sizes change every step).
+   * cos/sin [B, T, D] for the given positions, in one upload: into `into`, a buffer that keeps its
+   * address (training steps and captured decoding steps read them from the same place every
+   * step), else into a fresh one that goes with its views.
    */
-  #rope(positions: Int32Array, b: number, t: number, persistent: boolean): { cos: Tensor; sin: Tensor } {
+  #rope(positions: Int32Array, b: number, t: number, into: PersistentBuffer | null): { cos: Tensor; sin: Tensor } {
     const { rope, headDim } = this.#cfg;
     let maxPos = 0;
     for (const p of positions) if (p > maxPos) maxPos = p;
@@ -341,9 +367,9 @@ export class CausalLM extends Module implements DecodingModel {
     const seqLen = rope.type === 'dynamic' ? Math.max(maxPos + 1, rope.originalMaxPositions) : 0;
     if (this.#invFreq?.seqLen !== seqLen) this.#invFreq = { seqLen, inv: inverseFrequencies(rope, headDim, seqLen) };
     const both = this.#ropeRows.gather(this.#invFreq.inv, positions); // [cos | sin], one upload
-    const buf = persistent ? this.#ropeTables.write(this.#device, both) : tensor(both, undefined, { dtype: this.#dtype, device: this.#device });
+    const buf = into ? into.write(this.#device, both) : tensor(both, undefined, { dtype: this.#dtype, device: this.#device });
     const views = { cos: buf._view(0, [b, t, headDim]), sin: buf._view(both.length / 2, [b, t, headDim]) };
-    if (!persistent) buf.dispose(); // the views keep it until they go
+    if (!into) buf.dispose(); // the views keep it until they go
     return views;
   }
 

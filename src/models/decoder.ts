@@ -26,10 +26,16 @@ export const keepLinear: LinearHook = (_path, layer) => layer;
 
 /** Keys and values of earlier positions, per layer (see src/generate/kv-cache.ts). */
 export interface KvCache {
-  /** Positions already cached. */
+  /** Positions cached, those of a step that has begun included. */
   readonly length: number;
-  /** Appends this step's k, v [B, T, nKv, D] for `layer` and returns all so far [B, length + T, nKv, D]. */
-  append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor };
+  /** A step of `t` positions begins (before its layers append): returns its first position. */
+  begin(t: number): number;
+  /**
+   * Writes this step's k, v [B, T, nKv, D] for `layer` at the step's position; returns the whole
+   * cache [B, capacity, nKv, D] and how far it is filled, int32 [1] on the device (attention's
+   * kvLength): nothing here depends on the position on the host, so a captured step replays.
+   */
+  append(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor; length: Tensor };
   /** Frees the cached keys and values. */
   dispose(): void;
 }
@@ -82,9 +88,10 @@ export class Attention extends Module {
     let { q, k, v } = this.#project(x, b, t);
     q = rope(q, ctx.cos, ctx.sin);
     k = rope(k, ctx.cos, ctx.sin);
-    if (ctx.cache) ({ k, v } = ctx.cache.append(this.#layer, k, v));
+    let kvLength: Tensor | undefined;
+    if (ctx.cache) ({ k, v, length: kvLength } = ctx.cache.append(this.#layer, k, v));
     const packed = ctx.cuSeqlens ? { cuSeqlens: ctx.cuSeqlens, ...(ctx.cuSeqlensOnDevice ? { cuSeqlensOnDevice: ctx.cuSeqlensOnDevice } : {}) } : {};
-    const o = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(d), ...packed });
+    const o = attention(q, k, v, { causal: true, scale: 1 / Math.sqrt(d), ...packed, ...(kvLength ? { kvLength } : {}) });
     return this.child<LinearLike>(this.#layout.o).forward(reshape(o, [b, t, nH * d])); // [B, T, nH*D] -> [B, T, H]
   }
 

@@ -38,6 +38,12 @@ export class PersistentBuffer {
     }
     return this.#buf!.assign(data);
   }
+
+  /** Lets the buffer go (views still held keep it until they go). */
+  dispose(): void {
+    this.#buf?.dispose();
+    this.#buf = null;
+  }
 }
 
 export class StepInputBuffer {

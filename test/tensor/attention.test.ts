@@ -1,7 +1,7 @@
 // attention: against a float64 reference with an explicit mask, gradients by finite differences,
 // and the properties packing and decoding rely on: packed rows equal each sample run alone, GQA
-// equals repeated kv heads, a KV-cache query equals the last rows of the full causal pass, and a cache filled to
-// kvLength equals its filled keys alone.
+// equals repeated kv heads, a KV-cache query equals the last rows of the full causal pass, and a
+// cache filled to kvLength equals its filled keys alone.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';

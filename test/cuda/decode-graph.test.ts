@@ -1,0 +1,73 @@
+// Decoding through a CUDA graph per KV cache (src/generate/decode-graph.ts): the first one-token
+// step runs op by op, the second is captured and launched, every later one replays it at the next
+// position. The logits of every step equal those of decoding op by op (XTUNER_CUDA_GRAPHS=0) bit
+// for bit: float32 and bf16, the embedding table in host memory, LoRA adapters, NF4 weights
+// (nf4Matvec), a prompt of one token and a longer one, and a second cache after the first.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { PreallocatedKvCache } from '../../src/generate/kv-cache.ts';
+import { argmax } from '../../src/generate/sampling.ts';
+import { createModel, type CreateOptions } from '../../src/models/index.ts';
+import { injectLora } from '../../src/peft/lora.ts';
+import { DropoutStream, Rng } from '../../src/tensor/index.ts';
+import type { CausalLM } from '../../src/models/causal-lm.ts';
+import { SKIP } from './helpers.ts';
+
+const SHAPE = { model_type: 'qwen2', vocab_size: 300, hidden_size: 128, intermediate_size: 192, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+const STEPS = 9;
+
+/** Each step's logits, greedy: the prompt, then STEPS tokens one at a time; and the graph's counts. */
+function decode(model: CausalLM, prompt: number[], graphs: boolean): { logits: Float32Array[]; counts: unknown } {
+  const before = process.env['XTUNER_CUDA_GRAPHS'];
+  if (!graphs) process.env['XTUNER_CUDA_GRAPHS'] = '0';
+  try {
+    const cache = model.createKvCache(prompt.length + STEPS) as PreallocatedKvCache;
+    const logits = [model.nextLogits(Int32Array.from(prompt), cache)];
+    for (let i = 0; i < STEPS; i++) logits.push(model.nextLogits(Int32Array.of(argmax(logits.at(-1)!)), cache));
+    const counts = cache.decodeGraph ? { ...cache.decodeGraph.counts } : null;
+    cache.dispose();
+    return { logits, counts };
+  } finally {
+    if (before === undefined) delete process.env['XTUNER_CUDA_GRAPHS'];
+    else process.env['XTUNER_CUDA_GRAPHS'] = before;
+  }
+}
+
+function check(what: string, model: CausalLM, prompt: number[]): void {
+  const eager = decode(model, prompt, false);
+  assert.equal(eager.counts, null, `${what}: XTUNER_CUDA_GRAPHS=0 makes no graph`);
+  for (let run = 0; run < 2; run++) {
+    const graphed = decode(model, prompt, true);
+    // a one-token prompt is the first one-token step
+    const replayed = STEPS - (prompt.length === 1 ? 1 : 2);
+    assert.deepEqual(graphed.counts, { eager: 1, captured: 1, replayed }, `${what}: op by op once, captured once, replayed after`);
+    graphed.logits.forEach((l, i) => assert.deepEqual(l, eager.logits[i], `${what}, cache ${run + 1}: the logits of step ${i}`));
+  }
+}
+
+const CASES: [string, CreateOptions][] = [
+  ['float32', { dtype: 'float32' }],
+  ['bfloat16', { dtype: 'bfloat16' }],
+  ['bfloat16, the embedding table in host memory', { dtype: 'bfloat16', embeddingOnHost: true }],
+  ['bfloat16, NF4 weights', { dtype: 'bfloat16', quantization: {} }],
+];
+
+for (const [what, opts] of CASES) {
+  test(`decoding through a CUDA graph gives the logits of decoding op by op: ${what}`, { skip: SKIP }, () => {
+    const model = createModel(SHAPE, { device: 'cuda', seed: 5, ...opts });
+    model.eval();
+    check(what, model, [7, 201, 33, 4, 150]);
+    check(`${what}, a one-token prompt`, model, [42]);
+  });
+}
+
+test('decoding through a CUDA graph with LoRA adapters gives the logits of decoding op by op', { skip: SKIP }, () => {
+  const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 6 });
+  const rng = new Rng(2);
+  injectLora(model, { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, rng, new DropoutStream(rng));
+  // B starts at zero: give the adapters something to add
+  for (const [name, p] of model.namedParameters()) if (name.includes('lora_B')) p.assign(Float32Array.from({ length: p.size }, () => rng.normal() * 0.05));
+  model.eval();
+  check('LoRA', model, [3, 99, 250]);
+});
