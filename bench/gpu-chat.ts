@@ -5,13 +5,15 @@
 // Prints XTUNER_TS_CHAT: the prefill's time, decoding tokens/s and ms per token (wall time), the
 // device time of one decoding step (events around it: on CUDA), and peak GPU memory. ms per token
 // against the device's says which side bounds decoding: the host's launches or the device's reads
-// of the weights.
+// of the weights. On CUDA a one-token step is a CUDA graph replay from the third token on
+// (src/generate/decode-graph.ts; XTUNER_CUDA_GRAPHS=0 decodes op by op, for comparison).
 //
 //   node --import tsx bench/gpu-chat.ts [--shape qwen2.5-0.5b|llama2-7b|...] [--bits 4] [--prompt 64] [--tokens 64] [--device cuda|cpu]
 
 import { parseArgs } from 'node:util';
 import { cudaBackend, cudaStatus } from '../src/backends/cuda/index.ts';
 import { reportError } from '../src/cli/main.ts';
+import type { PreallocatedKvCache } from '../src/generate/kv-cache.ts';
 import { argmax } from '../src/generate/sampling.ts';
 import { createModel } from '../src/models/index.ts';
 import { nf4Report } from '../src/quant/nf4-linear.ts';
@@ -52,7 +54,7 @@ resetPeakBytes();
 if (onCuda) cudaBackend().resetPeaks();
 
 const result = noGrad(() => {
-  const cache = model.createKvCache(promptLen + tokens + 1);
+  const cache = model.createKvCache(promptLen + tokens + 1) as PreallocatedKvCache;
   try {
     let t = performance.now();
     let id = argmax(model.nextLogits(prompt, cache)); // the logits come back: the step is done
@@ -61,7 +63,7 @@ const result = noGrad(() => {
     for (let i = 1; i < tokens; i++) id = argmax(model.nextLogits(Int32Array.of(id), cache));
     const msPerToken = (performance.now() - t) / Math.max(1, tokens - 1);
     const deviceMs = onCuda ? cudaBackend().time(() => model.nextLogits(Int32Array.of(id), cache)) : null;
-    return { prefillMs, msPerToken, deviceMs };
+    return { prefillMs, msPerToken, deviceMs, graph: cache.decodeGraph ? { ...cache.decodeGraph.counts } : null };
   } finally {
     cache.dispose();
   }
@@ -79,4 +81,6 @@ console.log('XTUNER_TS_CHAT', JSON.stringify({
   peak_mem_gib: gib(onCuda ? cudaBackend().memoryStats().peakAllocatedBytes : memoryStats(device).peakBytes),
   ...(quant ? { nf4_modules: quant.modules.length } : {}),
   embedding_on_host: model.embeddingOnHost,
+  // steps op by op, captured, replayed as a CUDA graph (null: none; XTUNER_CUDA_GRAPHS=0, or the CPU)
+  decode_graph: result.graph,
 }));

@@ -6,7 +6,7 @@
 #   .device/peer_bench.py              the peer (from ../shared/peer)
 #   .device/tiny-assistant/            the quickstart's model folder
 #   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda.sh: native/cuda/build, and
-#                                      build-cu11 where it was built): 40 MB of fatbins are 2 MB
+#                                      build-cu11 where it exists, rebuilt): 40 MB of fatbins are 2 MB
 #                                      in xz, which keeps the carry far below 64 MiB
 # and builds dist/ (npm run build). Then carry
 #   [".device", "dist"]
@@ -19,6 +19,19 @@ mkdir -p .device
 cp "$SHARED"/device/node-v20*.xz "$SHARED"/peer/peer_bench.py .device/
 npm run --silent build
 scripts/build-cuda.sh
+# the older-driver build goes along only when it is current: rebuilt here (no work when up to
+# date) with CUDA 11.8's nvcc (NVCC11, default /opt/cu118/nvcc; see native/cuda/NOTES.md), and
+# left out where that nvcc is missing (a stale one would not match the launches' parameters)
+NVCC11=${NVCC11:-/opt/cu118/nvcc}
+builds=(build)
+if [ -d native/cuda/build-cu11 ]; then
+  if [ -x "$NVCC11" ]; then
+    NVCC=$NVCC11 CUDA_BUILD_DIR=native/cuda/build-cu11 scripts/build-cuda.sh
+    builds+=(build-cu11)
+  else
+    echo "device-pack: $NVCC11 not found: native/cuda/build-cu11 is left out of the pack"
+  fi
+fi
 rm -rf .device/tiny-assistant
 node --import tsx examples/tiny-assistant/build-model.ts .device/tiny-assistant >/dev/null
 # the runtime dependencies of dist/ (package.json "dependencies", tsx included: it loads .ts
@@ -33,6 +46,6 @@ mods=$(node -e '
   }
   console.log([...seen].join(" "));')
 tar -C node_modules -cJf .device/runtime-modules.tar.xz $mods
-tar -C native/cuda -cJf .device/cuda-build.tar.xz $(cd native/cuda && ls -d build build-*/ 2>/dev/null)
+tar -C native/cuda -cJf .device/cuda-build.tar.xz "${builds[@]}"
 du -sh .device dist | sed 's/^/device-pack: /'
 echo "device-pack: carry [\".device\", \"dist\"] (64 MiB at most)"
