@@ -275,6 +275,86 @@ extern "C" __global__ void attn_tiles(const int* cu, int nCu, int B, int Tq, int
   for (int t = first[2 * n + 1] + threadIdx.x; t < maxK; t += blockDim.x) kTiles[2 * t] = -1;
 }
 
+// ---- decoding: one query row per sequence (Tq == 1), keys split over blocks ----
+// The training kernels give a decoded token one block per query head walking every key in turn:
+// at a few thousand cached keys that is a long chain of tile loads on a few SMs. Here the keys are
+// cut into chunks of KT, one block per (chunk, kv head, row) over a grid sized by the capacity Tk
+// (the same every step, as a CUDA graph needs; chunks past the filled length kvLen leave at once),
+// and attn_decode_combine merges the chunks' partial softmax sums. With one query row, causal
+// masks see every filled key, so they need no mask.
+//   partial: the group of query heads that reads kv head hk (GQA) in one block: K and V of the
+//   chunk in shared memory (float), scores lane = key, then per head m = max, l = sum exp(s - m),
+//   acc[d] = sum_j exp(s_j - m) v_j[d], into part [B, Hq, S, D + 2] (acc, m, l); an empty chunk
+//   writes m = -inf, l = 0 only.
+// shared: Qs [group][D] | Ks, Vs [KT][D+1] | Ps [group][KT]
+template <typename T>
+__device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* part, const int* kvLen, int Tk, int Hq, int Hkv,
+                                    int D, float scale) {
+  extern __shared__ float sm[];
+  const int s = blockIdx.x, hk = blockIdx.y, b = blockIdx.z, S = gridDim.x, group = Hq / Hkv, Dp = D + 1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int kLen = kvLen ? min(max(kvLen[0], 0), Tk) : Tk, j0 = s * KT;
+  float* Qs = sm;
+  float* Ks = Qs + group * D;
+  float* Vs = Ks + KT * Dp;
+  float* Ps = Vs + KT * Dp;
+  const i64 row = (i64)(b * Hq + hk * group) * S + s;  // part row of the group's first head; heads are S rows apart
+  if (j0 >= kLen) {
+    for (int h = threadIdx.x; h < group; h += blockDim.x) {
+      part[(row + (i64)h * S) * (D + 2) + D] = -INFINITY;
+      part[(row + (i64)h * S) * (D + 2) + D + 1] = 0.f;
+    }
+    return;
+  }
+  for (int e = threadIdx.x; e < group * D; e += blockDim.x) Qs[e] = ld(q, ((i64)b * Hq + hk * group) * D + e);
+  load_kv_tile(k, v, Ks, Vs, (i64)b * Tk, j0, kLen, Hkv, hk, D);
+  __syncthreads();
+  for (int e = threadIdx.x; e < group * KT; e += blockDim.x) {
+    const int h = e / KT, j = e % KT;
+    Ps[e] = j0 + j < kLen ? scale * dot_row(Qs + h * D, Ks + j * Dp, D) : -INFINITY;
+  }
+  __syncthreads();
+  for (int h = warp; h < group; h += nw) {  // lane = key: the chunk's softmax sums per head
+    const float x = Ps[h * KT + lane], m = warp_max(x), p = x == -INFINITY ? 0.f : expf(x - m);
+    Ps[h * KT + lane] = p;
+    const float l = warp_sum(p);
+    if (lane == 0) {
+      part[(row + (i64)h * S) * (D + 2) + D] = m;
+      part[(row + (i64)h * S) * (D + 2) + D + 1] = l;
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < group * D; e += blockDim.x) {
+    const int h = e / D, d = e % D;
+    float acc = 0.f;
+    for (int j = 0; j < KT; j++) acc += Ps[h * KT + j] * Vs[j * Dp + d];
+    part[(row + (i64)h * S) * (D + 2) + d] = acc;
+  }
+}
+
+// out [B, Hq, D] (Tq == 1), lse [B, Hq] from the S chunks' partial sums; no filled key: out 0,
+// lse -inf. Grid B * Hq, threads over D.
+template <typename T>
+__device__ void attn_decode_combine(const float* part, T* out, float* lse, int S, int D) {
+  const float* p = part + (i64)blockIdx.x * S * (D + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < S; s++) M = fmaxf(M, p[(i64)s * (D + 2) + D]);
+  float L = 0.f;
+  for (int s = 0; s < S; s++) {
+    const float m = p[(i64)s * (D + 2) + D];
+    if (m != -INFINITY) L += expf(m - M) * p[(i64)s * (D + 2) + D + 1];
+  }
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s < S; s++) {
+      const float m = p[(i64)s * (D + 2) + D];
+      if (m != -INFINITY) acc += expf(m - M) * p[(i64)s * (D + 2) + d];
+    }
+    st(out, (i64)blockIdx.x * D + d, L > 0.f ? acc / L : 0.f);
+  }
+  if (threadIdx.x == 0) lse[blockIdx.x] = L > 0.f ? M + logf(L) : -INFINITY;
+}
+
 #define ATTN(T, s)                                                                                                        \
   extern "C" __global__ void attn_fwd_##s(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,        \
                                           const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,          \
@@ -298,5 +378,12 @@ extern "C" __global__ void attn_tiles(const int* cu, int nCu, int B, int Tq, int
                                                int causal) {                                                              \
     if (idle_tile(tiles)) return;                                                                                       \
     attn_bwd_dkdv<T>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                  \
+  }                                                                                                                       \
+  extern "C" __global__ void attn_decode_partial_##s(const T* q, const T* k, const T* v, float* part, const int* kvLen,   \
+                                                     int Tk, int Hq, int Hkv, int D, float scale) {                       \
+    attn_decode_partial<T>(q, k, v, part, kvLen, Tk, Hq, Hkv, D, scale);                                                  \
+  }                                                                                                                       \
+  extern "C" __global__ void attn_decode_combine_##s(const float* part, T* out, float* lse, int S, int D) {               \
+    attn_decode_combine<T>(part, out, lse, S, D);                                                                         \
   }
 FOR_FLOATS(ATTN)

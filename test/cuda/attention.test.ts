@@ -102,12 +102,18 @@ test('attention forward and backward, float16', { skip: SKIP }, () => {
 });
 
 // A KV cache of Tk rows filled to kvLength (read on the device): decoding one token, a prompt's
-// rows, a cache filled to capacity, an empty one; the rows past the length hold garbage.
+// rows, a cache filled to capacity, an empty one; the rows past the length hold garbage. One query
+// row takes the decoding kernels (keys split over blocks), more the training kernels.
 const KV_CASES: (Case & { kvLength: number })[] = [
   { name: 'KV cache of 64 filled to 37, one token', B: 1, Tq: 1, Tk: 64, Hq: 4, Hkv: 2, D: 64, causal: true, cuSeqlens: null, kvLength: 37 },
   { name: 'KV cache of 150 filled to 99, 20 rows', B: 2, Tq: 20, Tk: 150, Hq: 2, Hkv: 1, D: 128, causal: true, cuSeqlens: null, kvLength: 99 },
   { name: 'KV cache filled to capacity, D=80', B: 1, Tq: 1, Tk: 70, Hq: 3, Hkv: 1, D: 80, causal: true, cuSeqlens: null, kvLength: 70 },
   { name: 'KV cache, not causal, D=32', B: 1, Tq: 2, Tk: 40, Hq: 2, Hkv: 2, D: 32, causal: false, cuSeqlens: null, kvLength: 9 },
+  // decoding kernels (one query row): chunks of 32 keys, a GQA group of 7, a partial last chunk
+  { name: 'KV cache of 200 filled to 133, GQA 7:1, two rows', B: 2, Tq: 1, Tk: 200, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: null, kvLength: 133 },
+  { name: 'KV cache of 97 filled to 65, D=256 (shared memory over 48 KiB)', B: 1, Tq: 1, Tk: 97, Hq: 8, Hkv: 2, D: 256, causal: true, cuSeqlens: null, kvLength: 65 },
+  { name: 'KV cache of 50 filled to 1, D=48', B: 1, Tq: 1, Tk: 50, Hq: 2, Hkv: 1, D: 48, causal: true, cuSeqlens: null, kvLength: 1 },
+  { name: 'an empty KV cache', B: 1, Tq: 1, Tk: 40, Hq: 2, Hkv: 1, D: 64, causal: false, cuSeqlens: null, kvLength: 0 },
 ];
 
 function runKv(c: Case & { kvLength: number }, dtype: FloatDType): void {

@@ -239,6 +239,7 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   be.attention({ ...shape, q: x, k: y, v: z, out: x, lse: f32a });
   be.attentionBackward({ ...shape, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });
   be.attention({ ...shape, D: 256, Tq: 2, Tk: 2, cuSeqlens: null, q: x, k: y, v: z, out: x, lse: f32a }); // opts in to > 48 KiB of shared memory
+  be.attention({ ...shape, Tq: 1, cuSeqlens: null, kvLength: u8, q: x, k: y, v: z, out: x, lse: f32a }); // one query row: the decoding kernels
   for (const D of [32, 64, 96, 128]) { // the tensor-core kernels (16-bit floats), with and without packing
     const mma = { ...shape, B: 1, Hq: 2, Hkv: 1, D, cuSeqlens: D === 64 ? Int32Array.from([0, 3, 8]) : null };
     be.attention({ ...mma, q: x, k: y, v: z, out: x, lse: f32a });

@@ -130,6 +130,17 @@ for (const [Hq, Hkv, D, set] of ATTENTION_SETS) {
 }
 delete process.env['XTUNER_CUDA_ATTENTION'];
 
+// a decoded token's attention over a KV cache of 4096 rows filled to 1000 (the decoding kernels: keys split over blocks)
+for (const [Hq, Hkv, D] of [[14, 2, 64], [32, 32, 128], [32, 8, 128]] as const) {
+  const cap = 4096, len = 1000, dt: FloatDType = 'bfloat16';
+  const q = random(dt, Hq * D), k = random(dt, cap * Hkv * D), v = random(dt, cap * Hkv * D);
+  const out = b.alloc(dt, Hq * D), lse = b.alloc('float32', Hq), kvLength = b.alloc('int32', 1);
+  b.write(kvLength, 'int32', 0, Int32Array.of(len));
+  const shape = { B: 1, Tq: 1, Tk: cap, Hq, Hkv, D, scale: 1 / Math.sqrt(D), causal: true, cuSeqlens: null, dtype: dt };
+  record('attention decode', `kv ${len} of ${cap}, Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, kvLength, q, k, v, out, lse }), 20), { bytes: 2 * 2 * len * Hkv * D });
+  for (const s of [q, k, v, out, lse, kvLength]) b.free(s);
+}
+
 { // NF4 with double quantisation of a Llama-7B MLP weight (QLoRA: quantised once at load, dequantised per GEMM)
   const [out, inp] = [11008, 4096], n = out * inp, nBlocks = n / 64, dt: FloatDType = 'bfloat16';
   const w = random(dt, n, -0.05, 0.05), y = b.alloc(dt, n), packed = b.alloc('uint8', n / 2);

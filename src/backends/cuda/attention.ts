@@ -4,7 +4,8 @@
 // uploads nothing and launches the same grids whatever the boundaries; kernels never cross a
 // segment. Two kernel sets share that contract: native/cuda/attention-mma.cu (tensor cores:
 // bf16/f16, head dims MMA_HEAD_DIMS, 16-byte aligned tensors) and native/cuda/attention.cu (CUDA
-// cores: everything else).
+// cores: everything else). A forward of one query row per sequence (decoding) takes the decoding
+// kernels of attention.cu instead, which split the keys over blocks.
 
 import type { AttentionArgs, AttentionBackwardArgs, AttentionShape } from '../backend.ts';
 import { dtypeBytes } from '../../tensor/dtype.ts';
@@ -23,6 +24,8 @@ const MMA_DKDV_ROWS = 32; // query rows per step in dK/dV
 const MMA_THREADS = 128;
 const MMA_PAD = 8; // elements added to each shared row
 const TILE_THREADS = 128; // attn_tiles: one block
+const DECODE_KEYS = 32; // keys per block of the decoding kernels (KT in attention.cu)
+const DECODE_THREADS = 128;
 
 /**
  * Whether every token lies in a segment, so the kernels write every row of the outputs and no
@@ -120,6 +123,10 @@ function mmaSmem(D: number, rows: number, extra = 0): number {
 
 export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void {
   checkShape(a);
+  if (a.Tq === 1 && a.cuSeqlens === null) {
+    attentionDecode(rt, a);
+    return;
+  }
   const mma = useMma(a, [a.q, a.k, a.v, a.out]);
   if (!coversAll(a)) {
     // rows outside every segment are written too (zeros), as the CPU backend leaves them
@@ -139,6 +146,28 @@ export function attention(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void 
     rt.launch('attention', `attn_fwd_${sfx(a.dtype)}`, [t.qBlocks, a.Hq], [32 * WARPS], smem, 'pppppppiiiiifi', [...io, a.D, a.scale, a.causal ? 1 : 0]);
   }
   rt.free(t.meta);
+}
+
+/**
+ * One query row per sequence (a decoded token): the keys cut into chunks of DECODE_KEYS, one block
+ * per (chunk, kv head, row) over a grid sized by the capacity Tk (chunks past kvLength leave at
+ * once), then the chunks' partial softmax sums merged per query head. Every filled key counts:
+ * causal or not, one row sees them all.
+ */
+function attentionDecode(rt: CudaRuntime, a: AttentionArgs<CudaStorage>): void {
+  const { B, Tk, Hq, Hkv, D } = a;
+  const chunks = Math.ceil(Tk / DECODE_KEYS);
+  const group = Hq / Hkv;
+  const part = rt.scratchF32(B * Hq * chunks * (D + 2), `the partial sums of a decoded token's attention (${B * Hq} rows x ${chunks} chunks)`);
+  const s = sfx(a.dtype);
+  if (chunks > 0) {
+    const smem = 4 * (group * D + 2 * DECODE_KEYS * (D + 1) + group * DECODE_KEYS);
+    rt.launch('attention', `attn_decode_partial_${s}`, [chunks, Hkv, B], [DECODE_THREADS], smem, 'pppppiiiif', [
+      a.q.ptr, a.k.ptr, a.v.ptr, part.ptr, a.kvLength?.ptr ?? 0, Tk, Hq, Hkv, D, a.scale,
+    ]);
+  }
+  rt.launch('attention', `attn_decode_combine_${s}`, [B * Hq], [Math.min(256, 32 * Math.ceil(D / 32))], 0, 'pppii', [part.ptr, a.out.ptr, a.lse.ptr, chunks, D]);
+  rt.free(part);
 }
 
 export function attentionBackward(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
