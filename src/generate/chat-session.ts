@@ -143,9 +143,17 @@ export class ChatSession {
 /**
  * Turns a growing list of ids into text pieces. Text is held back while it could still be the
  * start of a stop word, or ends in an incomplete UTF-8 sequence (decoded as U+FFFD).
+ * Decoding is incremental (as vLLM detokenizes): each id decodes a window from the last id whose
+ * text was taken, twice (with and without the new ids) and the difference is the new text, so
+ * a token costs the same at the end of a long answer as at its start (decoding the whole answer per
+ * token made a 2000-token answer quadratic). Both decodes of a window start at the same id, so a
+ * decoder's treatment of a leading space (SentencePiece) cancels out.
  */
 export class StopWordStream {
   private readonly ids: number[] = [];
+  /** Where the window decoded for each new id starts, and where its taken part ends. */
+  private prefixOffset = 0;
+  private readOffset = 0;
   private emitted = 0;
   private text = '';
   private stopped = false;
@@ -163,25 +171,36 @@ export class StopWordStream {
   push(id: number): boolean {
     if (this.stopped) return true;
     this.ids.push(id);
-    this.text = this.decode(this.ids);
+    this.take(false);
     const cut = this.stopCut();
     if (cut !== -1) {
       this.text = this.text.slice(0, cut);
       this.stopped = true;
       return true;
     }
-    let upto = this.text.length - this.holdBack;
-    while (upto > this.emitted && this.text.charCodeAt(upto - 1) === 0xfffd) upto--;
-    this.emit(upto);
+    this.emit(this.text.length - this.holdBack);
     return false;
   }
 
   /** Emits what is left and returns the whole answer. */
   finish(): string {
+    if (!this.stopped) this.take(true);
     const cut = this.stopCut();
     if (cut !== -1) this.text = this.text.slice(0, cut);
     this.emit(this.text.length);
     return this.text;
+  }
+
+  /** Adds the text of the ids not yet taken, once it ends in a whole character (or `all`). */
+  private take(all: boolean): void {
+    const window = this.ids.slice(this.prefixOffset);
+    const before = this.decode(window.slice(0, this.readOffset - this.prefixOffset));
+    const after = this.decode(window);
+    if (after.length > before.length && (all || !after.endsWith('\ufffd'))) {
+      this.text += after.slice(before.length);
+      this.prefixOffset = this.readOffset;
+      this.readOffset = this.ids.length;
+    }
   }
 
   private stopCut(): number {

@@ -2,6 +2,7 @@
 // internlm2_chat definition), stop words, and streaming that never shows half a character or
 // the start of a stop word. The model is scripted: it "generates" given ids.
 
+import fs from 'node:fs';
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { loadTokenizer } from '../../src/tokenizer/index.ts';
@@ -90,4 +91,24 @@ test('without a stop the answer ends at max_new_tokens', () => {
   const r = session.ask('q');
   assert.equal(r.stoppedBy, 'length');
   assert.equal(r.ids.length, 3);
+});
+
+test('streamed text, decoded a few ids at a time, is the whole answer decoded at once', async () => {
+  const { fixtureTokenizer } = await import('../tokenizer/fixture-tokenizers.ts');
+  const { seededRandom } = await import('../../src/data/rng.ts');
+  const texts = (JSON.parse(fs.readFileSync('test/fixtures/tokenizers/tokenizer_reference.json', 'utf8')) as { texts: string[] }).texts;
+  const uniform = seededRandom(5);
+  for (const t of [tok, ...(await Promise.all((['qwen3', 'mistral', 'internlm2_style'] as const).map(fixtureTokenizer)))]) {
+    const decode = (ids: number[]) => t.decode(ids, { skipSpecialTokens: true });
+    // the reference texts (special tokens, emoji, CJK, spaces), then random ids (bytes cut anywhere)
+    const answers = [...texts.map((x) => t.encode(x, { addSpecialTokens: false })), ...Array.from({ length: 20 }, () => Array.from({ length: 40 }, () => Math.floor(uniform() * t.vocabSize)))];
+    for (const ids of answers) {
+      const pieces: string[] = [];
+      const s = new StopWordStream([], decode, (p) => pieces.push(p));
+      for (const id of ids) s.push(id);
+      const whole = decode(ids);
+      assert.equal(s.finish(), whole, `ids ${ids.slice(0, 12).join(' ')}...`);
+      assert.equal(pieces.join(''), whole);
+    }
+  }
 });
