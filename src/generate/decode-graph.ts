@@ -41,8 +41,8 @@ export class DecodeGraph {
   /**
    * The step's logits: `run` (its device work, reading `inputs`, views of this object's buffers,
    * and the cache) op by op the first time, captured and launched the second, the graph launched
-   * after (captured again if an input has moved). The logits
-   * are the graph's own (valid until its next launch), or, op by op, the enclosing scope's.
+   * after (captured again if an input has moved). The logits are the graph's own (valid until its
+   * next launch), or, op by op, the enclosing scope's.
    */
   step(run: () => Tensor, inputs: readonly Tensor[]): Tensor {
     if (this.counts.eager === 0) {

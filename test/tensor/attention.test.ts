@@ -161,15 +161,17 @@ test('a KV-cache step equals the last rows of the full causal pass', () => {
 test('over a KV cache filled to kvLength, attention equals attention over the filled keys alone', () => {
   T.tidy(() => {
     const rng = new T.Rng(17);
-    // capacity 12, filled to 7; the rows past it hold values that must not count
-    const k = T.randn([2, 12, 1, 8], { rng });
-    const v = T.randn([2, 12, 1, 8], { rng });
-    for (const [tq, len, causal] of [[1, 7, true], [3, 7, true], [2, 12, true], [1, 5, false]] as const) {
-      const q = T.randn([2, tq, 2, 8], { rng });
-      const kvLength = T.tensor(Int32Array.of(len), [1], { dtype: 'int32' });
-      const cached = T.attention(q, k, v, { causal, kvLength });
-      const alone = T.attention(q, T.slice(k, 1, 0, len), T.slice(v, 1, 0, len), { causal });
-      assertClose(cached.toFloat32Array(), alone.toFloat32Array(), FWD_TOL, `Tq ${tq}, kvLength ${len}, causal ${causal}`);
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      // capacity 12, filled to 7; the rows past it hold values that must not count
+      const k = T.randn([2, 12, 1, 8], { rng, dtype });
+      const v = T.randn([2, 12, 1, 8], { rng, dtype });
+      for (const [tq, len, causal] of [[1, 7, true], [3, 7, true], [2, 12, true], [1, 5, false]] as const) {
+        const q = T.randn([2, tq, 2, 8], { rng, dtype });
+        const kvLength = T.tensor(Int32Array.of(len), [1], { dtype: 'int32' });
+        const cached = T.attention(q, k, v, { causal, kvLength });
+        const alone = T.attention(q, T.slice(k, 1, 0, len), T.slice(v, 1, 0, len), { causal });
+        assertClose(cached.toFloat32Array(), alone.toFloat32Array(), FWD_TOL, `${dtype}, Tq ${tq}, kvLength ${len}, causal ${causal}`);
+      }
     }
   });
 });

@@ -40,15 +40,18 @@ function maxLen(segs: Int32Array, at: number): number {
 
 export function attention(args: AttentionArgs<CpuStorage>): void {
   const { B, Tq, Tk, Hq, Hkv, D, scale, causal, dtype } = args;
+  const ldq = Hq * D;
+  const ldk = Hkv * D;
+  const kLen = args.kvLength ? Math.min(Math.max((args.kvLength as Int32Array)[0]!, 0), Tk) : Tk;
+  // of a KV cache only its filled rows are read: 16-bit keys and values are widened that far only
+  const used = Math.max(0, (B - 1) * Tk + kLen) * ldk;
   const q = f32Of(args.q, dtype); // [B, Tq, Hq, D]
-  const k = f32Of(args.k, dtype); // [B, Tk, Hkv, D]
-  const v = f32Of(args.v, dtype); // [B, Tk, Hkv, D]
+  const k = f32Of(args.k.subarray(0, used) as CpuStorage, dtype); // [B, Tk, Hkv, D]
+  const v = f32Of(args.v.subarray(0, used) as CpuStorage, dtype); // [B, Tk, Hkv, D]
   const out = f32Out(args.out, dtype, B * Tq * Hq * D); // [B, Tq, Hq, D]
   const lse = args.lse as Float32Array; // [B, Hq, Tq]
   const group = Hq / Hkv;
-  const ldq = Hq * D;
-  const ldk = Hkv * D;
-  const segs = segments(B, Tq, Tk, args.cuSeqlens, args.kvLength ? Math.min(Math.max((args.kvLength as Int32Array)[0]!, 0), Tk) : Tk);
+  const segs = segments(B, Tq, Tk, args.cuSeqlens, kLen);
   const s = new Float32Array(BLOCK_ROWS * maxLen(segs, 3)); // one block of scores [rows, kEnd]
   for (let g = 0; g < segs.length; g += 4) {
     const b = segs[g]!;
