@@ -224,7 +224,12 @@ export interface Backend<S> {
   fill(dst: S, dtype: DType, offset: number, size: number, value: number): void;
   /** dst[i] = src[i] converted (floats round to nearest even, float to int truncates). */
   cast(src: S, srcDtype: DType, dst: S, dstDtype: DType, size: number): void;
-  /** dst[dstOffset + sum_d i_d dstStrides_d] = src[srcOffset + sum_d i_d srcStrides_d] over `shape`. */
+  /**
+   * dst[dstOffset + sum_d i_d dstStrides_d] = src[srcOffset + sum_d i_d srcStrides_d] over `shape`.
+   * `shift`: the destination moved by at[0] * stride elements more, `at` an int32 storage read where
+   * the copy runs, so a captured CUDA graph writes where each replay's value says (a KV cache's
+   * write position).
+   */
   copyStrided(
     src: S,
     srcOffset: number,
@@ -234,23 +239,7 @@ export interface Backend<S> {
     dstStrides: readonly number[],
     shape: readonly number[],
     dtype: DType,
-  ): void;
-  /**
-   * copyStrided with the destination moved by at[0] * atStride elements, `at` an int32 storage read
-   * where the copy runs: a captured CUDA graph then writes where each replay's value says (a KV
-   * cache's write position).
-   */
-  copyStridedAt(
-    src: S,
-    srcOffset: number,
-    srcStrides: readonly number[],
-    dst: S,
-    dstOffset: number,
-    dstStrides: readonly number[],
-    shape: readonly number[],
-    dtype: DType,
-    at: S,
-    atStride: number,
+    shift?: { at: S; stride: number },
   ): void;
 
   // ---- elementwise ----

@@ -73,6 +73,6 @@ export class PreallocatedKvCache implements KvCache {
     const t = src.shape[1]!;
     const s = src.dtype === dst.dtype ? src : cast(src, dst.dtype);
     const row = h * d;
-    dst.backend.copyStridedAt(s.storage, 0, [t * row, row, d, 1], dst.storage, 0, [maxLen * row, row, d, 1], [b, t, h, d], dst.dtype, this.#at.storage, row);
+    dst.backend.copyStrided(s.storage, 0, [t * row, row, d, 1], dst.storage, 0, [maxLen * row, row, d, 1], [b, t, h, d], dst.dtype, { at: this.#at.storage, stride: row });
   }
 }

@@ -82,13 +82,13 @@ test('copyStrided: transposes, slices, broadcasts and offsets', { skip: SKIP }, 
   }
 });
 
-test('copyStridedAt: the destination moved by a position read on the device (a KV cache write)', { skip: SKIP }, () => {
+test('copyStrided with a shift: the destination moved by a position read on the device (a KV cache write)', { skip: SKIP }, () => {
   // [B=2, T=3, H=2, D=5] rows into a cache [2, 9, 2, 5] at positions 0, 4 and 6
   const row = 2 * 5;
   for (const dtype of ['float32', 'bfloat16'] as DType[]) {
     for (const at of [0, 4, 6]) {
-      compareWithCpu(`copyStridedAt ${dtype} at ${at}`, { x: { dtype, data: dataFor(dtype, 2 * 3 * row) }, y: { dtype, data: dataFor(dtype, 2 * 9 * row) }, at: { dtype: 'int32', data: Int32Array.of(at) } }, ['y'], { abs: 0, rel: 0 }, (b, s) =>
-        b.copyStridedAt(s['x']!, 0, [3 * row, row, 5, 1], s['y']!, 0, [9 * row, row, 5, 1], [2, 3, 2, 5], dtype, s['at']!, row),
+      compareWithCpu(`copyStrided ${dtype} shifted to ${at}`, { x: { dtype, data: dataFor(dtype, 2 * 3 * row) }, y: { dtype, data: dataFor(dtype, 2 * 9 * row) }, at: { dtype: 'int32', data: Int32Array.of(at) } }, ['y'], { abs: 0, rel: 0 }, (b, s) =>
+        b.copyStrided(s['x']!, 0, [3 * row, row, 5, 1], s['y']!, 0, [9 * row, row, 5, 1], [2, 3, 2, 5], dtype, { at: s['at']!, stride: row }),
       );
     }
   }

@@ -45,10 +45,8 @@ export const cpuBackend: Backend<CpuStorage> = {
   read: cpuRead,
   fill,
   cast,
-  copyStrided: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape) =>
-    copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape),
-  copyStridedAt: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, _dtype, at, atStride) =>
-    copyStrided(src, srcOffset, srcStrides, dst, dstOffset + (at as Int32Array)[0]! * atStride, dstStrides, shape),
+  copyStrided: (src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, _dtype, shift) =>
+    copyStrided(src, srcOffset, srcStrides, dst, dstOffset + (shift ? (shift.at as Int32Array)[0]! * shift.stride : 0), dstStrides, shape),
   binary,
   unary,
   unaryBackward,

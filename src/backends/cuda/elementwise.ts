@@ -53,7 +53,7 @@ function fillBits(dtype: DType, value: number): number {
 
 type Kernels = Pick<
   Backend<CudaStorage>,
-  'alloc' | 'allocUninit' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'copyStridedAt' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'dropout' | 'reduceSum' | 'swiglu' | 'swigluBackward'
+  'alloc' | 'allocUninit' | 'free' | 'write' | 'read' | 'fill' | 'cast' | 'copyStrided' | 'binary' | 'unary' | 'unaryBackward' | 'scale' | 'axpy' | 'dropout' | 'reduceSum' | 'swiglu' | 'swigluBackward'
 >;
 
 export function elementwiseKernels(rt: CudaRuntime): Kernels {
@@ -94,23 +94,16 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       if (srcDtype !== dstDtype) flat('cast_any', 'pipil', size, [src.ptr, dtypeCode(srcDtype), dst.ptr, dtypeCode(dstDtype), size]);
       else if (src.ptr !== dst.ptr) d.copyDeviceToDevice(dst.ptr, src.ptr, size * dtypeBytes(srcDtype)); // in place: nothing to do
     },
-    copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, dtype) {
+    copyStrided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, dtype, shift) {
       if (shape.some((n) => n === 0)) return;
       const { shape: sh, strides } = coalesce(shape, [srcStrides, dstStrides]);
       const [ss, ds] = strides as [number[], number[]];
       const n = sh.reduce((a, b) => a * b, 1);
-      if (sh.length === 1 && ss[0] === 1 && ds[0] === 1) {
+      if (!shift && sh.length === 1 && ss[0] === 1 && ds[0] === 1) {
         d.copyDeviceToDevice(at(dst, dtype, dstOffset), at(src, dtype, srcOffset), n * dtypeBytes(dtype));
         return;
       }
-      flat(COPY_KERNEL[dtypeBytes(dtype)]!, 'ppslpl', n, [at(src, dtype, srcOffset), at(dst, dtype, dstOffset), strides2(sh, ss, ds), n, 0, 0]);
-    },
-    copyStridedAt(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape, dtype, shift, atStride) {
-      if (shape.some((n) => n === 0)) return;
-      const { shape: sh, strides } = coalesce(shape, [srcStrides, dstStrides]);
-      const [ss, ds] = strides as [number[], number[]];
-      const n = sh.reduce((a, b) => a * b, 1);
-      flat(COPY_KERNEL[dtypeBytes(dtype)]!, 'ppslpl', n, [at(src, dtype, srcOffset), at(dst, dtype, dstOffset), strides2(sh, ss, ds), n, shift.ptr, atStride]);
+      flat(COPY_KERNEL[dtypeBytes(dtype)]!, 'ppslpl', n, [at(src, dtype, srcOffset), at(dst, dtype, dstOffset), strides2(sh, ss, ds), n, shift?.at.ptr ?? 0, shift?.stride ?? 0]);
     },
     binary(op, a, aStrides, b, bStrides, out, shape, dtype) {
       const n = shape.reduce((x, y) => x * y, 1);
