@@ -2,10 +2,13 @@
 // step runs op by op, the second is captured and launched, every later one replays it at the next
 // position. The logits of every step equal those of decoding op by op (XTUNER_CUDA_GRAPHS=0) bit
 // for bit: float32 and bf16, the embedding table in host memory, LoRA adapters, NF4 weights
-// (nf4Matvec), a prompt of one token and a longer one, and a second cache after the first.
+// (nf4Matvec), a prompt of one token and a longer one, and a second cache after the first. A capture
+// that runs out of memory leaves the generation op by op, with the same logits.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
+import { CachingAllocator } from '../../src/backends/cuda/allocator.ts';
+import { CudaOutOfMemoryError, cudaBackend } from '../../src/backends/cuda/index.ts';
 import { PreallocatedKvCache } from '../../src/generate/kv-cache.ts';
 import { argmax } from '../../src/generate/sampling.ts';
 import { createModel, type CreateOptions } from '../../src/models/index.ts';
@@ -70,4 +73,29 @@ test('decoding through a CUDA graph with LoRA adapters gives the logits of decod
   for (const [name, p] of model.namedParameters()) if (name.includes('lora_B')) p.assign(Float32Array.from({ length: p.size }, () => rng.normal() * 0.05));
   model.eval();
   check('LoRA', model, [3, 99, 250]);
+});
+
+test('a decoding capture that runs out of GPU memory leaves the generation op by op, with the same logits', { skip: SKIP }, () => {
+  const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 7 });
+  model.eval();
+  const prompt = [11, 12, 13];
+  const want = decode(model, prompt, false).logits;
+  // the device fills up partway through the capture (the allocator's own error)
+  const alloc = CachingAllocator.prototype.alloc;
+  let inCapture = 0;
+  CachingAllocator.prototype.alloc = function (this: CachingAllocator, bytes, what) {
+    if ((this as unknown as { capturing: unknown }).capturing && ++inCapture > 5) throw new CudaOutOfMemoryError(`no room for ${what()}`, {});
+    return alloc.call(this, bytes, what);
+  };
+  let got: ReturnType<typeof decode>;
+  try {
+    got = decode(model, prompt, true);
+  } finally {
+    CachingAllocator.prototype.alloc = alloc;
+  }
+  assert.ok(inCapture > 5, 'the capture ran out');
+  // once op by op before the capture, once in its place; the rest without the graph
+  assert.deepEqual(got.counts, { eager: 2, captured: 0, replayed: 0 });
+  got.logits.forEach((l, i) => assert.deepEqual(l, want[i], `the logits of step ${i}`));
+  assert.equal(cudaBackend().memoryStats().graphPoolBytes, 0, "the failed capture's pool went back");
 });
