@@ -1,9 +1,10 @@
 // Decoding through a CUDA graph per KV cache (src/generate/decode-graph.ts): the first one-token
 // step runs op by op, the second is captured and launched, every later one replays it at the next
 // position. The logits of every step equal those of decoding op by op (XTUNER_CUDA_GRAPHS=0) bit
-// for bit: float32 and bf16, the embedding table in host memory, LoRA adapters, NF4 weights
-// (nf4Matvec), a prompt of one token and a longer one, and a second cache after the first. A capture
-// that runs out of memory leaves the generation op by op, with the same logits.
+// for bit: float32 and bf16, the embedding table in host memory, LoRA adapters (over bf16 and over
+// NF4 weights), NF4 weights (nf4Matvec), a prompt of one token and a longer one, and a second cache
+// after the first. A capture that runs out of memory leaves the generation op by op, with the same
+// logits.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -66,13 +67,16 @@ for (const [what, opts] of CASES) {
 }
 
 test('decoding through a CUDA graph with LoRA adapters gives the logits of decoding op by op', { skip: SKIP }, () => {
-  const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 6 });
-  const rng = new Rng(2);
-  injectLora(model, { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, rng, new DropoutStream(rng));
-  // B starts at zero: give the adapters something to add
-  for (const [name, p] of model.namedParameters()) if (name.includes('lora_B')) p.assign(Float32Array.from({ length: p.size }, () => rng.normal() * 0.05));
-  model.eval();
-  check('LoRA', model, [3, 99, 250]);
+  // over bf16 weights the adapters' bf16 copies are kept; over NF4 (QLoRA) they are cast per call, inside the graph
+  for (const [what, opts] of [['LoRA', {}], ['LoRA over NF4 weights', { quantization: {} }]] as const) {
+    const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 6, ...opts });
+    const rng = new Rng(2);
+    injectLora(model, { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: null }, rng, new DropoutStream(rng));
+    // B starts at zero: give the adapters something to add
+    for (const [name, p] of model.namedParameters()) if (name.includes('lora_B')) p.assign(Float32Array.from({ length: p.size }, () => rng.normal() * 0.05));
+    model.eval();
+    check(what, model, [3, 99, 250]);
+  }
 });
 
 test('a decoding capture that runs out of GPU memory leaves the generation op by op, with the same logits', { skip: SKIP }, () => {
