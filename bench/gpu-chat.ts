@@ -1,12 +1,14 @@
 // Benchmark (not a test): decoding speed, as `xtuner chat` decodes. Random weights of a shape
 // (bench/shapes.ts, tiled as in gpu-train.ts) in bf16, or with --bits 4 the base linears in NF4 as
 // `chat --bits 4` loads them (double quantisation, the embedding table in host memory); a prompt of
-// --prompt random tokens prefilled into the KV cache, then --tokens greedy tokens one at a time.
-// Prints XTUNER_TS_CHAT: the prefill's time, decoding tokens/s and ms per token (wall time), the
-// device time of one decoding step (events around it: on CUDA), and peak GPU memory. ms per token
-// against the device's says which side bounds decoding: the host's launches or the device's reads
-// of the weights. On CUDA a one-token step is a CUDA graph replay from the third token on
-// (src/generate/decode-graph.ts; XTUNER_CUDA_GRAPHS=0 decodes op by op, for comparison).
+// --prompt random tokens prefilled into the KV cache, then --tokens greedy tokens one at a time,
+// then --tokens more sampled with `xtuner chat`'s defaults (top-k 40, top-p 0.75, temperature 0.1).
+// Prints XTUNER_TS_CHAT: the prefill's time, greedy decoding tokens/s and ms per token (wall
+// time), ms per sampled token (the host's sampling on top), the device time of one decoding step
+// (events around it: on CUDA), and peak GPU memory. ms per token against the device's says which
+// side bounds decoding: the host or the device's reads of the weights. On CUDA a one-token step is
+// a CUDA graph replay from the third token on (src/generate/decode-graph.ts; XTUNER_CUDA_GRAPHS=0
+// decodes op by op, for comparison).
 //
 //   node --import tsx bench/gpu-chat.ts [--shape qwen2.5-0.5b|llama2-7b|...] [--bits 4] [--prompt 64] [--tokens 64] [--device cuda|cpu]
 
@@ -14,7 +16,8 @@ import { parseArgs } from 'node:util';
 import { cudaBackend, cudaStatus } from '../src/backends/cuda/index.ts';
 import { reportError } from '../src/cli/main.ts';
 import type { PreallocatedKvCache } from '../src/generate/kv-cache.ts';
-import { argmax } from '../src/generate/sampling.ts';
+import { XTUNER_CHAT_DEFAULTS } from '../src/generate/chat-session.ts';
+import { argmax, pickToken } from '../src/generate/sampling.ts';
 import { createModel } from '../src/models/index.ts';
 import { nf4Report } from '../src/quant/nf4-linear.ts';
 import { memoryStats, noGrad, resetPeakBytes, Rng } from '../src/tensor/index.ts';
@@ -54,7 +57,7 @@ resetPeakBytes();
 if (onCuda) cudaBackend().resetPeaks();
 
 const result = noGrad(() => {
-  const cache = model.createKvCache(promptLen + tokens + 1) as PreallocatedKvCache;
+  const cache = model.createKvCache(promptLen + 2 * tokens + 1) as PreallocatedKvCache;
   try {
     let t = performance.now();
     let id = argmax(model.nextLogits(prompt, cache)); // the logits come back: the step is done
@@ -63,7 +66,13 @@ const result = noGrad(() => {
     for (let i = 1; i < tokens; i++) id = argmax(model.nextLogits(Int32Array.of(id), cache));
     const msPerToken = (performance.now() - t) / Math.max(1, tokens - 1);
     const deviceMs = onCuda ? cudaBackend().time(() => model.nextLogits(Int32Array.of(id), cache)) : null;
-    return { prefillMs, msPerToken, deviceMs, graph: cache.decodeGraph ? { ...cache.decodeGraph.counts } : null };
+    // then as `xtuner chat` samples by default (XTuner's top-k 40, top-p 0.75, temperature 0.1): the host's share per token
+    const context = [...prompt];
+    const uniform = () => rng.uniform();
+    t = performance.now();
+    for (let i = 0; i < tokens; i++) context.push((id = pickToken(model.nextLogits(Int32Array.of(id), cache), context, XTUNER_CHAT_DEFAULTS, uniform)));
+    const msPerTokenSampled = (performance.now() - t) / tokens;
+    return { prefillMs, msPerToken, msPerTokenSampled, deviceMs, graph: cache.decodeGraph ? { ...cache.decodeGraph.counts } : null };
   } finally {
     cache.dispose();
   }
@@ -77,6 +86,7 @@ console.log('XTUNER_TS_CHAT', JSON.stringify({
   prefill_ms: +result.prefillMs.toFixed(1),
   tokens_per_s: +(1000 / result.msPerToken).toFixed(1),
   ms_per_token: +result.msPerToken.toFixed(2),
+  ms_per_token_sampled: +result.msPerTokenSampled.toFixed(2),
   ...(result.deviceMs !== null ? { device_ms_per_token: +result.deviceMs.toFixed(2) } : {}),
   peak_mem_gib: gib(onCuda ? cudaBackend().memoryStats().peakAllocatedBytes : memoryStats(device).peakBytes),
   ...(quant ? { nf4_modules: quant.modules.length } : {}),
