@@ -379,6 +379,18 @@ export interface Backend<S> {
    */
   nf4Matvec(w: Nf4WeightArgs<S>, x: S, bias: S | null, out: S, rows: number, outFeatures: number, inFeatures: number, dtype: FloatDType): void;
 
+  // ---- choosing a token (a row of logits stays where it is; a few values come back) ----
+  /** out (int32 [1]) = the first index of the largest of x[0..n). */
+  sampleArgmax(x: S, n: number, dtype: FloatDType, out: S): void;
+  /**
+   * Hugging Face's temperature then top-k over x[0..n) (1 <= k < n, temperature > 0): every i with
+   * fl(x_i / t) >= the k-th largest of those (ties kept), x_i not -inf, into out (int32
+   * [1 + 2 cap]): out[0] the count (more than `cap`: only `cap` of them written), their ids in
+   * out[1 .. 1 + cap), fl(x_i / t) as float32 bits in out[1 + cap ..], in no particular order.
+   * x_i / t is divided in double and rounded once to float32.
+   */
+  topKCandidates(x: S, n: number, k: number, temperature: number, dtype: FloatDType, out: S, cap: number): void;
+
   // ---- optimizer support (in place, no autograd; nothing is read back) ----
   /**
    * Global L2 norm for clipping (torch.nn.utils.clip_grad_norm_, norm_type 2), on the device:

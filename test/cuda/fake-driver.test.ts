@@ -235,6 +235,8 @@ function exerciseAll(be: Backend<CudaStorage>, dtype: FloatDType, wDtype: FloatD
   be.nf4Dequantize(u8, u8, f32c, 0.5, y, 4095, 64, 256, dtype);
   be.nf4Dequantize(u8, null, f32c, 0, y, 2048, 64, 1, dtype);
   be.nf4Matvec({ packed: u8, absCodes: u8, absScales: f32b, offset: 0.5, blockSize: 64, absBlockSize: 256 }, x, y, z, 8, 64, 64, dtype);
+  be.sampleArgmax(x, 4096, dtype, u8);
+  be.topKCandidates(x, 4096, 40, 0.7, dtype, u8, 64);
   const shape = { B: 2, Tq: 8, Tk: 8, Hq: 4, Hkv: 2, D: 16, scale: 0.25, causal: true, cuSeqlens: Int32Array.from([0, 5, 16]), dtype };
   be.attention({ ...shape, q: x, k: y, v: z, out: x, lse: f32a });
   be.attentionBackward({ ...shape, q: x, k: y, v: z, out: x, lse: f32a, dout: y, dq: z, dk: x, dv: y });

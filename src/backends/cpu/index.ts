@@ -12,6 +12,7 @@ import { nf4Dequantize, nf4Matvec, nf4Quantize } from './nf4.ts';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.ts';
 import { adamwStep, gradNormClip } from './optim.ts';
 import { rope } from './rope.ts';
+import { sampleArgmax, topKCandidates } from './sampling.ts';
 import { softmax, softmaxBackward } from './softmax.ts';
 import { commit, cpuAlloc, cpuAllocUninit, cpuFree, cpuRead, cpuWrite, f32Of, type CpuStorage } from './storage.ts';
 import { swiglu, swigluBackward } from './swiglu.ts';
@@ -72,6 +73,8 @@ export const cpuBackend: Backend<CpuStorage> = {
   nf4Quantize,
   nf4Dequantize,
   nf4Matvec,
+  sampleArgmax,
+  topKCandidates,
   gradNormClip,
   adamwStep,
 };

@@ -14,6 +14,7 @@ import { captureGraph, type CudaGraph } from './graph.ts';
 import { layerKernels } from './layers.ts';
 import { optimKernels } from './optim.ts';
 import { quantKernels } from './quant.ts';
+import { samplingKernels } from './sampling.ts';
 import { dtypeBytes } from '../../tensor/dtype.ts';
 import { CudaRuntime, CudaStorage } from './runtime.ts';
 
@@ -82,6 +83,7 @@ function createCudaBackend(rt: CudaRuntime): CudaBackend {
     ...layerKernels(rt),
     ...optimKernels(rt),
     ...quantKernels(rt),
+    ...samplingKernels(rt),
     view: (s, dtype, offset, size) => new CudaStorage(s.ptr + offset * dtypeBytes(dtype), size * dtypeBytes(dtype), null),
     gemm: (g) => gemm(rt, g),
     attention: (a) => attention(rt, a),

@@ -15,7 +15,7 @@ import { XtunerError } from '../../errors.ts';
 import type { CudaDriver } from './driver.ts';
 
 /** The kernel source files (native/cuda/<module>.cu). */
-export type KernelModule = 'elementwise' | 'dropout' | 'norm' | 'softmax' | 'rope' | 'embedding' | 'cross-entropy' | 'attention' | 'attention-mma' | 'optim' | 'nf4';
+export type KernelModule = 'elementwise' | 'dropout' | 'norm' | 'softmax' | 'rope' | 'embedding' | 'cross-entropy' | 'attention' | 'attention-mma' | 'optim' | 'nf4' | 'sampling';
 
 export type KernelArg = number | bigint | Buffer;
 

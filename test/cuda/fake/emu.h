@@ -39,6 +39,21 @@ inline float atomicAdd(float* p, float v) {  // fibers never run at the same tim
   *p = old + v;
   return old;
 }
+inline int atomicAdd(int* p, int v) {
+  int old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+  unsigned old = *p;
+  *p = old + v;
+  return old;
+}
+// reinterpretations of bits
+inline unsigned __float_as_uint(float v) { unsigned u; std::memcpy(&u, &v, 4); return u; }
+inline int __float_as_int(float v) { int u; std::memcpy(&u, &v, 4); return u; }
+inline float __uint_as_float(unsigned u) { float v; std::memcpy(&v, &u, 4); return v; }
+inline double __longlong_as_double(long long u) { double v; std::memcpy(&v, &u, 8); return v; }
 // round-to-nearest float arithmetic, never contracted into a fused multiply-add (built without FMA)
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
