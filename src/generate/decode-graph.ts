@@ -42,12 +42,12 @@ export class DecodeGraph {
    * The step's logits: `run` (its device work, reading `inputs`, views of this object's buffers,
    * and the cache) op by op the first time, captured and launched the second, the graph launched
    * after (captured again if an input has moved). The logits are the graph's own (valid until its
-   * next launch), or, op by op, the enclosing scope's.
+   * next launch), or, op by op, the caller's (`own`: kept out of every scope, to dispose).
    */
-  step(run: () => Tensor, inputs: readonly Tensor[]): Tensor {
+  step(run: () => Tensor, inputs: readonly Tensor[]): { logits: Tensor; own: boolean } {
     if (this.counts.eager === 0) {
       this.counts.eager++;
-      return run();
+      return { logits: keep(run()), own: true };
     }
     const addresses = inputs.map((t) => (t.storage as CudaStorage).ptr).join(' ');
     if (this.#graph && addresses !== this.#addresses) this.#release(); // an input moved (a buffer held elsewhere): capture again
@@ -67,7 +67,7 @@ export class DecodeGraph {
         // nothing the capture queued has run: this step goes op by op, and so do the rest
         this.#off = true;
         this.counts.eager++;
-        return run();
+        return { logits: keep(run()), own: true };
       }
       this.#logits = logits;
       this.#addresses = addresses;
@@ -76,7 +76,7 @@ export class DecodeGraph {
       this.counts.replayed++;
     }
     this.#graph.launch();
-    return this.#logits!;
+    return { logits: this.#logits!, own: false };
   }
 
   /** Frees the graph, its logits and its input buffers (with the KV cache it captured). */

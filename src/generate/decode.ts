@@ -5,7 +5,7 @@
 import { XtunerError } from '../errors.ts';
 import { Rng } from '../tensor/index.ts';
 import type { KvCache } from '../models/decoder.ts';
-import { pickToken, type SamplingOptions } from './sampling.ts';
+import { pickFromRow, type LogitsRow, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -22,8 +22,8 @@ export interface DecodingModel {
   /** The eos id(s) from the model's config, the default stop ids. */
   defaultStopIds(): number[];
   createKvCache(maxLen: number): KvCache;
-  /** Runs `ids` (one row) at positions cache.length.. and returns the logits of the last position [V]. */
-  nextLogits(ids: Int32Array, cache: KvCache): Float32Array;
+  /** Runs `ids` (one row) at positions cache.length.. and returns the logits of the last position [V], valid until the next call. */
+  nextRow(ids: Int32Array, cache: KvCache): LogitsRow;
 }
 
 function checkOptions(model: DecodingModel, prompt: readonly number[], o: GenerateOptions): void {
@@ -51,17 +51,21 @@ export function generateIds(model: DecodingModel, promptIds: readonly number[], 
   const uniform = () => rng.uniform();
   const context = [...promptIds];
   const cache = model.createKvCache(promptIds.length + opts.maxNewTokens);
+  let row: LogitsRow | null = null;
   try {
-    let logits = model.nextLogits(Int32Array.from(promptIds), cache);
+    row = model.nextRow(Int32Array.from(promptIds), cache);
     for (let i = 0; i < opts.maxNewTokens; i++) {
-      const id = pickToken(logits, context, opts, uniform);
+      const id = pickFromRow(row, context, opts, uniform);
+      row.dispose();
+      row = null;
       out.push(id);
       context.push(id);
       const keepGoing = opts.onToken?.(id, i) !== false;
       if (!keepGoing || stop.has(id) || i === opts.maxNewTokens - 1) break;
-      logits = model.nextLogits(Int32Array.of(id), cache);
+      row = model.nextRow(Int32Array.of(id), cache);
     }
   } finally {
+    row?.dispose();
     cache.dispose();
   }
   return out;

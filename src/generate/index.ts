@@ -2,4 +2,5 @@
 export { generateIds, type GenerateOptions, type DecodingModel } from './decode.ts';
 export { ChatSession, StopWordStream, XTUNER_CHAT_DEFAULTS, type ChatModel, type ChatSessionOptions, type TurnResult } from './chat-session.ts';
 export { PreallocatedKvCache, type KvCacheShape } from './kv-cache.ts';
-export { pickToken, applyRepetitionPenalty, applyTopK, applyTopP, argmax, softmax, type SamplingOptions } from './sampling.ts';
+export { pickToken, pickFromRow, applyRepetitionPenalty, applyTopK, applyTopP, argmax, softmax, type LogitsRow, type SamplingOptions } from './sampling.ts';
+export { TensorLogitsRow } from './logits-row.ts';

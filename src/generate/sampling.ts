@@ -1,6 +1,11 @@
 // Choosing the next token from one row of logits, with Hugging Face's semantics and order:
 // repetition penalty, then temperature, top-k, top-p, then a draw (or argmax when greedy).
-// Pure functions over Float32Array; no tensors, no model.
+// Pure functions over Float32Array; pickFromRow takes a LogitsRow instead, a row that may stay on
+// its device (./logits-row.ts), and reads only the candidates (or the id) back from it.
+
+import { argmax, kthLargest } from '../backends/cpu/sampling.ts';
+
+export { argmax, kthLargest };
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy (argmax). > 0: sample from softmax(logits / temperature). */
@@ -64,33 +69,6 @@ function keepOnly(logits: Float32Array, c: Candidates): void {
 }
 
 /**
- * The k-th largest value (k <= length), NaN-free input: a min-heap of the k largest seen so far,
- * O(n log k), where sorting a 150k-token vocabulary per generated token cost ~20 ms.
- */
-export function kthLargest(values: Float32Array, k: number): number {
-  const heap = new Float32Array(k); // heap[0] is the smallest of the k kept
-  const siftDown = (i: number): void => {
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= k) return;
-      const c = l + 1 < k && heap[l + 1]! < heap[l]! ? l + 1 : l;
-      if (heap[c]! >= heap[i]!) return;
-      [heap[c], heap[i]] = [heap[i]!, heap[c]!];
-      i = c;
-    }
-  };
-  heap.set(values.subarray(0, k));
-  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
-  for (let i = k; i < values.length; i++) {
-    if (values[i]! > heap[0]!) {
-      heap[0] = values[i]!;
-      siftDown(0);
-    }
-  }
-  return heap[0]!;
-}
-
-/**
  * HF TopPLogitsWarper: sort ascending, drop the tokens whose cumulative probability stays at or
  * below 1 - p, always keep the most likely one. In place.
  */
@@ -133,13 +111,6 @@ export function softmax(logits: Float32Array): Float64Array {
   return out;
 }
 
-/** First index of the largest value (torch.argmax picks the first on ties too). */
-export function argmax(logits: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-  return best;
-}
-
 /**
  * The next token for one row. `logits` is modified. `context` is every id so far (prompt and
  * generated), for the repetition penalty; `uniform` draws from [0, 1).
@@ -151,7 +122,41 @@ export function pickToken(logits: Float32Array, context: Iterable<number>, opts:
   for (let i = 0; i < logits.length; i++) logits[i] = logits[i]! / t;
   const c = topP(candidates(logits, opts.topK ?? 0), opts.topP ?? 1);
   if (c.ids.length === 0) return argmax(logits); // every logit -Infinity
-  // Inverts the CDF in id order over the candidates (the rest have no mass).
+  return draw(c, uniform);
+}
+
+/** One row of next-token logits, wherever it lies: choosing a token reads only what it needs (./logits-row.ts). */
+export interface LogitsRow {
+  /** Its length: the vocabulary. */
+  readonly size: number;
+  /** The whole row on the host. */
+  toFloat32Array(): Float32Array;
+  /** The first index of the largest logit. */
+  argmax(): number;
+  /** candidates(row / temperature, k) for 1 <= k < size, or null where more tie than are sent back. */
+  topK(k: number, temperature: number): Candidates | null;
+  /** Lets the row go. */
+  dispose(): void;
+}
+
+/**
+ * pickToken over a row that may lie on the device: greedy reads one id of it, and top-k sampling
+ * (chat's default) its candidates, instead of the whole row; a repetition penalty, sampling
+ * without top-k, or more ties than come back read the row and go through pickToken.
+ */
+export function pickFromRow(row: LogitsRow, context: Iterable<number>, opts: SamplingOptions, uniform: () => number): number {
+  const t = opts.temperature ?? 0;
+  const k = opts.topK ?? 0;
+  if ((opts.repetitionPenalty ?? 1) === 1) {
+    if (!(t > 0)) return row.argmax();
+    const c = k > 0 && k < row.size ? row.topK(k, t) : null;
+    if (c && c.ids.length > 0) return draw(topP(c, opts.topP ?? 1), uniform);
+  }
+  return pickToken(row.toFloat32Array(), context, opts, uniform);
+}
+
+/** Inverts the CDF of softmax(candidates) in id order (the other tokens have no mass); c not empty. */
+function draw(c: Candidates, uniform: () => number): number {
   const probs = softmax(c.logits);
   const u = uniform();
   let cum = 0;

@@ -5,11 +5,13 @@
 // `{ logits: false }`, a loss computed over row chunks so [B*T, V] logits never exist whole.
 
 import { XtunerError } from '../errors.ts';
-import { add, checkpoint, crossEntropy, defaultDropoutStream, isGradEnabled, noGrad, toDevice, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type EmbeddingIds, type HostIds, type Tensor } from '../tensor/index.ts';
+import { add, checkpoint, crossEntropy, defaultDropoutStream, isGradEnabled, keep, noGrad, toDevice, reshape, scale, slice, tensor, tidy, type DType, type Device, type DropoutStream, type EmbeddingIds, type HostIds, type Tensor } from '../tensor/index.ts';
 import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { generateIds, type DecodingModel, type GenerateOptions } from '../generate/decode.ts';
 import { DecodeGraph } from '../generate/decode-graph.ts';
 import { PreallocatedKvCache } from '../generate/kv-cache.ts';
+import { TensorLogitsRow } from '../generate/logits-row.ts';
+import type { LogitsRow } from '../generate/sampling.ts';
 import type { Architecture } from './architectures.ts';
 import type { DecoderConfig } from './config.ts';
 import { DecoderModel, keepLinear, type KvCache, type LinearHook, type ParamSource, type StepContext } from './decoder.ts';
@@ -281,11 +283,24 @@ export class CausalLM extends Module implements DecodingModel {
   }
 
   /**
-   * One decoding step; every tensor it makes is freed before it returns (the cache keeps its own).
-   * On CUDA a step of one token goes through the cache's decoding graph (src/generate/decode-graph.ts)
-   * unless XTUNER_CUDA_GRAPHS=0.
+   * One decoding step: the logits of the last position [V] on the host; every tensor it makes is
+   * freed before it returns (the cache keeps its own).
    */
   nextLogits(ids: Int32Array, cache: KvCache): Float32Array {
+    const row = this.nextRow(ids, cache);
+    try {
+      return row.toFloat32Array();
+    } finally {
+      row.dispose();
+    }
+  }
+
+  /**
+   * One decoding step: the logits of the last position as a row on the model's device (see
+   * src/generate/logits-row.ts), valid until the next step. On CUDA a step of one token goes
+   * through the cache's decoding graph (src/generate/decode-graph.ts) unless XTUNER_CUDA_GRAPHS=0.
+   */
+  nextRow(ids: Int32Array, cache: KvCache): LogitsRow {
     const t = ids.length;
     const batch: IdBatch = { data: ids, b: 1, t };
     checkVocab(batch, this.#cfg.vocabSize, 'ids');
@@ -295,15 +310,16 @@ export class CausalLM extends Module implements DecodingModel {
     return noGrad(() =>
       tidy(() => {
         if (graph) {
-          // the step's inputs into the graph's buffers, then its device work
+          // the step's inputs into the graph's buffers, then its device work; the logits are the graph's
           const embeds = this.#hostEmbeds(batch, graph.embeds);
           const onDevice = embeds ?? graph.ids.write(this.#device, ids)._view(0, [1, 1]);
           const input = embeds ? { embeds } : { ...this.#ids(batch), onDevice };
           const rope = this.#rope(positions, 1, 1, graph.rope);
-          return graph.step(() => this.#decode(input, rope, cache), [onDevice, rope.cos, rope.sin]).toFloat32Array();
+          const { logits, own } = graph.step(() => this.#decode(input, rope, cache), [onDevice, rope.cos, rope.sin]);
+          return new TensorLogitsRow(logits, own);
         }
         const embeds = this.#hostEmbeds(batch, null);
-        return this.#decode(embeds ? { embeds } : this.#ids(batch), this.#rope(positions, 1, t, null), cache).toFloat32Array();
+        return new TensorLogitsRow(keep(this.#decode(embeds ? { embeds } : this.#ids(batch), this.#rope(positions, 1, t, null), cache)), true);
       }),
     );
   }

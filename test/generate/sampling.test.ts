@@ -1,6 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, kthLargest, pickToken } from '../../src/generate/sampling.ts';
+import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, kthLargest, pickFromRow, pickToken } from '../../src/generate/sampling.ts';
+import { TensorLogitsRow } from '../../src/generate/logits-row.ts';
+import { tensor } from '../../src/tensor/index.ts';
 import { seededRandom } from '../../src/data/rng.ts';
 
 const logOf = (ps: number[]) => Float32Array.from(ps, Math.log);
@@ -95,5 +97,22 @@ test('sampling over the top-k candidates picks what the warpers over the whole r
     const o = { temperature: [0.1, 0.7, 1, 2][trial % 4]!, topK: [0, 1, 5, 40, n][trial % 5]!, topP: [1, 0.75, 0.3, 0.999][trial % 7 % 4]! };
     const u = uniform();
     assert.equal(pickToken(Float32Array.from(row), [], o, () => u), naivePick(row, o, u), `trial ${trial}: ${JSON.stringify(o)}, u ${u}`);
+  }
+});
+
+test('choosing from a row through the backend (greedy, top-k candidates) picks what pickToken picks from the whole row', () => {
+  const uniform = seededRandom(23);
+  for (let trial = 0; trial < 200; trial++) {
+    // more than MAX_CANDIDATES ties in some rows (the whole-row path), few in most
+    const n = trial % 10 === 0 ? 1500 : 1 + Math.floor(uniform() * 400);
+    const levels = trial % 10 === 0 ? 1 : 40;
+    const row = Float32Array.from({ length: n }, () => (uniform() < 0.03 ? -Infinity : Math.round((uniform() - 0.5) * levels) / 4));
+    const dtype = trial % 2 ? 'float32' : 'bfloat16';
+    const t = tensor(row, [1, 1, n], { dtype });
+    const o = { temperature: [0, 0.1, 0.7, 1.3][trial % 4]!, topK: [0, 1, 5, 40, n][trial % 5]!, topP: [1, 0.75, 0.3][trial % 3]!, repetitionPenalty: trial % 7 === 0 ? 1.2 : 1 };
+    const context = [0, Math.floor(n / 2)];
+    const u = uniform();
+    const want = pickToken(t.toFloat32Array(), context, o, () => u);
+    assert.equal(pickFromRow(new TensorLogitsRow(t, true), context, o, () => u), want, `trial ${trial}: n ${n}, ${dtype}, ${JSON.stringify(o)}`);
   }
 });
