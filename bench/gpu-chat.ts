@@ -17,7 +17,7 @@ import { cudaBackend, cudaStatus } from '../src/backends/cuda/index.ts';
 import { reportError } from '../src/cli/main.ts';
 import type { PreallocatedKvCache } from '../src/generate/kv-cache.ts';
 import { XTUNER_CHAT_DEFAULTS } from '../src/generate/chat-session.ts';
-import { argmax, pickToken } from '../src/generate/sampling.ts';
+import { pickFromRow, type SamplingOptions } from '../src/generate/sampling.ts';
 import { createModel } from '../src/models/index.ts';
 import { nf4Report } from '../src/quant/nf4-linear.ts';
 import { memoryStats, noGrad, resetPeakBytes, Rng } from '../src/tensor/index.ts';
@@ -59,18 +59,27 @@ if (onCuda) cudaBackend().resetPeaks();
 const result = noGrad(() => {
   const cache = model.createKvCache(promptLen + 2 * tokens + 1) as PreallocatedKvCache;
   try {
-    let t = performance.now();
-    let id = argmax(model.nextLogits(prompt, cache)); // the logits come back: the step is done
-    const prefillMs = performance.now() - t;
-    t = performance.now();
-    for (let i = 1; i < tokens; i++) id = argmax(model.nextLogits(Int32Array.of(id), cache));
-    const msPerToken = (performance.now() - t) / Math.max(1, tokens - 1);
-    const deviceMs = onCuda ? cudaBackend().time(() => model.nextLogits(Int32Array.of(id), cache)) : null;
-    // then as `xtuner chat` samples by default (XTuner's top-k 40, top-p 0.75, temperature 0.1): the host's share per token
+    // each token chosen as generation chooses it (pickFromRow: greedy reads one id back)
     const context = [...prompt];
     const uniform = () => rng.uniform();
+    const next = (ids: Int32Array, opts: SamplingOptions): number => {
+      const row = model.nextRow(ids, cache);
+      try {
+        return pickFromRow(row, context, opts, uniform);
+      } finally {
+        row.dispose();
+      }
+    };
+    let t = performance.now();
+    let id = next(prompt, {}); // the id comes back: the step is done
+    const prefillMs = performance.now() - t;
     t = performance.now();
-    for (let i = 0; i < tokens; i++) context.push((id = pickToken(model.nextLogits(Int32Array.of(id), cache), context, XTUNER_CHAT_DEFAULTS, uniform)));
+    for (let i = 1; i < tokens; i++) id = next(Int32Array.of(id), {});
+    const msPerToken = (performance.now() - t) / Math.max(1, tokens - 1);
+    const deviceMs = onCuda ? cudaBackend().time(() => next(Int32Array.of(id), {})) : null;
+    // then as `xtuner chat` samples by default (XTuner's top-k 40, top-p 0.75, temperature 0.1)
+    t = performance.now();
+    for (let i = 0; i < tokens; i++) context.push((id = next(Int32Array.of(id), XTUNER_CHAT_DEFAULTS)));
     const msPerTokenSampled = (performance.now() - t) / tokens;
     return { prefillMs, msPerToken, msPerTokenSampled, deviceMs, graph: cache.decodeGraph ? { ...cache.decodeGraph.counts } : null };
   } finally {

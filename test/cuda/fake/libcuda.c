@@ -5,7 +5,8 @@
  * the CPU. A memory budget (FAKE_CUDA_MEM bytes, default 256 MiB) makes out-of-memory testable.
  * FAKE_CUDA_NULL=1 (without the emulator) makes device-side work free: memsets and device-to-device
  * copies do nothing (and the fake cuBLAS computes nothing), so "device" pages are never touched and
- * a step of a real model shape runs in little host memory, leaving only the host side to time.
+ * a step of a real model shape runs in little host memory, leaving only the host side to time;
+ * reads back to the host give zeros.
  * Stream capture (cuStreamBeginCapture_v2 .. cuStreamEndCapture) records the launches, memsets and
  * device-to-device copies queued on the stream into a graph instead of doing them (launches still
  * go to the launch log, once, when captured); cuGraphLaunch replays them in order (kernels run only
@@ -151,7 +152,9 @@ int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) {
   memcpy((void *)(uintptr_t)dst, src, n); return 0; }
 int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) {
   if (capture) return refuse_in_capture();
-  memcpy(dst, (void *)(uintptr_t)src, n); return 0; }
+  if (null_device) memset(dst, 0, n); /* nothing was computed: reads give zeros (a valid token id, a finite loss) */
+  else memcpy(dst, (void *)(uintptr_t)src, n);
+  return 0; }
 static void do_copy(uint64_t dst, uint64_t src, size_t n) {
   if (!null_device) memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n);
 }
