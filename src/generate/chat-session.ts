@@ -6,7 +6,7 @@
 // Streaming hands out text as it becomes final: never half of a UTF-8 character, never the start
 // of what may turn out to be a stop word. Used by `xtuner chat` and the eval-chat hook.
 
-import type { GenerateOptions } from './decode.ts';
+import { DecodingState, type GenerateOptions } from './decode.ts';
 import { buildPrompt, type PromptTemplate } from '../tokenizer/templates.ts';
 import type { ChatMessage, Tokenizer } from '../tokenizer/tokenizer.ts';
 
@@ -45,6 +45,11 @@ export interface ChatSessionOptions {
   /** Stop words besides the template's STOP_WORDS. */
   stopWords?: readonly string[];
   generation: GenerationSettings;
+  /**
+   * Keep the KV cache from turn to turn (until dispose()): a turn then runs only its new tokens,
+   * not the whole conversation again. Default false: each turn's cache is freed with it.
+   */
+  keepCache?: boolean;
 }
 
 export interface TurnResult {
@@ -62,6 +67,7 @@ export class ChatSession {
   private round = 0;
   readonly stopWords: string[];
   private readonly stopIds: number[];
+  private readonly decoding: DecodingState | undefined;
 
   constructor(
     private readonly model: ChatModel,
@@ -78,6 +84,12 @@ export class ChatSession {
       if (id !== null) ids.add(id);
     }
     this.stopIds = [...ids];
+    this.decoding = opts.keepCache ? new DecodingState() : undefined;
+  }
+
+  /** Frees the kept KV cache (keepCache). */
+  dispose(): void {
+    this.decoding?.dispose();
   }
 
   /** Forgets the conversation (XTuner chat's RESET). */
@@ -120,6 +132,7 @@ export class ChatSession {
       repetitionPenalty: g.repetitionPenalty,
       seed: g.seed,
       stopIds: this.stopIds,
+      ...(this.decoding ? { state: this.decoding } : {}),
       onToken: (id) => {
         if (stream.push(id)) {
           stoppedOnWord = true;

@@ -1,6 +1,10 @@
 // The decoding loop: prefill the prompt into a KV cache, then one token per step, chosen by
 // ./sampling.ts, until maxNewTokens, a stop id, or the onToken callback says stop.
 // Model-agnostic: it drives anything that implements DecodingModel (CausalLM does).
+// A DecodingState keeps the cache from one generation to the next (a conversation's turns, whose
+// prompt is the previous prompt and answer and more): the part of the prompt the cache already
+// holds is not run again, only the rest, and a CUDA decoding graph captured over the cache
+// (./decode-graph.ts) serves every turn.
 
 import { XtunerError } from '../errors.ts';
 import { Rng } from '../tensor/index.ts';
@@ -15,6 +19,24 @@ export interface GenerateOptions extends SamplingOptions {
   seed?: number;
   /** Called with each new id as soon as it is chosen (streaming). Return false to stop after it. */
   onToken?: (id: number, index: number) => void | boolean;
+  /** Keep the KV cache for the next generation, and use what it holds of this prompt. */
+  state?: DecodingState;
+}
+
+/** Positions a kept cache is allocated in (and beyond what a generation needs, one more): it is made again only now and then. */
+const KEPT_CACHE_CHUNK = 1024;
+
+/** A KV cache kept between generations, and the ids whose keys and values it holds. */
+export class DecodingState {
+  cache: KvCache | null = null;
+  ids: readonly number[] = [];
+
+  /** Frees the cache. */
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = null;
+    this.ids = [];
+  }
 }
 
 export interface DecodingModel {
@@ -50,10 +72,11 @@ export function generateIds(model: DecodingModel, promptIds: readonly number[], 
   const rng = new Rng(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
   const uniform = () => rng.uniform();
   const context = [...promptIds];
-  const cache = model.createKvCache(promptIds.length + opts.maxNewTokens);
+  const state = opts.state;
+  const { cache, cached } = cacheFor(model, state, promptIds, promptIds.length + opts.maxNewTokens);
   let row: LogitsRow | null = null;
   try {
-    row = model.nextRow(Int32Array.from(promptIds), cache);
+    row = model.nextRow(Int32Array.from(promptIds.slice(cached)), cache);
     for (let i = 0; i < opts.maxNewTokens; i++) {
       const id = pickFromRow(row, context, opts, uniform);
       row.dispose();
@@ -64,9 +87,33 @@ export function generateIds(model: DecodingModel, promptIds: readonly number[], 
       if (!keepGoing || stop.has(id) || i === opts.maxNewTokens - 1) break;
       row = model.nextRow(Int32Array.of(id), cache);
     }
+    // every id but the last one chosen has its keys and values in the cache
+    if (state) state.ids = [...promptIds, ...out.slice(0, -1)];
   } finally {
     row?.dispose();
-    cache.dispose();
+    if (!state) cache.dispose();
   }
   return out;
+}
+
+/**
+ * The cache to generate into: without a state a fresh one of `need` positions; with one, its cache
+ * truncated to the longest prefix of the prompt it holds (all of the prompt but its last id at
+ * most: that id's logits are what the first step returns), or a new, larger one where it is too
+ * small. `cached`: the prompt's ids already in it.
+ */
+function cacheFor(model: DecodingModel, state: DecodingState | undefined, promptIds: readonly number[], need: number): { cache: KvCache; cached: number } {
+  if (!state) return { cache: model.createKvCache(need), cached: 0 };
+  const kept = state.ids;
+  state.ids = []; // until this generation ends well
+  if (state.cache && state.cache.capacity >= need) {
+    let n = 0;
+    while (n < kept.length && n < promptIds.length - 1 && kept[n] === promptIds[n]) n++;
+    state.cache.truncate(n);
+    return { cache: state.cache, cached: n };
+  }
+  state.cache?.dispose();
+  state.cache = null; // a failed allocation leaves no freed cache behind
+  state.cache = model.createKvCache(Math.ceil(need / KEPT_CACHE_CHUNK + 1) * KEPT_CACHE_CHUNK);
+  return { cache: state.cache, cached: 0 };
 }

@@ -42,8 +42,13 @@ export class PreallocatedKvCache implements KvCache {
     return this.#length;
   }
 
-  get maxLen(): number {
+  get capacity(): number {
     return this.#shape.maxLen;
+  }
+
+  truncate(length: number): void {
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.#length)) throw new XtunerError(`KV cache: cannot truncate ${this.#length} positions to ${length}`);
+    this.#length = length;
   }
 
   begin(t: number): number {

@@ -28,6 +28,10 @@ export const keepLinear: LinearHook = (_path, layer) => layer;
 export interface KvCache {
   /** Positions cached, those of a step that has begun included. */
   readonly length: number;
+  /** Positions it can hold. */
+  readonly capacity: number;
+  /** Forgets the positions from `length` on (a later step writes over them); length <= this.length. */
+  truncate(length: number): void;
   /** A step of `t` positions begins (before its layers append): returns its first position. */
   begin(t: number): number;
   /**

@@ -4,12 +4,13 @@
 // for bit: float32 and bf16, the embedding table in host memory, LoRA adapters (over bf16 and over
 // NF4 weights), NF4 weights (nf4Matvec), a prompt of one token and a longer one, and a second cache
 // after the first. A capture that runs out of memory leaves the generation op by op, with the same
-// logits.
+// logits. A cache kept between generations (a conversation) keeps its graph.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { CachingAllocator } from '../../src/backends/cuda/allocator.ts';
 import { CudaOutOfMemoryError, cudaBackend } from '../../src/backends/cuda/index.ts';
+import { DecodingState } from '../../src/generate/decode.ts';
 import { PreallocatedKvCache } from '../../src/generate/kv-cache.ts';
 import { argmax } from '../../src/generate/sampling.ts';
 import { createModel, type CreateOptions } from '../../src/models/index.ts';
@@ -102,4 +103,21 @@ test('a decoding capture that runs out of GPU memory leaves the generation op by
   assert.deepEqual(got.counts, { eager: 2, captured: 0, replayed: 0 });
   got.logits.forEach((l, i) => assert.deepEqual(l, want[i], `the logits of step ${i}`));
   assert.equal(cudaBackend().memoryStats().graphPoolBytes, 0, "the failed capture's pool went back");
+});
+
+test('a KV cache kept from one generation to the next keeps its decoding graph, with the answers of fresh caches', { skip: SKIP }, () => {
+  const model = createModel(SHAPE, { device: 'cuda', dtype: 'bfloat16', seed: 8 });
+  model.eval();
+  const first = [5, 60, 7, 250, 31];
+  const opts = { maxNewTokens: 6, stopIds: [] };
+  const state = new DecodingState();
+  const a = model.generate(first, { ...opts, state });
+  const second = [...first, ...a, 99, 100]; // the conversation goes on
+  const b = model.generate(second, { ...opts, state });
+  const graph = (state.cache as PreallocatedKvCache).decodeGraph!;
+  // each generation: a prompt step, then 5 one-token steps; the first two of them op by op and captured
+  assert.deepEqual(graph.counts, { eager: 1, captured: 1, replayed: 2 * (opts.maxNewTokens - 1) - 2 }, 'captured once, for both');
+  state.dispose();
+  assert.deepEqual(a, model.generate(first, opts));
+  assert.deepEqual(b, model.generate(second, opts));
 });

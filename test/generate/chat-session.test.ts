@@ -112,3 +112,27 @@ test('streamed text, decoded a few ids at a time, is the whole answer decoded at
     }
   }
 });
+
+test('a conversation that keeps its KV cache answers as one that runs every turn whole, running only each turn\'s new tokens', async () => {
+  const { createModel } = await import('../../src/models/index.ts');
+  const config = JSON.parse(fs.readFileSync(`${TINY_ASSISTANT_DIR}/config.json`, 'utf8')) as Record<string, unknown>;
+  const model = createModel(config, { seed: 4 }).eval();
+  const run = (keepCache: boolean) => {
+    const fed: number[] = [];
+    const nextRow = model.nextRow.bind(model);
+    model.nextRow = (ids, cache) => (fed.push(ids.length), nextRow(ids, cache));
+    const session = new ChatSession(model, { tokenizer: tok, template: PROMPT_TEMPLATE.internlm2_chat, system: 'Be brief.', generation: { ...greedy, maxNewTokens: 12 }, keepCache });
+    const turns = ['你好', '再说一遍', 'why?'].map((q) => ({ ...session.ask(q), prompt: session.historyLength }));
+    session.reset();
+    turns.push({ ...session.ask('你好'), prompt: session.historyLength }); // a new conversation: shares the first turn's prefix
+    session.dispose();
+    delete (model as { nextRow?: unknown }).nextRow;
+    return { turns, prefills: fed.filter((n) => n > 1) };
+  };
+  const whole = run(false);
+  const kept = run(true);
+  assert.deepEqual(kept.turns, whole.turns);
+  // every turn after the first runs only what follows the cached ids: its own prompt, not the history
+  assert.ok(kept.prefills.slice(1, 3).every((n, i) => n < whole.prefills[i + 1]!), `prefill lengths ${kept.prefills} against ${whole.prefills}`);
+  assert.ok(kept.prefills[3]! < whole.prefills[3]! || kept.prefills.length < whole.prefills.length, 'the new conversation reuses the shared prefix');
+});

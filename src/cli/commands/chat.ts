@@ -129,11 +129,13 @@ export const command: Command = {
         for (const [, layer] of loraLayers(model)) layer.keepCasts = true;
       }
       model.eval();
-      const session = new ChatSession(model, { tokenizer, template, system, stopWords, generation });
+      // the KV cache stays from turn to turn: a turn runs its new tokens only
+      const session = new ChatSession(model, { tokenizer, template, system, stopWords, generation, keepCache: true });
       const { noGrad } = await import('../../tensor/index.ts');
 
       if (values.prompt !== undefined) {
         const { text } = noGrad(() => session.ask(values.prompt!));
+        session.dispose();
         process.stdout.write(`${text}\n`);
         return;
       }
@@ -160,6 +162,7 @@ export const command: Command = {
         }
       } finally {
         input.close();
+        session.dispose();
       }
     } catch (e) {
       throw device === 'cuda' ? await withChatHint(e, values.bits !== undefined) : e;
