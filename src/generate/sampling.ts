@@ -3,9 +3,9 @@
 // Pure functions over Float32Array; pickFromRow takes a LogitsRow instead, a row that may stay on
 // its device (./logits-row.ts), and reads only the candidates (or the id) back from it.
 
-import { argmax, kthLargest } from '../backends/cpu/sampling.ts';
+import { argmax, candidates, kthLargest, type Candidates } from '../backends/cpu/sampling.ts';
 
-export { argmax, kthLargest };
+export { argmax, candidates, kthLargest, type Candidates };
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy (argmax). > 0: sample from softmax(logits / temperature). */
@@ -30,33 +30,6 @@ export function applyRepetitionPenalty(logits: Float32Array, context: Iterable<n
 /** HF TopKLogitsWarper: tokens below the k-th largest logit get -Infinity, in place. */
 export function applyTopK(logits: Float32Array, k: number): void {
   keepOnly(logits, candidates(logits, k));
-}
-
-/** The tokens still in play after top-k: their ids in ascending order, and their logits. */
-export interface Candidates {
-  ids: Int32Array;
-  logits: Float32Array;
-}
-
-/**
- * The tokens of a full row of logits that top-k keeps (k 0: all), those at -Infinity left out
- * (they have no mass). Later steps work on these few instead of the whole vocabulary: at 150k
- * tokens, each full-length temporary cost more than the rest of the choice.
- */
-export function candidates(logits: Float32Array, k: number): Candidates {
-  const kth = k > 0 && k < logits.length ? kthLargest(logits, k) : -Infinity;
-  let n = 0;
-  for (let i = 0; i < logits.length; i++) if (logits[i]! >= kth && logits[i] !== -Infinity) n++;
-  const c = { ids: new Int32Array(n), logits: new Float32Array(n) };
-  n = 0;
-  for (let i = 0; i < logits.length; i++) {
-    const v = logits[i]!;
-    if (v >= kth && v !== -Infinity) {
-      c.ids[n] = i;
-      c.logits[n++] = v;
-    }
-  }
-  return c;
 }
 
 /** logits[i] = -Infinity for every token not among the candidates, in place. */

@@ -5,9 +5,9 @@
 // block scales float32: ~0.52 byte per weight), made there by the backend's `nf4Quantize` kernel
 // (quantizeTensor: on a GPU no weight crosses to the host); `nf4Dequantize` expands it into a
 // temporary weight right before the GEMM, which is freed right after; a call of a few rows
-// (decoding) skips that and multiplies straight from the 4-bit weight (`nf4Matvec`: 0.5 byte moved
-// per weight instead of 4.5). The backward (only dx = dy W: the weight is frozen) dequantises again instead of keeping
-// W alive between passes.
+// (decoding) skips that and multiplies straight from the 4-bit weight (`nf4Matvec`: 0.5 byte
+// moved per weight instead of 4.5). The backward (only dx = dy W: the weight is frozen)
+// dequantises again instead of keeping W alive between passes.
 // quantizeLinears() swaps the linear layers of a loaded model for NF4Linear and reports the
 // memory saved; nf4LinearHook() does the same while a model loads (src/models LoadOptions
 // `quantization`), one layer at a time, so the full-precision model never exists whole.

@@ -1,6 +1,7 @@
 // Choosing a token from a row of logits, the kernels' CPU twins (native/cuda/sampling.cu): the
 // first index of the largest logit, and the candidates of Hugging Face's temperature then top-k.
-// The pure functions under them (argmax, kthLargest) serve src/generate/sampling.ts as well.
+// The pure functions under them (argmax, kthLargest, candidates) serve src/generate/sampling.ts
+// as well.
 
 import type { FloatDType } from '../../tensor/dtype.ts';
 import { f32Of, type CpuStorage } from './storage.ts';
@@ -39,6 +40,33 @@ export function kthLargest(values: Float32Array, k: number): number {
   return heap[0]!;
 }
 
+/** The tokens still in play after top-k: their ids in ascending order, and their logits. */
+export interface Candidates {
+  ids: Int32Array;
+  logits: Float32Array;
+}
+
+/**
+ * The tokens of a full row of logits that top-k keeps (k 0: all), those at -Infinity left out
+ * (they have no mass). Later steps work on these few instead of the whole vocabulary: at 150k
+ * tokens, each full-length temporary cost more than the rest of the choice.
+ */
+export function candidates(logits: Float32Array, k: number): Candidates {
+  const kth = k > 0 && k < logits.length ? kthLargest(logits, k) : -Infinity;
+  let n = 0;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! >= kth && logits[i] !== -Infinity) n++;
+  const c = { ids: new Int32Array(n), logits: new Float32Array(n) };
+  n = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (v >= kth && v !== -Infinity) {
+      c.ids[n] = i;
+      c.logits[n++] = v;
+    }
+  }
+  return c;
+}
+
 /** out[0] = argmax of x[0..n). */
 export function sampleArgmax(x: CpuStorage, n: number, dtype: FloatDType, out: CpuStorage): void {
   (out as Int32Array)[0] = argmax(f32Of(x, dtype).subarray(0, n));
@@ -52,18 +80,10 @@ export function topKCandidates(x: CpuStorage, n: number, k: number, temperature:
   const src = f32Of(x, dtype);
   const scaled = new Float32Array(n);
   for (let i = 0; i < n; i++) scaled[i] = src[i]! / temperature;
-  const kth = kthLargest(scaled, k);
+  const c = candidates(scaled, k);
   const o = out as Int32Array;
-  const values = new Float32Array(o.buffer, o.byteOffset + 4 * (1 + cap), cap);
-  let count = 0;
-  for (let i = 0; i < n; i++) {
-    const v = scaled[i]!;
-    if (v < kth || v === -Infinity) continue;
-    if (count < cap) {
-      o[1 + count] = i;
-      values[count] = v;
-    }
-    count++;
-  }
-  o[0] = count;
+  const kept = Math.min(cap, c.ids.length);
+  o[0] = c.ids.length;
+  o.set(c.ids.subarray(0, kept), 1);
+  new Float32Array(o.buffer, o.byteOffset + 4 * (1 + cap), cap).set(c.logits.subarray(0, kept));
 }
