@@ -6,6 +6,7 @@
 // holds is not run again, only the rest, and a CUDA decoding graph captured over the cache
 // (./decode-graph.ts) serves every turn.
 
+import { CudaOutOfMemoryError } from '../backends/cuda/index.ts';
 import { XtunerError } from '../errors.ts';
 import { Rng } from '../tensor/index.ts';
 import type { KvCache } from '../models/decoder.ts';
@@ -23,13 +24,18 @@ export interface GenerateOptions extends SamplingOptions {
   state?: DecodingState;
 }
 
-/** Positions a kept cache is allocated in (and beyond what a generation needs, one more): it is made again only now and then. */
+/** Positions a kept cache is allocated in (and beyond what a generation needs, one more): it grows only now and then. */
 const KEPT_CACHE_CHUNK = 1024;
 
 /** A KV cache kept between generations, and the ids whose keys and values it holds. */
 export class DecodingState {
   cache: KvCache | null = null;
   ids: readonly number[] = [];
+
+  /** `chunk`: the positions its cache grows by (default 1024). */
+  constructor(readonly chunk = KEPT_CACHE_CHUNK) {
+    if (!(Number.isInteger(chunk) && chunk >= 1)) throw new XtunerError(`DecodingState: chunk must be an integer >= 1, got ${chunk}`);
+  }
 
   /** Frees the cache. */
   dispose(): void {
@@ -99,21 +105,31 @@ export function generateIds(model: DecodingModel, promptIds: readonly number[], 
 /**
  * The cache to generate into: without a state a fresh one of `need` positions; with one, its cache
  * truncated to the longest prefix of the prompt it holds (all of the prompt but its last id at
- * most: that id's logits are what the first step returns), or a new, larger one where it is too
- * small. `cached`: the prompt's ids already in it.
+ * most: that id's logits are what the first step returns), moved into a larger one where it is
+ * too small (made afresh, and the prompt run whole, where both do not fit in GPU memory at once).
+ * `cached`: the prompt's ids already in it.
  */
 function cacheFor(model: DecodingModel, state: DecodingState | undefined, promptIds: readonly number[], need: number): { cache: KvCache; cached: number } {
   if (!state) return { cache: model.createKvCache(need), cached: 0 };
   const kept = state.ids;
   state.ids = []; // until this generation ends well
-  if (state.cache && state.cache.capacity >= need) {
-    let n = 0;
-    while (n < kept.length && n < promptIds.length - 1 && kept[n] === promptIds[n]) n++;
-    state.cache.truncate(n);
-    return { cache: state.cache, cached: n };
+  let n = 0;
+  while (n < kept.length && n < promptIds.length - 1 && kept[n] === promptIds[n]) n++;
+  state.cache?.truncate(n);
+  if (state.cache && state.cache.capacity >= need) return { cache: state.cache, cached: n };
+  const capacity = Math.ceil(need / state.chunk + 1) * state.chunk;
+  if (state.cache && n > 0) {
+    try {
+      const grown = state.cache.resized(capacity);
+      state.cache.dispose();
+      state.cache = grown;
+      return { cache: grown, cached: n };
+    } catch (e) {
+      if (!(e instanceof CudaOutOfMemoryError)) throw e;
+    }
   }
   state.cache?.dispose();
   state.cache = null; // a failed allocation leaves no freed cache behind
-  state.cache = model.createKvCache(Math.ceil(need / KEPT_CACHE_CHUNK + 1) * KEPT_CACHE_CHUNK);
+  state.cache = model.createKvCache(capacity);
   return { cache: state.cache, cached: 0 };
 }

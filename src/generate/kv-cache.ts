@@ -3,7 +3,8 @@
 // two-int buffer on the device, written once per step (begin); each layer copies its keys and
 // values in at that position and attention reads the length there, over the whole cache. So the
 // device work of a step does not depend on the position, and one captured decoding step replays
-// at every position (./decode-graph.ts).
+// at every position (./decode-graph.ts). A cache kept for a conversation that outgrows it moves its
+// keys and values into a larger one (resized), one device copy per tensor.
 // Not here: sampling (./sampling.ts), the decoding loop (./decode.ts).
 
 import { XtunerError } from '../errors.ts';
@@ -32,10 +33,20 @@ export class PreallocatedKvCache implements KvCache {
   constructor(shape: KvCacheShape, dtype: DType = 'float32', device: Device = 'cpu') {
     this.#shape = shape;
     const full = [shape.batch, shape.maxLen, shape.numKvHeads, shape.headDim]; // [B, maxLen, nKv, D]
-    const make = () => keep(zeros(full, { dtype, device }));
-    this.#keys = Array.from({ length: shape.numLayers }, make);
-    this.#values = Array.from({ length: shape.numLayers }, make);
-    this.#at = keep(zeros([2], { dtype: 'int32', device }));
+    const made: Tensor[] = [];
+    const make = (s: number[], dt: DType): Tensor => {
+      const t = keep(zeros(s, { dtype: dt, device }));
+      made.push(t);
+      return t;
+    };
+    try {
+      this.#keys = Array.from({ length: shape.numLayers }, () => make(full, dtype));
+      this.#values = Array.from({ length: shape.numLayers }, () => make(full, dtype));
+      this.#at = make([2], 'int32');
+    } catch (e) {
+      for (const t of made) t.dispose(); // out of memory part way: nothing is left held
+      throw e;
+    }
   }
 
   get length(): number {
@@ -49,6 +60,22 @@ export class PreallocatedKvCache implements KvCache {
   truncate(length: number): void {
     if (!(Number.isInteger(length) && length >= 0 && length <= this.#length)) throw new XtunerError(`KV cache: cannot truncate ${this.#length} positions to ${length}`);
     this.#length = length;
+  }
+
+  resized(capacity: number): PreallocatedKvCache {
+    if (!(Number.isInteger(capacity) && capacity >= this.#length)) throw new XtunerError(`KV cache: cannot hold its ${this.#length} positions in ${capacity}`);
+    const keys = this.#keys[0]!;
+    const next = new PreallocatedKvCache({ ...this.#shape, maxLen: capacity }, keys.dtype, keys.device);
+    const { batch: b, maxLen, numKvHeads: h, headDim: d } = this.#shape;
+    const row = h * d;
+    const copy = (src: Tensor, dst: Tensor) => {
+      // [B, length, nKv, D] of [B, maxLen, nKv, D] into [B, capacity, nKv, D]
+      if (this.#length > 0) src.backend.copyStrided(src.storage, 0, [maxLen * row, row, d, 1], dst.storage, 0, [capacity * row, row, d, 1], [b, this.#length, h, d], src.dtype);
+    };
+    this.#keys.forEach((k, i) => copy(k, next.#keys[i]!));
+    this.#values.forEach((v, i) => copy(v, next.#values[i]!));
+    next.#length = this.#length;
+    return next;
   }
 
   begin(t: number): number {

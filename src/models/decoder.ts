@@ -32,6 +32,8 @@ export interface KvCache {
   readonly capacity: number;
   /** Forgets the positions from `length` on (a later step writes over them); length <= this.length. */
   truncate(length: number): void;
+  /** A new cache of `capacity` (>= length) positions holding a copy of this one's; this one is left as it is. */
+  resized(capacity: number): KvCache;
   /** A step of `t` positions begins (before its layers append): returns its first position. */
   begin(t: number): number;
   /**
