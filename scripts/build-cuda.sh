@@ -10,15 +10,20 @@
 #   NVCC=/path/to/cuda-11.8/nvcc CUDA_BUILD_DIR=native/cuda/build-cu11 scripts/build-cuda.sh
 # Skips the work when the sources, flags and CUDA major version are unchanged since the last build
 # (STAMP), so it is cheap to call again.
-# Usage: scripts/build-cuda.sh [--force]    (NVCC=/path/to/nvcc to pick a compiler, >= 11.8)
+# Usage: scripts/build-cuda.sh [--force | --check]    (NVCC=/path/to/nvcc to pick a compiler, >= 11.8)
+#   --check: compiles nothing; exits 1 where the build is missing or out of date
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=native/cuda
 OUT=${CUDA_BUILD_DIR:-$SRC/build}
 ARCHS="-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_86,code=sm_86 -gencode=arch=compute_89,code=sm_89 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90"
 FLAGS="-O3 -std=c++17"
-NVCC=${NVCC:-$(command -v nvcc || true)}
-for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do [ -n "$NVCC" ] || { [ -x "$c" ] && NVCC=$c; }; done
+if [ "${1:-}" = --check ]; then
+  NVCC="" # judged by the build's own TOOLKIT
+else
+  NVCC=${NVCC:-$(command -v nvcc || true)}
+  for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do [ -n "$NVCC" ] || { [ -x "$c" ] && NVCC=$c; }; done
+fi
 # the toolkit's version (from nvcc, or the existing build's when there is no nvcc here)
 if [ -n "$NVCC" ]; then
   toolkit=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
@@ -33,6 +38,10 @@ stamp=$( { echo "$ARCHS $FLAGS ${toolkit%%.*}"; cat "$SRC"/*.cu "$SRC"/*.cuh "$S
 if [ "${1:-}" != "--force" ] && [ -f "$OUT/STAMP" ] && [ "$(cat "$OUT/STAMP")" = "$stamp" ]; then
   echo "build-cuda: $OUT is up to date ($stamp)"
   exit 0
+fi
+if [ "${1:-}" = --check ]; then
+  echo "build-cuda: $OUT is missing or out of date" >&2
+  exit 1
 fi
 if [ -z "$NVCC" ]; then
   echo "build-cuda: nvcc not found (install the CUDA toolkit >= 11.8, or set NVCC=/path/to/nvcc)" >&2

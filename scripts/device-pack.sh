@@ -5,8 +5,8 @@
 #   .device/runtime-modules.tar.xz     the runtime dependencies (tsx, koffi, zod, tokenizers, ...)
 #   .device/peer_bench.py              the peer (from ../shared/peer)
 #   .device/tiny-assistant/            the quickstart's model folder
-#   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda.sh: native/cuda/build, and
-#                                      build-cu11 where it exists, rebuilt): 40 MB of fatbins are 2 MB
+#   .device/cuda-build.tar.xz          the kernels (scripts/build-cuda-release.sh: native/cuda/build,
+#                                      and build-cu11 where it is current): 40 MB of fatbins are 2 MB
 #                                      in xz, which keeps the carry far below 64 MiB
 # and builds dist/ (npm run build). Then carry
 #   [".device", "dist"]
@@ -18,19 +18,14 @@ SHARED=${SHARED:-../shared}
 mkdir -p .device
 cp "$SHARED"/device/node-v20*.xz "$SHARED"/peer/peer_bench.py .device/
 npm run --silent build
-scripts/build-cuda.sh
-# the older-driver build goes along only when it is current: rebuilt here (no work when up to
-# date) with CUDA 11.8's nvcc (NVCC11, default /opt/cu118/nvcc; see native/cuda/NOTES.md), and
-# left out where that nvcc is missing (a stale one would not match the launches' parameters)
-NVCC11=${NVCC11:-/opt/cu118/nvcc}
+# both builds (scripts/build-cuda-release.sh); the older-driver one goes along only when it is
+# current (a stale one would not match the launches' parameters)
 builds=(build)
-if [ -d native/cuda/build-cu11 ]; then
-  if [ -x "$NVCC11" ]; then
-    NVCC=$NVCC11 CUDA_BUILD_DIR=native/cuda/build-cu11 scripts/build-cuda.sh
-    builds+=(build-cu11)
-  else
-    echo "device-pack: $NVCC11 not found: native/cuda/build-cu11 is left out of the pack"
-  fi
+if scripts/build-cuda-release.sh; then
+  [ -d native/cuda/build-cu11 ] && builds+=(build-cu11)
+else
+  scripts/build-cuda.sh
+  echo "device-pack: native/cuda/build-cu11 is left out of the pack"
 fi
 rm -rf .device/tiny-assistant
 node --import tsx examples/tiny-assistant/build-model.ts .device/tiny-assistant >/dev/null
