@@ -32,6 +32,7 @@ const CASES: Case[] = [
   // worst-case grids (tileBound): most blocks idle, or nearly every block a tile of its own
   { name: 'one sample per row, on the device', B: 3, Tq: 80, Tk: 80, Hq: 2, Hkv: 1, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 80, 160, 240]), onDevice: true },
   { name: 'one sample over both rows, on the device', B: 2, Tq: 70, Tk: 70, Hq: 2, Hkv: 2, D: 32, causal: true, cuSeqlens: Int32Array.from([0, 140]), onDevice: true },
+  { name: "GQA 7:1 (Qwen2.5-0.5B's heads), packed, several tiles, on the device", B: 1, Tq: 150, Tk: 150, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 37, 150]), onDevice: true },
   { name: 'many small samples across row ends, on the device', B: 2, Tq: 75, Tk: 75, Hq: 2, Hkv: 1, D: 32, causal: true, cuSeqlens: smallSamples(150, [1, 2, 3, 5, 8, 13, 4, 1, 1, 9]), onDevice: true },
 ];
 
