@@ -84,10 +84,6 @@ export function isSafetensorsDtype(s: unknown): s is SafetensorsDtype {
   return typeof s === 'string' && Object.hasOwn(DTYPES, s);
 }
 
-export function dtypeByteSize(dtype: SafetensorsDtype): number {
-  return DTYPES[dtype].bytes;
-}
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
