@@ -15,11 +15,15 @@
 //            each while the other is in use.
 //   dQ       grid (query tiles of BM rows, Hq): recomputes S and dP = dO V^T per key tile,
 //            dS = P * (dP - delta), dQ += dS K.
-//   dK, dV   grid (key tiles of BN keys, Hkv), a warp per 16 keys: walks every query head of the
-//            GQA group and the query rows that see its keys, with S^T = K Q^T and dP^T = V dO^T,
-//            dV += P^T dO, dK += dS^T Q, and writes each key row once (no atomics, deterministic).
+//   dK, dV   grid (key tiles of BN keys, Hkv x splits), a warp per 16 keys: walks `per` query
+//            heads of the GQA group (all of them when splits = 1) and the query rows that see its
+//            keys, with S^T = K Q^T and dP^T = V dO^T, dV += P^T dO, dK += dS^T Q, and writes each
+//            key row once (no atomics, deterministic). Where a kv head per key tile gives too few
+//            blocks to fill the GPU (GQA: Qwen2.5-0.5B's 2 kv heads give 64 blocks at 2048
+//            tokens, each walking 7 query heads), the group is split over blocks: each writes
+//            float32 partial sums, and attn_mma_dkdv_sum adds them in a fixed order.
 // dQ is a pass of its own rather than atomics from the dK/dV pass: two more products per tile,
-// no float32 scratch, and the same result on every run.
+// and the same result on every run.
 #include "async.cuh"
 #include "attention.cuh"
 #include "mma.cuh"
@@ -49,14 +53,15 @@ __device__ __forceinline__ void load_tile(T* tile, const T* x, i64 tok0, int r0,
   }
 }
 
-// x[idx] and x[idx + 1] in one 4-byte store (idx even).
+// x[idx] and x[idx + 1] in one store (idx even): 4 bytes of 16-bit floats, or 8 of float32.
 template <typename T>
 __device__ __forceinline__ void store2(T* x, i64 idx, float a, float b) {
   *reinterpret_cast<u32*>(x + idx) = pack2<T>(a, b);
 }
+__device__ __forceinline__ void store2(float* x, i64 idx, float a, float b) { *reinterpret_cast<float2*>(x + idx) = make_float2(a, b); }
 
 // Row r (0: c0,c1; 1: c2,c3) of this lane's accumulators times `mul`, into x from element `base`
-// (the row's first element plus 2t): D/8 4-byte stores.
+// (the row's first element plus 2t): D/8 stores of two values.
 template <typename T, int D>
 __device__ __forceinline__ void store_row(T* x, i64 base, const float (&acc)[D / 8][4], int r, float mul) {
 #pragma unroll
@@ -295,10 +300,14 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
 }
 
 // shared: Ks, Vs [BN][LD], Qs, dOs [BQ][LD], then lse (log2 units) and delta [BQ] as float32.
-// Keys outside every segment are zeroed by the host.
+// Keys outside every segment are zeroed by the host. blockIdx.y = kv head * splits + split, with
+// splits = ceil(group / per); the split takes query heads [split * per, +per) of the group. part
+// null (splits = 1): dk, dv written in T; else part [B*Tk][Hkv][splits][2][D] float32 (dK, dV) for
+// attn_mma_dkdv_sum.
 template <typename T, int D>
 __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dk,
-                         T* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {
+                         T* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal,
+                         int per, float* part) {
   extern __shared__ float sm[];
   constexpr int LD = D + PAD;
   T* Ks = reinterpret_cast<T*>(sm);
@@ -309,7 +318,9 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   float* Ds = Ls + BQ;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
   const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int j0 = tiles[2 * blockIdx.x + 1], hk = blockIdx.y, group = Hq / Hkv, off = sg.kLen - sg.qLen;
+  const int group = Hq / Hkv, splits = (group + per - 1) / per, hk = blockIdx.y / splits, split = blockIdx.y % splits;
+  const int hFirst = hk * group + split * per, hEnd = min(hFirst + per, (hk + 1) * group);
+  const int j0 = tiles[2 * blockIdx.x + 1], off = sg.kLen - sg.qLen;
   const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
   const int wj0 = j0 + 16 * warp;                               // this warp's first key
   const int key[2] = {wj0 + (lane >> 2), wj0 + (lane >> 2) + 8};  // the keys of c0,c1 and c2,c3
@@ -319,7 +330,7 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   load_tile<T, D>(Vs, v, kTok0, j0, BN, sg.kLen, Hkv, hk);
   float dK[D / 8][4] = {}, dV[D / 8][4] = {};  // [16 keys][D]
   const int iFirst = causal ? max(0, j0 - off) : 0;  // the first query row that sees key j0
-  for (int h = hk * group; h < (hk + 1) * group; h++) {
+  for (int h = hFirst; h < hEnd; h++) {
     for (int i0 = iFirst; i0 < sg.qLen; i0 += BQ) {
       __syncthreads();  // the previous step's tiles are no longer read
       load_tile<T, D>(Qs, q, qTok0, i0, BQ, sg.qLen, Hq, h);
@@ -364,9 +375,30 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     if (key[r] >= sg.kLen) continue;
-    const i64 base = ((kTok0 + key[r]) * Hkv + hk) * D + 2 * t;
-    store_row<T, D>(dk, base, dK, r, scale);
-    store_row<T, D>(dv, base, dV, r, 1.f);
+    const i64 kRow = (kTok0 + key[r]) * Hkv + hk;
+    if (part) {
+      const i64 base = (kRow * splits + split) * 2 * D + 2 * t;
+      store_row<float, D>(part, base, dK, r, scale);
+      store_row<float, D>(part, base + D, dV, r, 1.f);
+    } else {
+      store_row<T, D>(dk, kRow * D + 2 * t, dK, r, scale);
+      store_row<T, D>(dv, kRow * D + 2 * t, dV, r, 1.f);
+    }
+  }
+}
+
+// dk, dv [rows][D] = the sums over splits of part [rows][splits][2][D], in split order.
+template <typename T>
+__device__ void dkdv_sum(const float* part, int splits, int D, i64 n, T* dk, T* dv) {
+  GRID_LOOP(i, n) {
+    const float* p = part + (i / D) * splits * 2 * D + i % D;
+    float a = 0.f, b = 0.f;
+    for (int s = 0; s < splits; s++) {
+      a += p[2 * s * D];
+      b += p[(2 * s + 1) * D];
+    }
+    st(dk, i, a);
+    st(dv, i, b);
   }
 }
 
@@ -395,10 +427,14 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dkdv_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse,                  \
                                    const float* delta, T* dk, T* dv, const int* segs, const int* tiles, int Tq, int Tk,  \
-                                   int Hq, int Hkv, float scale, int causal) {                                           \
+                                   int Hq, int Hkv, float scale, int causal, int per, float* part) {                     \
     if (idle_tile(tiles)) return;                                                                                       \
-    flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);               \
+    flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal, per, part);    \
   }
-#define FLASH_DIMS(T, s) FLASH(T, s, 32) FLASH(T, s, 64) FLASH(T, s, 96) FLASH(T, s, 128)
+#define FLASH_DIMS(T, s)                                                                                               \
+  FLASH(T, s, 32) FLASH(T, s, 64) FLASH(T, s, 96) FLASH(T, s, 128)                                                     \
+  extern "C" __global__ void attn_mma_dkdv_sum_##s(const float* part, int splits, int D, i64 n, T* dk, T* dv) {        \
+    flash::dkdv_sum<T>(part, splits, D, n, dk, dv);                                                                    \
+  }
 FLASH_DIMS(bf16, bf16)
 FLASH_DIMS(f16, f16)

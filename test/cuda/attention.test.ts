@@ -6,10 +6,12 @@
 // 32, and 256; bf16/f16 also through the pipelined tensor-core forward; a KV cache filled to a
 // length read on the device (decoding through a CUDA graph).
 
+import assert from 'node:assert/strict';
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
 import { padCuSeqlens } from '../../src/models/inputs.ts';
+import { dkdvSplit } from '../../src/backends/cuda/attention.ts';
 import { compareWithCpu, F32_REDUCE_TOL, SKIP, tolFor, uniform, type Buf } from './helpers.ts';
 
 /** onDevice: cuSeqlens also passed on the device, padded as the model pads it (the training path). */
@@ -33,6 +35,8 @@ const CASES: Case[] = [
   { name: 'one sample per row, on the device', B: 3, Tq: 80, Tk: 80, Hq: 2, Hkv: 1, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 80, 160, 240]), onDevice: true },
   { name: 'one sample over both rows, on the device', B: 2, Tq: 70, Tk: 70, Hq: 2, Hkv: 2, D: 32, causal: true, cuSeqlens: Int32Array.from([0, 140]), onDevice: true },
   { name: "GQA 7:1 (Qwen2.5-0.5B's heads), packed, several tiles, on the device", B: 1, Tq: 150, Tk: 150, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 37, 150]), onDevice: true },
+  { name: 'GQA 7:1 over few key tiles (dK/dV: the group split over blocks, unevenly)', B: 1, Tq: 150, Tk: 150, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: null },
+  { name: 'packed, tokens outside samples, GQA 4:1, D=64', B: 1, Tq: 96, Tk: 96, Hq: 4, Hkv: 1, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 30, 61]) },
   { name: 'many small samples across row ends, on the device', B: 2, Tq: 75, Tk: 75, Hq: 2, Hkv: 1, D: 32, causal: true, cuSeqlens: smallSamples(150, [1, 2, 3, 5, 8, 13, 4, 1, 1, 9]), onDevice: true },
 ];
 
@@ -89,6 +93,16 @@ function run(c: Case, dtype: FloatDType): void {
       }),
   );
 }
+
+test("the dK/dV pass splits a GQA group over blocks only where a kv head per key tile leaves SMs idle", () => {
+  const H200 = 132; // SMs
+  // 2048 tokens: 32 key tiles of 64
+  assert.deepEqual(dkdvSplit(32 * 2, 7, H200), { per: 1, splits: 7 }, 'Qwen2.5-0.5B: 2 kv heads, 7 query heads each');
+  assert.deepEqual(dkdvSplit(32 * 8, 4, H200), { per: 2, splits: 2 }, 'Llama-3-8B: 8 kv heads, 4 query heads each');
+  assert.deepEqual(dkdvSplit(32 * 32, 1, H200), { per: 1, splits: 1 }, 'Llama-2-7B: no GQA');
+  assert.deepEqual(dkdvSplit(32 * 8, 4, 46), { per: 4, splits: 1 }, 'Llama-3-8B on a 46-SM card: enough blocks already');
+  assert.deepEqual(dkdvSplit(3 * 2, 7, 4), { per: 3, splits: 3 }, 'uneven: 3 + 3 + 1 heads');
+});
 
 test('attention forward and backward, float32', { skip: SKIP }, () => {
   for (const c of CASES) run(c, 'float32');

@@ -21,6 +21,8 @@ const MMA_ROWS = 64; // query rows per block (forward, dQ)
 const MMA_KEYS = 64; // keys per tile in the forward, per block in dK/dV
 const MMA_DQ_KEYS = 32; // keys per tile in dQ
 const MMA_DKDV_ROWS = 32; // query rows per step in dK/dV
+/** dK/dV blocks per SM to aim for before the GQA group is split over blocks (2 to 4 fit on an SM). */
+const MMA_DKDV_BLOCKS_PER_SM = 4;
 const MMA_THREADS = 128;
 const MMA_PAD = 8; // elements added to each shared row
 const TILE_THREADS = 128; // attn_tiles: one block
@@ -220,7 +222,7 @@ function launchDelta(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>, del
   ]);
 }
 
-/** The tensor-core backward: dQ over query tiles, dK and dV over key tiles of each kv head (no atomics). */
+/** The tensor-core backward: dQ over query tiles, dK and dV over key tiles of each kv head, or of parts of its group (no atomics). */
 function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStorage>): void {
   const { B, Tq, Tk, Hq, Hkv, D } = a;
   const name = `${sfx(a.dtype)}_d${D}`;
@@ -243,11 +245,32 @@ function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStor
     ]);
   }
   if (t.kBlocks > 0) {
+    const { per, splits } = dkdvSplit(t.kBlocks * Hkv, Hq / Hkv, rt.driver.device.multiprocessors);
+    const kvSize = B * Tk * Hkv * D;
+    const part = splits > 1 ? rt.scratchF32(2 * splits * kvSize, `attention dK and dV partial sums (${splits} x ${kvSize} x 2 floats)`) : null;
+    // keys outside every segment: zero partial sums, which the sum writes into dk and dv
+    if (part && !coversAll(a)) rt.driver.memset(part.ptr, 4, 0, 2 * splits * kvSize);
     const smem = mmaSmem(D, 2 * MMA_KEYS + 2 * MMA_DKDV_ROWS, 2 * 4 * MMA_DKDV_ROWS); // + lse and delta of a step
-    rt.launch('attention-mma', `attn_mma_bwd_dkdv_${name}`, [t.kBlocks, Hkv], [MMA_THREADS], smem, 'ppppppppppiiiifi', [
-      ...inputs, a.dk.ptr, a.dv.ptr, t.meta.ptr, t.kTiles, ...tail,
+    rt.launch('attention-mma', `attn_mma_bwd_dkdv_${name}`, [t.kBlocks, Hkv * splits], [MMA_THREADS], smem, 'ppppppppppiiiifiip', [
+      ...inputs, a.dk.ptr, a.dv.ptr, t.meta.ptr, t.kTiles, ...tail, per, part?.ptr ?? 0,
     ]);
+    if (part) {
+      rt.launch('attention-mma', `attn_mma_dkdv_sum_${sfx(a.dtype)}`, [rt.blocksFor(kvSize)], [256], 0, 'piilpp', [part.ptr, splits, D, kvSize, a.dk.ptr, a.dv.ptr]);
+      rt.free(part);
+    }
   }
   rt.free(delta);
   rt.free(t.meta);
+}
+
+/**
+ * How the dK/dV pass divides each GQA group of query heads over blocks: whole (splits 1: each
+ * block writes its keys' gradients) while a kv head per key tile gives MMA_DKDV_BLOCKS_PER_SM
+ * blocks per SM, else in `splits` parts of `per` heads, as few as fill the GPU, whose float32
+ * partial sums a second kernel adds. `blocks`: key tiles x kv heads.
+ */
+export function dkdvSplit(blocks: number, group: number, sms: number): { per: number; splits: number } {
+  const want = Math.min(group, Math.max(1, Math.ceil((MMA_DKDV_BLOCKS_PER_SM * sms) / blocks)));
+  const per = Math.ceil(group / want);
+  return { per, splits: Math.ceil(group / per) };
 }

@@ -114,9 +114,11 @@ int cuDriverGetVersion(int *v) {
 int cuDeviceGetCount(int *n) { *n = 1; return 0; }
 int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return ordinal == 0 ? 0 : 101; }
 int cuDeviceGetName(char *name, int len, int dev) { strncpy(name, "Fake GPU", len); return 0; }
+/* FAKE_CUDA_SMS: the multiprocessors it reports (default 4; 132 plays an H100/H200's launch geometry) */
 int cuDeviceGetAttribute(int *v, int attr, int dev) {
+  const char *sms = getenv("FAKE_CUDA_SMS");
   switch (attr) {
-    case 16: *v = 4; return 0;        /* multiprocessors */
+    case 16: *v = sms ? atoi(sms) : 4; return 0; /* multiprocessors */
     case 75: *v = 9; return 0;        /* cc major */
     case 76: *v = 0; return 0;        /* cc minor */
     case 97: *v = 232448; return 0;   /* max shared per block, opt-in */
