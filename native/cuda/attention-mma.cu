@@ -126,7 +126,7 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* x, i64 tok0, i
 // S = Q K_j^T and the softmax, K_{j+1} during O += P V_j; the same shared memory as version 3.1,
 // whose loads (PIPE false) stop every warp at each tile.
 template <typename T, int D, bool PIPE>
-__device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
+__device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tile, int Tq,
                     int Tk, int Hq, int Hkv, float scale, int causal) {
   extern __shared__ float sm[];
   constexpr int LD = D + PAD;
@@ -134,8 +134,8 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
   T* Ks = Qs + BM * LD;
   T* Vs = Ks + BN * LD;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const Seg sg = seg_of(segs, tile[0]);
+  const int i0 = tile[1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
   const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
   const int w0 = i0 + 16 * warp;                           // this warp's first row in the segment
   const int row[2] = {w0 + (lane >> 2), w0 + (lane >> 2) + 8};  // the rows of c0,c1 and c2,c3
@@ -236,7 +236,7 @@ __device__ void fwd(const T* q, const T* k, const T* v, T* out, float* lse, cons
 // shared: Qs, dOs [BM][LD], Ks, Vs [BKQ][LD]. Rows outside every segment are zeroed by the host.
 template <typename T, int D>
 __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dq,
-                       const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {
+                       const int* segs, const int* tile, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {
   extern __shared__ float sm[];
   constexpr int LD = D + PAD;
   T* Qs = reinterpret_cast<T*>(sm);
@@ -244,8 +244,8 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
   T* Ks = dOs + BM * LD;
   T* Vs = Ks + BKQ * LD;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const Seg sg = seg_of(segs, tile[0]);
+  const int i0 = tile[1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
   const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
   const int w0 = i0 + 16 * warp;
   const int row[2] = {w0 + (lane >> 2), w0 + (lane >> 2) + 8};
@@ -306,7 +306,7 @@ __device__ void bwd_dq(const T* q, const T* k, const T* v, const T* dout, const 
 // attn_mma_dkdv_sum.
 template <typename T, int D>
 __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dk,
-                         T* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal,
+                         T* dv, const int* segs, const int* tile, int Tq, int Tk, int Hq, int Hkv, float scale, int causal,
                          int per, float* part) {
   extern __shared__ float sm[];
   constexpr int LD = D + PAD;
@@ -317,10 +317,10 @@ __device__ void bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, cons
   float* Ls = reinterpret_cast<float*>(dOs + BQ * LD);
   float* Ds = Ls + BQ;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
+  const Seg sg = seg_of(segs, tile[0]);
   const int group = Hq / Hkv, splits = (group + per - 1) / per, hk = blockIdx.y / splits, split = blockIdx.y % splits;
   const int hFirst = hk * group + split * per, hEnd = min(hFirst + per, (hk + 1) * group);
-  const int j0 = tiles[2 * blockIdx.x + 1], off = sg.kLen - sg.qLen;
+  const int j0 = tile[1], off = sg.kLen - sg.qLen;
   const i64 qTok0 = (i64)sg.b * Tq + sg.start, kTok0 = (i64)sg.b * Tk + sg.start;
   const int wj0 = j0 + 16 * warp;                               // this warp's first key
   const int key[2] = {wj0 + (lane >> 2), wj0 + (lane >> 2) + 8};  // the keys of c0,c1 and c2,c3
@@ -408,28 +408,32 @@ __device__ void dkdv_sum(const float* part, int splits, int D, i64 n, T* dk, T* 
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_fwd_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, \
                               int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {                                \
-    if (idle_tile(tiles)) return;                                                                                       \
-    flash::fwd<T, D, false>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                             \
+    const int* tile = tiles + 2 * query_tile();                                                                         \
+    if (idle_tile(tile)) return;                                                                                        \
+    flash::fwd<T, D, false>(q, k, v, out, lse, segs, tile, Tq, Tk, Hq, Hkv, scale, causal);                             \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_fwd_pipe_##s##_d##D(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,             \
                                    const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale, int causal) {         \
-    if (idle_tile(tiles)) return;                                                                                       \
-    flash::fwd<T, D, true>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                              \
+    const int* tile = tiles + 2 * query_tile();                                                                         \
+    if (idle_tile(tile)) return;                                                                                        \
+    flash::fwd<T, D, true>(q, k, v, out, lse, segs, tile, Tq, Tk, Hq, Hkv, scale, causal);                              \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dq_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, \
                                  T* dq, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, float scale,  \
                                  int causal) {                                                                            \
-    if (idle_tile(tiles)) return;                                                                                       \
-    flash::bwd_dq<T, D>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal);                     \
+    const int* tile = tiles + 2 * query_tile();                                                                         \
+    if (idle_tile(tile)) return;                                                                                        \
+    flash::bwd_dq<T, D>(q, k, v, dout, lse, delta, dq, segs, tile, Tq, Tk, Hq, Hkv, scale, causal);                     \
   }                                                                                                                       \
   extern "C" __global__ void __launch_bounds__(flash::THREADS)                                                           \
       attn_mma_bwd_dkdv_##s##_d##D(const T* q, const T* k, const T* v, const T* dout, const float* lse,                  \
                                    const float* delta, T* dk, T* dv, const int* segs, const int* tiles, int Tq, int Tk,  \
                                    int Hq, int Hkv, float scale, int causal, int per, float* part) {                     \
-    if (idle_tile(tiles)) return;                                                                                       \
-    flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, scale, causal, per, part);    \
+    const int* tile = tiles + 2 * key_tile();                                                                           \
+    if (idle_tile(tile)) return;                                                                                        \
+    flash::bwd_dkdv<T, D>(q, k, v, dout, lse, delta, dk, dv, segs, tile, Tq, Tk, Hq, Hkv, scale, causal, per, part);    \
   }
 #define FLASH_DIMS(T, s)                                                                                               \
   FLASH(T, s, 32) FLASH(T, s, 64) FLASH(T, s, 96) FLASH(T, s, 128)                                                     \

@@ -47,15 +47,15 @@ __device__ __forceinline__ float dot_row(const float* a, const float* b, int D) 
 
 // shared: Ks, Vs [KT][D+1]; Qs [W][D]
 template <typename T>
-__device__ void attn_fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tiles, int Tq,
+__device__ void attn_fwd(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs, const int* tile, int Tq,
                          int Tk, int Hq, int Hkv, int D, float scale, int causal) {
   extern __shared__ float sm[];
   const int Dp = D + 1, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   float* Ks = sm;
   float* Vs = Ks + KT * Dp;
   float* qs = Vs + KT * Dp + warp * D;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const Seg sg = seg_of(segs, tile[0]);
+  const int i0 = tile[1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
   const int i = i0 + warp;  // this warp's query row within the segment
   const bool rowValid = i < sg.qLen;
   const i64 qRow = (((i64)sg.b * Tq + sg.start + i) * Hq + h) * D;
@@ -114,7 +114,7 @@ __device__ void attn_bwd_delta(const T* out, const T* dout, float* delta, i64 ro
 // shared: Ks, Vs [KT][D+1]; Qs, dOs [W][D]. dq is written for every row of a tile.
 template <typename T>
 __device__ void attn_bwd_dq(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta, T* dq,
-                            const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,
+                            const int* segs, const int* tile, int Tq, int Tk, int Hq, int Hkv, int D, float scale,
                             int causal) {
   extern __shared__ float sm[];
   const int Dp = D + 1, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -122,8 +122,8 @@ __device__ void attn_bwd_dq(const T* q, const T* k, const T* v, const T* dout, c
   float* Vs = Ks + KT * Dp;
   float* qs = Vs + KT * Dp + warp * D;
   float* dos = Vs + KT * Dp + nw * D + warp * D;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int i0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const Seg sg = seg_of(segs, tile[0]);
+  const int i0 = tile[1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
   const int i = i0 + warp;
   const bool rowValid = i < sg.qLen;
   const i64 qRow = (((i64)sg.b * Tq + sg.start + i) * Hq + h) * D;
@@ -169,7 +169,7 @@ __device__ void attn_bwd_dq(const T* q, const T* k, const T* v, const T* dout, c
 // dk, dv: float32 [B,Tk,Hkv,D], zeroed by the host, added to atomically.
 template <typename T>
 __device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
-                              float* dk, float* dv, const int* segs, const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D,
+                              float* dk, float* dv, const int* segs, const int* tile, int Tq, int Tk, int Hq, int Hkv, int D,
                               float scale, int causal) {
   extern __shared__ float sm[];
   const int Dp = D + 1, lane = threadIdx.x;
@@ -179,8 +179,8 @@ __device__ void attn_bwd_dkdv(const T* q, const T* k, const T* v, const T* dout,
   float* dVs = dKs + KT * Dp;
   float* qs = dVs + KT * Dp;
   float* dos = qs + D;
-  const Seg sg = seg_of(segs, tiles[2 * blockIdx.x]);
-  const int j0 = tiles[2 * blockIdx.x + 1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
+  const Seg sg = seg_of(segs, tile[0]);
+  const int j0 = tile[1], h = blockIdx.y, hk = h / (Hq / Hkv), off = sg.kLen - sg.qLen;
   const i64 kRow0 = (i64)sg.b * Tk + sg.start;
   load_kv_tile(k, v, Ks, Vs, kRow0, j0, sg.kLen, Hkv, hk, D);
   for (int e = lane; e < KT * Dp; e += 32) {
@@ -359,8 +359,9 @@ __device__ void attn_decode_combine(const float* part, T* out, float* lse, int S
   extern "C" __global__ void attn_fwd_##s(const T* q, const T* k, const T* v, T* out, float* lse, const int* segs,        \
                                           const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,          \
                                           int causal) {                                                                   \
-    if (idle_tile(tiles)) return;                                                                                       \
-    attn_fwd<T>(q, k, v, out, lse, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                                       \
+    const int* tile = tiles + 2 * query_tile();                                                                         \
+    if (idle_tile(tile)) return;                                                                                        \
+    attn_fwd<T>(q, k, v, out, lse, segs, tile, Tq, Tk, Hq, Hkv, D, scale, causal);                                      \
   }                                                                                                                       \
   extern "C" __global__ void attn_bwd_delta_##s(const T* out, const T* dout, float* delta, i64 rows, int Tq, int Hq,      \
                                                 int D) {                                                                  \
@@ -369,15 +370,17 @@ __device__ void attn_decode_combine(const float* part, T* out, float* lse, int S
   extern "C" __global__ void attn_bwd_dq_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,         \
                                              const float* delta, T* dq, const int* segs, const int* tiles, int Tq,        \
                                              int Tk, int Hq, int Hkv, int D, float scale, int causal) {                   \
-    if (idle_tile(tiles)) return;                                                                                       \
-    attn_bwd_dq<T>(q, k, v, dout, lse, delta, dq, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                        \
+    const int* tile = tiles + 2 * query_tile();                                                                         \
+    if (idle_tile(tile)) return;                                                                                        \
+    attn_bwd_dq<T>(q, k, v, dout, lse, delta, dq, segs, tile, Tq, Tk, Hq, Hkv, D, scale, causal);                       \
   }                                                                                                                       \
   extern "C" __global__ void attn_bwd_dkdv_##s(const T* q, const T* k, const T* v, const T* dout, const float* lse,       \
                                                const float* delta, float* dk, float* dv, const int* segs,                 \
                                                const int* tiles, int Tq, int Tk, int Hq, int Hkv, int D, float scale,     \
                                                int causal) {                                                              \
-    if (idle_tile(tiles)) return;                                                                                       \
-    attn_bwd_dkdv<T>(q, k, v, dout, lse, delta, dk, dv, segs, tiles, Tq, Tk, Hq, Hkv, D, scale, causal);                  \
+    const int* tile = tiles + 2 * key_tile();                                                                           \
+    if (idle_tile(tile)) return;                                                                                        \
+    attn_bwd_dkdv<T>(q, k, v, dout, lse, delta, dk, dv, segs, tile, Tq, Tk, Hq, Hkv, D, scale, causal);                 \
   }                                                                                                                       \
   extern "C" __global__ void attn_decode_partial_##s(const T* q, const T* k, const T* v, float* part, const int* kvLen,   \
                                                      int Tk, int Hq, int Hkv, int D, float scale) {                       \
