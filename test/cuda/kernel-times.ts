@@ -112,7 +112,11 @@ for (const [dt, N] of [['bfloat16', 8192], ['float32', 4096]] as [FloatDType, nu
 }
 
 // attention, causal, 2048 tokens, on each kernel set (attention-mma.cu with its two forwards, then attention.cu)
-const ATTENTION_SETS = [[16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14, 2, 64, 'mma'], [16, 16, 128, 'pipe'], [14, 2, 64, 'pipe'], [16, 16, 128, 'simt'], [14, 2, 64, 'simt']] as const;
+// (nosplit: the tensor-core backward with one dK/dV block per kv head, as before the GQA split)
+const ATTENTION_SETS = [
+  [16, 16, 128, 'mma'], [16, 2, 128, 'mma'], [14, 2, 64, 'mma'], [16, 16, 128, 'pipe'], [14, 2, 64, 'pipe'],
+  [16, 2, 128, 'nosplit'], [14, 2, 64, 'nosplit'], [16, 16, 128, 'simt'], [14, 2, 64, 'simt'],
+] as const;
 for (const [Hq, Hkv, D, set] of ATTENTION_SETS) {
   if (set === 'mma') delete process.env['XTUNER_CUDA_ATTENTION'];
   else process.env['XTUNER_CUDA_ATTENTION'] = set;
@@ -122,7 +126,11 @@ for (const [Hq, Hkv, D, set] of ATTENTION_SETS) {
   const dq = b.alloc(dt, B * T * Hq * D), dk = b.alloc(dt, B * T * Hkv * D), dv = b.alloc(dt, B * T * Hkv * D);
   const shape = { B, Tq: T, Tk: T, Hq, Hkv, D, scale: 1 / Math.sqrt(D), causal: true, cuSeqlens: null, dtype: dt };
   const flops = 2 * 2 * B * Hq * T * T * D / 2; // QK^T and PV, causal half
-  record(`attention fwd ${set}`, `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, q, k, v, out, lse }), 5), { flops });
+  if (set !== 'nosplit') { // the unsplit set differs in its backward only
+    record(`attention fwd ${set}`, `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attention({ ...shape, q, k, v, out, lse }), 5), { flops });
+  } else {
+    b.attention({ ...shape, q, k, v, out, lse });
+  }
   if (set !== 'pipe') { // the pipelined set differs in its forward only
     record(`attention bwd ${set}`, `T=${T} Hq=${Hq} Hkv=${Hkv} D=${D}`, time(() => b.attentionBackward({ ...shape, q, k, v, out, lse, dout, dq, dk, dv }), 3), { flops: 2.5 * flops });
   }

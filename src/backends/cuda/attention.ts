@@ -107,7 +107,7 @@ function checkShape(a: AttentionShape): void {
  * Whether the tensor-core kernels take this call: 16-bit floats, a head dim they are built for, and
  * every tensor 16-byte aligned (they move 16-byte chunks). XTUNER_CUDA_ATTENTION=simt forces the
  * CUDA-core kernels, =pipe the tensor-core forward with cp.async tiles (version 4, untimed as yet),
- * for comparing them on one card.
+ * =nosplit the dK/dV pass without its GQA split, for comparing them on one card.
  */
 function useMma(a: AttentionShape, tensors: readonly CudaStorage[]): boolean {
   return (
@@ -245,7 +245,9 @@ function attentionBackwardMma(rt: CudaRuntime, a: AttentionBackwardArgs<CudaStor
     ]);
   }
   if (t.kBlocks > 0) {
-    const { per, splits } = dkdvSplit(t.kBlocks * Hkv, Hq / Hkv, rt.driver.device.multiprocessors);
+    // XTUNER_CUDA_ATTENTION=nosplit: one block per kv head, for timing both on a card
+    const sms = process.env['XTUNER_CUDA_ATTENTION'] === 'nosplit' ? 0 : rt.driver.device.multiprocessors;
+    const { per, splits } = dkdvSplit(t.kBlocks * Hkv, Hq / Hkv, sms);
     const kvSize = B * Tk * Hkv * D;
     const part = splits > 1 ? rt.scratchF32(2 * splits * kvSize, `attention dK and dV partial sums (${splits} x ${kvSize} x 2 floats)`) : null;
     // keys outside every segment: zero partial sums, which the sum writes into dk and dv
