@@ -6,7 +6,8 @@
 // fresh mask each step. The mask is never stored: the backward is the same launch on dy. Bit for bit
 // the CPU backend's src/backends/cpu/dropout.ts. A thread takes a chunk of 8 elements (two Philox
 // calls, 16-byte accesses: common.cuh) where x and out are 16-byte aligned, else and for the tail
-// a group of 4 (one call).
+// a group of 4 (one call). With `accumulate`, out += the masked x instead (a gradient gathered in
+// place: the LoRA branch's dx added to the base layer's).
 #include "common.cuh"
 
 __device__ __forceinline__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
@@ -36,7 +37,8 @@ __device__ __forceinline__ void dropout_mask(i64 g, uint32_t call, uint32_t k0, 
 }
 
 template <typename T>
-__device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, const uint32_t* seed, uint32_t call) {
+__device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale, const uint32_t* seed, uint32_t call,
+                        int accumulate) {
   const uint32_t k0 = seed[0], k1 = seed[1];
   const i64 head = aligned16(x) && aligned16(out) ? n / CHUNK * CHUNK : 0;  // a multiple of 4: whole groups
   GRID_LOOP(v, head / CHUNK) {
@@ -49,6 +51,12 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
 #pragma unroll
       for (int j = 0; j < 4; j++) a[4 * h + j] *= c[j] < thresh ? 0.f : scale;
     }
+    if (accumulate) {
+      float o[CHUNK];
+      ld_chunk(out, v * CHUNK, o);
+#pragma unroll
+      for (int j = 0; j < CHUNK; j++) a[j] += o[j];
+    }
     st_chunk(out, v * CHUNK, a);
   }
   const i64 groups = (n - head + 3) >> 2;
@@ -59,7 +67,7 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const i64 i = 4 * g + j;
-      if (i < n) st(out, i, ld(x, i) * (c[j] < thresh ? 0.f : scale));
+      if (i < n) st(out, i, (accumulate ? ld(out, i) : 0.f) + ld(x, i) * (c[j] < thresh ? 0.f : scale));
     }
   }
 }
@@ -67,7 +75,7 @@ __device__ void dropout(const T* x, T* out, i64 n, uint32_t thresh, float scale,
 // seed: uint32 [2], the step's base seed (a step-state buffer).
 #define DROPOUT(T, s)                                                                                           \
   extern "C" __global__ void dropout_##s(const T* x, T* out, i64 n, unsigned thresh, float scale,              \
-                                         const unsigned* seed, unsigned call) {                                \
-    dropout<T>(x, out, n, thresh, scale, seed, call);                                                          \
+                                         const unsigned* seed, unsigned call, int accumulate) {                \
+    dropout<T>(x, out, n, thresh, scale, seed, call, accumulate);                                              \
   }
 FOR_FLOATS(DROPOUT)

@@ -6,7 +6,9 @@
 // RMSNorm keeps a row in registers when it fits (cols a multiple of 8 and at most ROW_CHUNKS chunks
 // of 8 per thread, pointers 16-byte aligned): the forward reads x once, the backward x and dy once,
 // all through 16-byte accesses (common.cuh), and the backward's dw partials stay in registers
-// (each thread owns the same columns in every row). Other rows take the scalar path.
+// (each thread owns the same columns in every row). Other rows take the scalar path. With
+// `accumulate` the backward adds its dx to what dx holds (a gradient gathered in place: the
+// residual stream's).
 #include "common.cuh"
 
 #define ROW_CHUNKS 2  // 256 threads: rows up to 4096; 1024 threads (cols >= 16384, layers.ts): 16384
@@ -57,7 +59,7 @@ __device__ void rms_norm_fwd(const T* x, const W* w, T* out, float* rstd, int co
 
 template <typename T, typename W>
 __device__ void rms_norm_bwd(const T* x, const W* w, const float* rstd, const T* dy, T* dx, float* dw, int rows, int cols,
-                             int useSmem) {
+                             int useSmem, int accumulate) {
   __shared__ float scratch[32];
   extern __shared__ float acc[];  // [cols] partial dw
   if (row_in_registers(cols) && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx)) {
@@ -80,11 +82,12 @@ __device__ void rms_norm_bwd(const T* x, const W* w, const float* rstd, const T*
 #pragma unroll
       for (int k = 0; k < ROW_CHUNKS; k++) {
         if (chunk_col(k) >= cols) continue;
-        float wv[CHUNK], d[CHUNK];
+        float wv[CHUNK], d[CHUNK] = {};
         ld_chunk(w, chunk_col(k), wv);  // again rather than a third row of registers: 16 KB at most, from L1
+        if (accumulate) ld_chunk(dx, base + chunk_col(k), d);
 #pragma unroll
         for (int j = 0; j < CHUNK; j++) {
-          d[j] = rs * (gs[k][j] * wv[j] - xs[k][j] * kk);
+          d[j] += rs * (gs[k][j] * wv[j] - xs[k][j] * kk);
           dws[k][j] += gs[k][j] * xs[k][j] * rs;
         }
         st_chunk(dx, base + chunk_col(k), d);
@@ -110,7 +113,7 @@ __device__ void rms_norm_bwd(const T* x, const W* w, const float* rstd, const T*
     const float k = block_sum(dot, scratch) * rs * rs / cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
       const float xv = ld(x, base + c), g = ld(dy, base + c);
-      st(dx, base + c, rs * (g * ld(w, c) - xv * k));
+      st(dx, base + c, (accumulate ? ld(dx, base + c) : 0.f) + rs * (g * ld(w, c) - xv * k));
       if (dw != nullptr) {
         if (smem) acc[c] += g * xv * rs;  // column c always belongs to this thread: no race
         else atomicAdd(dw + c, g * xv * rs);
@@ -187,8 +190,8 @@ __device__ void layer_norm_bwd(const T* x, const W* w, const float* mean, const 
     rms_norm_fwd<T, W>(x, w, out, rstd, cols, eps);                                                                  \
   }                                                                                                                  \
   extern "C" __global__ void rms_norm_bwd_##Ts##_##Ws(const T* x, const W* w, const float* rstd, const T* dy, T* dx,  \
-                                                      float* dw, int rows, int cols, int useSmem) {                  \
-    rms_norm_bwd<T, W>(x, w, rstd, dy, dx, dw, rows, cols, useSmem);                                                 \
+                                                      float* dw, int rows, int cols, int useSmem, int accumulate) {  \
+    rms_norm_bwd<T, W>(x, w, rstd, dy, dx, dw, rows, cols, useSmem, accumulate);                                     \
   }                                                                                                                  \
   extern "C" __global__ void layer_norm_fwd_##Ts##_##Ws(const T* x, const W* w, const W* b, T* out, float* mean,      \
                                                         float* rstd, int cols, float eps) {                          \

@@ -270,9 +270,10 @@ export interface Backend<S> {
    * [seed[0], seed[1]]) is below floor(p * 2^32) (see cpu/dropout.ts). `seed` (int32 [2] on this
    * device, read by the kernel) is the step's base seed, `call` (uint32) numbers the dropout calls
    * of a step. Every backend draws the same bits, so the backward is this call again on dy with the
-   * same seed and call (no mask is stored).
+   * same seed and call (no mask is stored). `accumulate`: out[i] += the same (a gradient gathered
+   * in place), rounded once.
    */
-  dropout(x: S, out: S, size: number, p: number, seed: S, call: number, dtype: FloatDType): void;
+  dropout(x: S, out: S, size: number, p: number, seed: S, call: number, dtype: FloatDType, accumulate?: boolean): void;
   /** out[o, i] = sum_m x[o, m, i] for x [outer, mid, inner]. */
   reduceSum(x: S, out: S, outer: number, mid: number, inner: number, dtype: FloatDType): void;
 
@@ -289,8 +290,13 @@ export interface Backend<S> {
   softmaxBackward(y: S, dy: S, dx: S, rows: number, cols: number, dtype: FloatDType): void;
   /** out = x * rstd * w over rows of x [rows, cols]; rstd float32 [rows] saved for the backward. */
   rmsNorm(x: S, w: S, out: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
-  /** dx and dw (float32 [cols], the sum over rows) written, dw skipped when null. */
-  rmsNormBackward(x: S, w: S, rstd: S, dy: S, dx: S, dw: S | null, rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType): void;
+  /**
+   * dx and dw (float32 [cols], the sum over rows) written, dw skipped when null; `accumulate`: dx
+   * gets its gradient added (a gradient gathered in place), rounded once.
+   */
+  rmsNormBackward(
+    x: S, w: S, rstd: S, dy: S, dx: S, dw: S | null, rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType, accumulate?: boolean,
+  ): void;
   /** out = (x - mean) * rstd * w + b; mean and rstd float32 [rows] saved. b may be null. */
   layerNorm(x: S, w: S, b: S | null, out: S, mean: S, rstd: S, rows: number, cols: number, eps: number, dtype: FloatDType, wDtype: FloatDType): void;
   /** dx, dw and db (float32 [cols], sums over rows) written, dw/db skipped when null. */

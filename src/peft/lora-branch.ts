@@ -19,15 +19,16 @@
 // dropout call (seed buffer and number); neither h nor its mask: the backward redraws the mask.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
 //   dz [rows, r] = scaling * dy Bc;  dB [out, r] = scaling * dy^T z (float32 out);
-//   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out);  dx = dropout'(dz Ac) (mask in place);
-//   dy passes through to y (the base layer's own backward).
+//   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out);  dx = dropout'(dz Ac) (mask in place),
+//   or, where x's gradient is gathered already (the base layer's backward ran first), added into it
+//   by the mask kernel itself; dy passes through to y (the base layer's own backward).
 // Not here: float32 models, where LoRALinear composes the generic ops (their numbers, bit for bit).
 
 import { XtunerError } from '../errors.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { castCopy } from '../tensor/ops/cast.ts';
 import type { DropoutStream } from '../tensor/ops/dropout.ts';
-import { castRaw, checkDevice, checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
+import { castRaw, checkDevice, checkFloat, empty, gatheredOr, gemm2d } from '../tensor/ops/util.ts';
 import { fmt, sameShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -65,9 +66,9 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
   const be = x.backend;
   const { scaling, p } = opts;
   const drop = p > 0 ? opts.stream.take(device) : null;
-  /** out = t with this call's dropout mask (the kernel may run in place: out = t). */
-  const mask = (t: Tensor, out: Tensor, { seed, call }: { seed: Tensor; call: number }): void =>
-    be.dropout(t.storage, out.storage, t.size, p, seed.storage, call, dtype);
+  /** out = t with this call's dropout mask (the kernel may run in place: out = t); with `add`, out += that. */
+  const mask = (t: Tensor, out: Tensor, { seed, call }: { seed: Tensor; call: number }, add = false): void =>
+    be.dropout(t.storage, out.storage, t.size, p, seed.storage, call, dtype, add);
   /** t after this call's dropout: a new tensor, or t itself without dropout. */
   const dropped = (t: Tensor): Tensor => {
     if (!drop) return t;
@@ -84,7 +85,7 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
   if (h !== x) h.dispose();
   const out = y._share();
   gemm2d(false, true, rows, outF, r, scaling, 1, z, bc, out); // out = y + scaling * z Bc^T
-  recordOp('loraBranch', out, [y, x, a, b], [x, z, ac, bc], ([sx, sz, sac, sbc], dy, needs) => {
+  recordOp('loraBranch', out, [y, x, a, b], [x, z, ac, bc], ([sx, sz, sac, sbc], dy, needs, into) => {
     let dz: Tensor | null = null;
     let dx: Tensor | null = null;
     let dA: Tensor | null = null;
@@ -104,9 +105,17 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
       if (hb !== sx) hb.dispose();
     }
     if (needs[1]) {
-      dx = empty(x.shape, dtype, device);
-      gemm2d(false, false, rows, inF, r, 1, 0, dz!, sac!, dx); // dh = dz Ac
-      if (drop) mask(dx, dx, drop); // dx = dropout'(dh): the same mask and factor, in place
+      // added into x's gathered gradient where there is one (the base layer's dx, or a sibling's)
+      dx = gatheredOr(into[1], x);
+      const add = dx === into[1];
+      if (drop) {
+        const dh = add ? empty(x.shape, dtype, device) : dx;
+        gemm2d(false, false, rows, inF, r, 1, 0, dz!, sac!, dh); // dh = dz Ac
+        mask(dh, dx, drop, add); // dx (+)= dropout'(dh): the same mask and factor
+        if (dh !== dx) dh.dispose();
+      } else {
+        gemm2d(false, false, rows, inF, r, 1, add ? 1 : 0, dz!, sac!, dx); // dx (+)= dz Ac
+      }
     }
     return [needs[0] ? dy : null, dx, dA && castRaw(dA, aDtype), dB && castRaw(dB, bDtype)];
   });

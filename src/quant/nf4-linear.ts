@@ -17,7 +17,7 @@ import { Linear, Module, type LinearLike } from '../nn/index.ts';
 import { recordOp } from '../tensor/autograd.ts';
 import { dtypeBytes, type DType, type FloatDType } from '../tensor/dtype.ts';
 import { keep, linear, noGrad, type Device, type Tensor } from '../tensor/index.ts';
-import { checkDevice, checkFloat, empty, gemm2d } from '../tensor/ops/util.ts';
+import { checkDevice, checkFloat, empty, gatheredOr, gemm2d } from '../tensor/ops/util.ts';
 import { fmt } from '../tensor/shape.ts';
 import { NF4_MATVEC_MAX_ROWS } from '../backends/index.ts';
 import { ABSMAX_BLOCK_SIZE, dequantizeNf4, nf4BlockSize, type Nf4Data, type Nf4Options } from './nf4.ts';
@@ -135,11 +135,11 @@ export class NF4Linear extends Module implements LinearLike {
     const rows = x.size / this.inFeatures;
     // a few rows (decoding) read the 4-bit weight only; more dequantise it for one GEMM
     const y = rows >= 1 && rows <= NF4_MATVEC_MAX_ROWS && (!this.bias || this.bias.dtype === dtype) ? this.#matvec(x, dtype) : this.#dequantizedLinear(x, dtype);
-    return recordOp('nf4Linear', y, [x], [], (_saved, dy) => {
-      // dx [rows, in] = dy [rows, out] W [out, in], W dequantised again
+    return recordOp('nf4Linear', y, [x], [], (_saved, dy, _needs, into) => {
+      // dx [rows, in] (+)= dy [rows, out] W [out, in], W dequantised again; added into x's gathered gradient where there is one
       const wb = this.dequantize(dtype);
-      const dx = empty(x.shape, dtype, x.device);
-      gemm2d(false, false, rows, this.inFeatures, this.outFeatures, 1, 0, dy, wb, dx);
+      const dx = gatheredOr(into[0], x);
+      gemm2d(false, false, rows, this.inFeatures, this.outFeatures, 1, dx === into[0] ? 1 : 0, dy, wb, dx);
       wb.dispose();
       return [dx];
     });

@@ -7,12 +7,17 @@
 // them), so a graph nobody runs backward on is freed when its tensors are disposed.
 
 import { XtunerError } from '../errors.ts';
-import { closeScope, enterNoGrad, exitNoGrad, isGradEnabled, markWritten, openScope } from './engine.ts';
+import { closeScope, enterNoGrad, exitNoGrad, isGradEnabled, markWritten, openScope, type StorageRef } from './engine.ts';
 import { fmt, sameShape } from './shape.ts';
 import { Tensor } from './tensor.ts';
 
-/** Gradients for each input (null: none, or not needed). */
-export type BackwardFn = (saved: Tensor[], dy: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
+/**
+ * Gradients for each input (null: none, or not needed). `into[i]`, where not null, is the gradient
+ * gathered so far for input i, held by nothing else: a backward may add its gradient to it in place
+ * and return it in slot i (a GEMM with beta = 1, or a kernel that adds), which saves a buffer and
+ * the engine's addition.
+ */
+export type BackwardFn = (saved: Tensor[], dy: Tensor, needs: readonly boolean[], into: readonly (Tensor | null)[]) => (Tensor | null)[];
 
 export interface GradNode {
   readonly op: string;
@@ -114,10 +119,46 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (existing === null) {
     leaf.grad = grad;
   } else {
-    existing.backend.axpy(grad.storage, existing.storage, existing.size, 1, existing.floatDtype);
-    markWritten(existing._live());
-    grad.dispose();
+    leaf.grad = sumGrads(existing, grad);
+    markWritten(leaf.grad._live());
   }
+}
+
+/**
+ * acc + g, the two handles given up: added in place into acc's storage where acc alone holds it,
+ * else into g's, else into a copy. A gradient an op passed through (add's dy, to both inputs) is
+ * one storage under two handles until both are used: adding into it in place would change the
+ * other input's gradient too.
+ */
+function sumGrads(acc: Tensor, g: Tensor): Tensor {
+  let [into, from] = heldOnce(acc._live()) ? [acc, g] : heldOnce(g._live()) ? [g, acc] : [null, null];
+  if (into === null || from === null) {
+    into = Tensor._alloc(acc.shape, acc.dtype, acc.device, false);
+    into.backend.cast(acc.storage, acc.dtype, into.storage, acc.dtype, acc.size); // a copy
+    acc.dispose();
+    from = g;
+  }
+  into.backend.axpy(from.storage, into.storage, into.size, 1, into.floatDtype);
+  from.dispose();
+  return into;
+}
+
+/**
+ * For each input of `node`, the gradient gathered so far where the backward may add into it: an
+ * input with a node of its own, in no other slot of this node, whose gathered gradient no other
+ * handle shares (a pass-through dy is shared until its other holder has run).
+ */
+function gatheredFor(node: GradNode, grads: ReadonlyMap<GradNode, Tensor>): (Tensor | null)[] {
+  return node.inputs.map((t, i) => {
+    if (!t?._node || !node.needs[i] || node.inputs.indexOf(t) !== node.inputs.lastIndexOf(t)) return null;
+    const acc = grads.get(t._node);
+    return acc !== undefined && heldOnce(acc._live()) ? acc : null;
+  });
+}
+
+/** Whether one handle alone reaches the storage (a view's included: then it alone holds its base). */
+function heldOnce(ref: StorageRef): boolean {
+  return ref.refs === 1 && (ref.parent === undefined || heldOnce(ref.parent));
 }
 
 export function runBackward(root: Tensor, grad?: Tensor): void {
@@ -155,15 +196,18 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
         dy.dispose();
         throw new XtunerError(`backward() ran twice through the graph of "${node.op}"; run the forward again`);
       }
+      const into = gatheredFor(node, grads);
       // Tensors the backward creates and does not return are disposed with this scope.
       const scope = openScope();
       let inGrads: (Tensor | null)[];
       try {
-        inGrads = node.backward(node.saved, dy, node.needs);
+        inGrads = node.backward(node.saved, dy, node.needs, into);
       } catch (e) {
         closeScope(scope, []);
         throw e;
       }
+      // a gradient added into what was gathered: nothing left to add
+      inGrads = inGrads.map((g, i) => (g !== null && g === into[i] ? null : g));
       // Each gradient must be owned once: one returned twice, or not made here (dy itself, a
       // saved tensor), becomes its own handle on the same storage.
       const seen = new Set<Tensor>();
@@ -190,11 +234,7 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
         }
         if (input._node) {
           const acc = grads.get(input._node);
-          if (acc === undefined) grads.set(input._node, g);
-          else {
-            acc.backend.axpy(g.storage, acc.storage, acc.size, 1, acc.floatDtype);
-            g.dispose();
-          }
+          grads.set(input._node, acc === undefined ? g : sumGrads(acc, g));
         } else if (input.requiresGrad) {
           accumulateLeaf(input, g);
         } else {

@@ -1,7 +1,8 @@
 // The CUDA dropout kernel against the CPU backend's: the same Philox4x32-10 mask bits, so the
 // outputs must be equal exactly (not within a tolerance), in float32, bfloat16 and float16, for
 // sizes that do and do not fill the last group of 4, for base seeds (read from a device buffer) and
-// call numbers with the top bits set (uint32 values travel as int32 bits); out of place and in place.
+// call numbers with the top bits set (uint32 values travel as int32 bits); out of place, in place,
+// and added to what out holds (accumulate: a gradient gathered in place).
 
 import test from 'node:test';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
@@ -32,6 +33,13 @@ test('dropout: CUDA draws the CPU mask bit for bit', { skip: SKIP }, () => {
             ['x'],
             EXACT,
             (b, s) => b.dropout(s['x']!, s['x']!, size, p, s['seed']!, call, dtype),
+          );
+          compareWithCpu(
+            `dropout added to out ${dtype} n=${size} p=${p} seed=[${s0}, ${s1}] call ${call}`,
+            { x: { dtype, data: uniform(dtype, size) }, out: { dtype, data: uniform(dtype, size) }, seed },
+            ['out'],
+            EXACT,
+            (b, s) => b.dropout(s['x']!, s['out']!, size, p, s['seed']!, call, dtype, true),
           );
         }
       }

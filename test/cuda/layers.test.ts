@@ -65,6 +65,10 @@ test('rmsNorm and layerNorm forward and backward', { skip: SKIP }, () => {
         compareWithCpu(`rmsNorm' (no dw) ${what}`, rmsBack, ['dx', 'dw'], tolFor(dtype, true), (b, s) =>
           b.rmsNormBackward(s['x']!, s['w']!, s['rstd']!, s['dy']!, s['dx']!, null, rows, cols, dtype, wDtype),
         );
+        // dx added to what it holds (a gradient gathered in place)
+        compareWithCpu(`rmsNorm' (dx added) ${what}`, { ...rmsBack, dx: { dtype, data: uniform(dtype, n) } }, ['dx', 'dw'], tolFor(dtype, true), (b, s) =>
+          b.rmsNormBackward(s['x']!, s['w']!, s['rstd']!, s['dy']!, s['dx']!, s['dw']!, rows, cols, dtype, wDtype, true),
+        );
         for (const withBias of [true, false]) {
           const ln = compareWithCpu(`layerNorm ${what} bias=${withBias}`, bufs, ['out', 'mean', 'rstd'], tol, (b, s) =>
             b.layerNorm(s['x']!, s['w']!, withBias ? s['bias']! : null, s['out']!, s['mean']!, s['rstd']!, rows, cols, 1e-5, dtype, wDtype),

@@ -54,11 +54,13 @@ export function dropoutScale(p: number): number {
   return Math.fround(1 / (1 - p));
 }
 
-export function dropout(xS: CpuStorage, out: CpuStorage, size: number, p: number, seedS: CpuStorage, call: number, dtype: FloatDType): void {
+export function dropout(
+  xS: CpuStorage, out: CpuStorage, size: number, p: number, seedS: CpuStorage, call: number, dtype: FloatDType, accumulate = false,
+): void {
   const seed0 = (seedS as Int32Array)[0]! >>> 0;
   const seed1 = (seedS as Int32Array)[1]! >>> 0;
   const x = f32Of(xS, dtype);
-  const y = f32Out(out, dtype, size);
+  const y = accumulate ? f32Of(out, dtype) : f32Out(out, dtype, size);
   const thresh = dropoutThreshold(p);
   const scale = dropoutScale(p);
   const c = new Uint32Array(4);
@@ -69,7 +71,11 @@ export function dropout(xS: CpuStorage, out: CpuStorage, size: number, p: number
     c[3] = 0;
     philox4x32(c, seed0, seed1);
     const end = Math.min(4, size - 4 * g);
-    for (let j = 0; j < end; j++) y[4 * g + j] = x[4 * g + j]! * (c[j]! < thresh ? 0 : scale);
+    for (let j = 0; j < end; j++) {
+      const v = x[4 * g + j]! * (c[j]! < thresh ? 0 : scale);
+      // the masked value in float32 first, as the kernel adds it: the same bits
+      y[4 * g + j] = accumulate ? y[4 * g + j]! + Math.fround(v) : v;
+    }
   }
   commit(out, dtype, y);
 }

@@ -25,12 +25,12 @@ export function rmsNorm(
 
 export function rmsNormBackward(
   xS: CpuStorage, wS: CpuStorage, rstdS: CpuStorage, dyS: CpuStorage, dxS: CpuStorage, dwS: CpuStorage | null,
-  rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType,
+  rows: number, cols: number, dtype: FloatDType, wDtype: FloatDType, accumulate = false,
 ): void {
   const x = f32Of(xS, dtype);
   const w = f32Of(wS, wDtype);
   const dy = f32Of(dyS, dtype);
-  const dx = f32Out(dxS, dtype, rows * cols);
+  const dx = accumulate ? f32Of(dxS, dtype) : f32Out(dxS, dtype, rows * cols);
   const rstd = rstdS as Float32Array;
   const dw = dwS === null ? null : new Float64Array(cols);
   for (let r = 0; r < rows; r++) {
@@ -40,7 +40,7 @@ export function rmsNormBackward(
     let dot = 0;
     for (let c = 0; c < cols; c++) dot += dy[base + c]! * w[c]! * x[base + c]!;
     const k = (dot * rs * rs) / cols;
-    for (let c = 0; c < cols; c++) dx[base + c] = rs * (dy[base + c]! * w[c]! - x[base + c]! * k);
+    for (let c = 0; c < cols; c++) dx[base + c] = (accumulate ? dx[base + c]! : 0) + rs * (dy[base + c]! * w[c]! - x[base + c]! * k);
     if (dw) for (let c = 0; c < cols; c++) dw[c]! += dy[base + c]! * x[base + c]! * rs;
   }
   commit(dxS, dtype, dx);

@@ -121,12 +121,12 @@ export function elementwiseKernels(rt: CudaRuntime): Kernels {
       flat(`unary_bwd_${sfx(dtype)}`, 'ipppl', size, [UNARY_OPS[op], x.ptr, dy.ptr, dx.ptr, size]),
     scale: (x, out, size, alpha, dtype, by) => flat(`scale_${sfx(dtype)}`, 'pplfp', size, [x.ptr, out.ptr, size, alpha, by?.ptr ?? 0]),
     axpy: (x, y, size, alpha, dtype) => flat(`axpy_${sfx(dtype)}`, 'pplf', size, [x.ptr, y.ptr, size, alpha]),
-    dropout(x, out, size, p, seed, call, dtype) {
+    dropout(x, out, size, p, seed, call, dtype, accumulate = false) {
       const groups = Math.ceil(size / 4);
       if (groups === 0) return;
       // uint32 values travel as the int32 of the same bits
-      rt.launch('dropout', `dropout_${sfx(dtype)}`, [rt.blocksFor(groups)], [256], 0, 'pplifpi', [
-        x.ptr, out.ptr, size, dropoutThreshold(p) | 0, dropoutScale(p), seed.ptr, call | 0,
+      rt.launch('dropout', `dropout_${sfx(dtype)}`, [rt.blocksFor(groups)], [256], 0, 'pplifpii', [
+        x.ptr, out.ptr, size, dropoutThreshold(p) | 0, dropoutScale(p), seed.ptr, call | 0, accumulate ? 1 : 0,
       ]);
     },
     reduceSum(x, out, outer, mid, inner, dtype) {

@@ -35,12 +35,12 @@ export function layerKernels(rt: CudaRuntime): Kernels {
       if (rows === 0) return;
       rt.launch('norm', `rms_norm_fwd_${sfx(dtype)}_${sfx(wDtype)}`, [rows], [rowThreads(cols)], 0, 'ppppif', [x.ptr, w.ptr, out.ptr, rstd.ptr, cols, eps]);
     },
-    rmsNormBackward(x, w, rstd, dy, dx, dw, rows, cols, dtype, wDtype) {
+    rmsNormBackward(x, w, rstd, dy, dx, dw, rows, cols, dtype, wDtype, accumulate = false) {
       if (dw) rt.driver.memset(dw.ptr, 4, 0, cols); // the kernel adds its blocks' partial sums
       if (rows === 0) return;
       const smem = dw !== null && 4 * cols <= SMEM_DEFAULT ? 4 * cols : 0;
-      rt.launch('norm', `rms_norm_bwd_${sfx(dtype)}_${sfx(wDtype)}`, [bwdBlocks(rows)], [rowThreads(cols)], smem, 'ppppppiii', [
-        x.ptr, w.ptr, rstd.ptr, dy.ptr, dx.ptr, dw?.ptr ?? 0, rows, cols, smem > 0 ? 1 : 0,
+      rt.launch('norm', `rms_norm_bwd_${sfx(dtype)}_${sfx(wDtype)}`, [bwdBlocks(rows)], [rowThreads(cols)], smem, 'ppppppiiii', [
+        x.ptr, w.ptr, rstd.ptr, dy.ptr, dx.ptr, dw?.ptr ?? 0, rows, cols, smem > 0 ? 1 : 0, accumulate ? 1 : 0,
       ]);
     },
     layerNorm(x, w, b, out, mean, rstd, rows, cols, eps, dtype, wDtype) {

@@ -1,12 +1,13 @@
 // linear(x[..., in], w[out, in], b?[out]) = x w^T + b, the Linear layer. w may be float32, bf16
 // or f16 (the output keeps x's dtype). The backward computes only the gradients needed (a frozen
-// weight under LoRA costs no dW GEMM).
+// weight under LoRA costs no dW GEMM), and adds dx straight into x's gradient where one is gathered
+// already (beta = 1: q, k and v, or a base layer and its LoRA branch, share their input).
 
 import { XtunerError } from '../../errors.ts';
 import { recordOp } from '../autograd.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
-import { checkDevice, checkFloat, empty, castRaw, gemm2d } from './util.ts';
+import { checkDevice, checkFloat, empty, castRaw, gemm2d, gatheredOr } from './util.ts';
 
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const device = checkDevice('linear', x, w, b);
@@ -32,14 +33,14 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     beta = 1;
   }
   gemm2d(false, true, rows, outF, inF, 1, beta, x, w, out); // out [rows, out] (+)= x w^T
-  return recordOp('linear', out, [x, w, b ?? null], [x, w], ([sx, sw], dy, needs) => {
+  return recordOp('linear', out, [x, w, b ?? null], [x, w], ([sx, sw], dy, needs, into) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (needs[0]) {
-      // dx [rows, in] = dy [rows, out] w [out, in]
-      dx = empty(x.shape, dtype, device);
-      gemm2d(false, false, rows, inF, outF, 1, 0, dy, sw!, dx);
+      // dx [rows, in] (+)= dy [rows, out] w [out, in]
+      dx = gatheredOr(into[0], x);
+      gemm2d(false, false, rows, inF, outF, 1, dx === into[0] ? 1 : 0, dy, sw!, dx);
     }
     if (needs[1]) {
       // dw [out, in] = dy^T [out, rows] x [rows, in]

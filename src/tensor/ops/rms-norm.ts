@@ -4,7 +4,7 @@ import { XtunerError } from '../../errors.ts';
 import { recordOp } from '../autograd.ts';
 import { fmt } from '../shape.ts';
 import type { Tensor } from '../tensor.ts';
-import { checkDevice, checkFloat, empty, castRaw } from './util.ts';
+import { checkDevice, checkFloat, empty, castRaw, gatheredOr } from './util.ts';
 
 export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const device = checkDevice('rmsNorm', x, w);
@@ -18,10 +18,11 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const out = empty(x.shape, dtype, device);
   const rstd = empty([rows], 'float32', device);
   x.backend.rmsNorm(x.storage, w.storage, out.storage, rstd.storage, rows, H, eps, dtype, wDtype);
-  recordOp('rmsNorm', out, [x, w], [x, w, rstd], ([sx, sw, sr], dy, needs) => {
-    const dx = empty(x.shape, dtype, device);
+  recordOp('rmsNorm', out, [x, w], [x, w, rstd], ([sx, sw, sr], dy, needs, into) => {
+    // dx is added into x's gradient where one is gathered (the residual stream's, from the add after the layer)
+    const dx = gatheredOr(needs[0] ? into[0] : null, x);
     const dw = needs[1] ? empty([H], 'float32', device) : null;
-    dy.backend.rmsNormBackward(sx!.storage, sw!.storage, sr!.storage, dy.storage, dx.storage, dw?.storage ?? null, rows, H, dtype, wDtype);
+    dy.backend.rmsNormBackward(sx!.storage, sw!.storage, sr!.storage, dy.storage, dx.storage, dw?.storage ?? null, rows, H, dtype, wDtype, dx === into[0]);
     return [needs[0] ? dx : null, dw ? castRaw(dw, wDtype) : null];
   });
   rstd.dispose();

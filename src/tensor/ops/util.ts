@@ -64,3 +64,11 @@ export function gemm2d(transA: boolean, transB: boolean, m: number, n: number, k
     batch: 1, strideA: 0, strideB: 0, strideC: 0,
   });
 }
+
+/**
+ * Where a backward writes the gradient of `x`: `into` (the gradient gathered for x so far, to add
+ * to: BackwardFn) when it has x's dtype, else a new tensor of x's shape and dtype.
+ */
+export function gatheredOr(into: Tensor | null | undefined, x: Tensor): Tensor {
+  return into && into.dtype === x.dtype ? into : empty(x.shape, x.dtype, x.device);
+}
