@@ -19,7 +19,8 @@
 // dropout call (seed buffer and number); neither h nor its mask: the backward redraws the mask.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):
 //   dz [rows, r] = scaling * dy Bc;  dB [out, r] = scaling * dy^T z (float32 out);
-//   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out);  dx = dropout'(dz Ac) (mask in place),
+//   h = dropout(x) again;  dA [r, in] = dz^T h (float32 out; dA and dB added into the adapters'
+//   grads where those are kept);  dx = dropout'(dz Ac) (mask in place),
 //   or, where x's gradient is gathered already (the base layer's backward ran first), added into it
 //   by the mask kernel itself; dy passes through to y (the base layer's own backward).
 // Not here: float32 models, where LoRALinear composes the generic ops (their numbers, bit for bit).
@@ -94,14 +95,15 @@ export function loraBranch(y: Tensor, x: Tensor, a: Tensor, b: Tensor, opts: Lor
       dz = empty([rows, r], dtype, device);
       gemm2d(false, false, rows, r, outF, scaling, 0, dy, sbc!, dz); // dz = scaling * dy Bc
     }
+    // dA and dB straight into the adapters' grads where they are kept (from step to step under CUDA graphs)
     if (needs[3]) {
-      dB = empty(b.shape, 'float32', device);
-      gemm2d(true, false, outF, r, rows, scaling, 0, dy, sz!, dB); // dB = scaling * dy^T z
+      dB = into[3] ?? empty(b.shape, 'float32', device);
+      gemm2d(true, false, outF, r, rows, scaling, dB === into[3] ? 1 : 0, dy, sz!, dB); // dB (+)= scaling * dy^T z
     }
     if (needs[2]) {
       const hb = dropped(sx!); // h again, from the same seed and call
-      dA = empty(a.shape, 'float32', device);
-      gemm2d(true, false, r, inF, rows, 1, 0, dz!, hb, dA); // dA = dz^T h
+      dA = into[2] ?? empty(a.shape, 'float32', device);
+      gemm2d(true, false, r, inF, rows, 1, dA === into[2] ? 1 : 0, dz!, hb, dA); // dA (+)= dz^T h
       if (hb !== sx) hb.dispose();
     }
     if (needs[1]) {

@@ -13,9 +13,9 @@ import { Tensor } from './tensor.ts';
 
 /**
  * Gradients for each input (null: none, or not needed). `into[i]`, where not null, is the gradient
- * gathered so far for input i, held by nothing else: a backward may add its gradient to it in place
- * and return it in slot i (a GEMM with beta = 1, or a kernel that adds), which saves a buffer and
- * the engine's addition.
+ * gathered so far for input i (a leaf's `grad`), held by nothing else, of the input's dtype: a
+ * backward may add its gradient to it in place and return it in slot i (a GEMM with beta = 1, or a
+ * kernel that adds), which saves a buffer and the engine's addition.
  */
 export type BackwardFn = (saved: Tensor[], dy: Tensor, needs: readonly boolean[], into: readonly (Tensor | null)[]) => (Tensor | null)[];
 
@@ -144,15 +144,16 @@ function sumGrads(acc: Tensor, g: Tensor): Tensor {
 }
 
 /**
- * For each input of `node`, the gradient gathered so far where the backward may add into it: an
- * input with a node of its own, in no other slot of this node, whose gathered gradient no other
- * handle shares (a pass-through dy is shared until its other holder has run).
+ * For each input of `node`, the gradient gathered so far where the backward may add into it: the
+ * engine's for an input with a node of its own, `grad` for a leaf (a parameter's, kept from step to
+ * step under CUDA graphs), where the input is in no other slot of this node and no other handle
+ * shares the gradient's storage (a pass-through dy is shared until its other holder has run).
  */
 function gatheredFor(node: GradNode, grads: ReadonlyMap<GradNode, Tensor>): (Tensor | null)[] {
   return node.inputs.map((t, i) => {
-    if (!t?._node || !node.needs[i] || node.inputs.indexOf(t) !== node.inputs.lastIndexOf(t)) return null;
-    const acc = grads.get(t._node);
-    return acc !== undefined && heldOnce(acc._live()) ? acc : null;
+    if (!t || !node.needs[i] || node.inputs.indexOf(t) !== node.inputs.lastIndexOf(t)) return null;
+    const acc = t._node ? grads.get(t._node) : t.isDisposed ? null : t.grad;
+    return acc && acc.dtype === t.dtype && heldOnce(acc._live()) ? acc : null;
   });
 }
 
@@ -206,8 +207,12 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
         closeScope(scope, []);
         throw e;
       }
-      // a gradient added into what was gathered: nothing left to add
-      inGrads = inGrads.map((g, i) => (g !== null && g === into[i] ? null : g));
+      // a gradient added into what was gathered: nothing left to add (a leaf's grad was written in place)
+      inGrads = inGrads.map((g, i) => {
+        if (g === null || g !== into[i]) return g;
+        if (!node.inputs[i]!._node) markWritten(g._live());
+        return null;
+      });
       // Each gradient must be owned once: one returned twice, or not made here (dy itself, a
       // saved tensor), becomes its own handle on the same storage.
       const seen = new Set<Tensor>();

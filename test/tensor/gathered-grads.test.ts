@@ -10,7 +10,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { cpuBackend } from '../../src/backends/cpu/index.ts';
 import { loraBranch } from '../../src/peft/lora-branch.ts';
-import { DropoutStream, Rng, add, concat, linear, rmsNorm, scale } from '../../src/tensor/index.ts';
+import { DropoutStream, Rng, add, concat, linear, rmsNorm, scale, tensor } from '../../src/tensor/index.ts';
 import { gradCheck } from './gradcheck.ts';
 import { dropoutScale, dropoutThreshold, philox4x32 } from '../../src/backends/cpu/dropout.ts';
 
@@ -136,4 +136,30 @@ test('a gradient passed to two inputs (add) is not written by a sum while the ot
       return add(h, add(linear(h, wq!), linear(h, wk!)));
     }, ref, 4);
   }
+});
+
+test("a parameter's grad is added into where it is kept: a weight used twice, and a second backward (accumulated micro-batches)", () => {
+  // out = x W^T + y W^T
+  const ref = ([x, y, w]: Float64Array[]): Float64Array => {
+    const [a, b] = [matmulT(x!, w!, OUT), matmulT(y!, w!, OUT)];
+    return a.map((e, i) => e + b[i]!);
+  };
+  const adds = countingAxpy(() =>
+    gradCheck('shared weight', [{ shape: [ROWS, IN] }, { shape: [ROWS, IN] }, { shape: [OUT, IN] }], ([x, y, w]) => add(linear(x!, w!), linear(y!, w!)), ref, 5),
+  );
+  assert.equal(adds, 0, 'the engine added nothing');
+  const rng = new Rng(6);
+  const values = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  const w = tensor(values(OUT * IN), [OUT, IN], { requiresGrad: true });
+  const [x1, x2] = [tensor(values(ROWS * IN), [ROWS, IN]), tensor(values(ROWS * IN), [ROWS, IN])];
+  const g = tensor(values(ROWS * OUT), [ROWS, OUT]);
+  linear(x1, w).backward(g);
+  const first = w.grad!;
+  linear(x2, w).backward(g);
+  assert.equal(w.grad, first, 'the same grad tensor, added into');
+  // dW = g^T x1 + g^T x2
+  const want = new Float64Array(OUT * IN);
+  const [gv, a, b] = [g, x1, x2].map((t) => t.toFloat32Array());
+  for (let o = 0; o < OUT; o++) for (let i = 0; i < IN; i++) for (let r = 0; r < ROWS; r++) want[o * IN + i] += gv![r * OUT + o]! * (a![r * IN + i]! + b![r * IN + i]!);
+  w.grad!.toFloat32Array().forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-5, `dW[${i}] ${v} against ${want[i]}`));
 });

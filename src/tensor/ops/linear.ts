@@ -43,10 +43,15 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
       gemm2d(false, false, rows, inF, outF, 1, dx === into[0] ? 1 : 0, dy, sw!, dx);
     }
     if (needs[1]) {
-      // dw [out, in] = dy^T [out, rows] x [rows, in]
-      dw = empty(w.shape, dtype, device);
-      gemm2d(true, false, outF, inF, rows, 1, 0, dy, sx!, dw);
-      dw = castRaw(dw, wDtype);
+      // dw [out, in] (+)= dy^T [out, rows] x [rows, in]: into w's grad (any float dtype) where it is kept
+      if (into[1]) {
+        dw = into[1];
+        gemm2d(true, false, outF, inF, rows, 1, 1, dy, sx!, dw);
+      } else {
+        dw = empty(w.shape, dtype, device);
+        gemm2d(true, false, outF, inF, rows, 1, 0, dy, sx!, dw);
+        dw = castRaw(dw, wDtype);
+      }
     }
     if (needs[2] && b) {
       db = empty([outF], dtype, device);
