@@ -131,16 +131,16 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
  * other input's gradient too.
  */
 function sumGrads(acc: Tensor, g: Tensor): Tensor {
-  let [into, from] = heldOnce(acc._live()) ? [acc, g] : heldOnce(g._live()) ? [g, acc] : [null, null];
-  if (into === null || from === null) {
-    into = Tensor._alloc(acc.shape, acc.dtype, acc.device, false);
-    into.backend.cast(acc.storage, acc.dtype, into.storage, acc.dtype, acc.size); // a copy
+  if (!heldOnce(acc._live())) {
+    if (heldOnce(g._live())) return sumGrads(g, acc);
+    const copy = Tensor._alloc(acc.shape, acc.dtype, acc.device, false);
+    copy.backend.cast(acc.storage, acc.dtype, copy.storage, acc.dtype, acc.size);
     acc.dispose();
-    from = g;
+    acc = copy;
   }
-  into.backend.axpy(from.storage, into.storage, into.size, 1, into.floatDtype);
-  from.dispose();
-  return into;
+  acc.backend.axpy(g.storage, acc.storage, acc.size, 1, acc.floatDtype);
+  g.dispose();
+  return acc;
 }
 
 /**

@@ -130,11 +130,21 @@ test('a gradient passed to two inputs (add) is not written by a sum while the ot
     const [q, k] = [wq!, wk!].map((w) => matmulT(x!, w, IN));
     return x!.map((e, i) => e + q![i]! + k![i]!);
   };
+  // x + (x + x Wq^T): both gradients of x from the inner add are that one shared dy (a copy is summed)
+  const ref2 = ([x, wq]: Float64Array[]): Float64Array => {
+    const q = matmulT(x!, wq!, IN);
+    return x!.map((e, i) => 2 * e + q[i]!);
+  };
   for (const through of [false, true]) {
-    gradCheck(`x + (q + k), x ${through ? 'through an op' : 'a leaf'}`, [{ shape: [ROWS, IN] }, { shape: [IN, IN] }, { shape: [IN, IN] }], ([x, wq, wk]) => {
+    const what = through ? 'through an op' : 'a leaf';
+    gradCheck(`x + (q + k), x ${what}`, [{ shape: [ROWS, IN] }, { shape: [IN, IN] }, { shape: [IN, IN] }], ([x, wq, wk]) => {
       const h = through ? scale(x!, 1) : x!;
       return add(h, add(linear(h, wq!), linear(h, wk!)));
     }, ref, 4);
+    gradCheck(`x + (x + q), x ${what}`, [{ shape: [ROWS, IN] }, { shape: [IN, IN] }], ([x, wq]) => {
+      const h = through ? scale(x!, 1) : x!;
+      return add(h, add(h, linear(h, wq!)));
+    }, ref2, 5);
   }
 });
 
