@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { cpuBackend } from '../../src/backends/cpu/index.ts';
 import { loraBranch } from '../../src/peft/lora-branch.ts';
 import { DropoutStream, Rng, add, concat, linear, rmsNorm, scale, tensor } from '../../src/tensor/index.ts';
-import { gradCheck } from './gradcheck.ts';
+import { gradCheck, rmsNormRef } from './gradcheck.ts';
 import { dropoutScale, dropoutThreshold, philox4x32 } from '../../src/backends/cpu/dropout.ts';
 
 const [ROWS, IN, OUT, R] = [5, 8, 6, 3];
@@ -60,15 +60,9 @@ test('q, k and v over one input: each linear adds its dx into the gathered gradi
 });
 
 test('the residual stream and its RMSNorm: the norm kernel adds its dx into the residual gradient', () => {
+  const norm = rmsNormRef(ROWS, IN, EPS);
   const ref = ([x, w, wq]: Float64Array[]): Float64Array => {
-    const n = new Float64Array(ROWS * IN);
-    for (let r = 0; r < ROWS; r++) {
-      let ss = 0;
-      for (let i = 0; i < IN; i++) ss += x![r * IN + i]! ** 2;
-      const rs = 1 / Math.sqrt(ss / IN + EPS);
-      for (let i = 0; i < IN; i++) n[r * IN + i] = x![r * IN + i]! * rs * w![i]!;
-    }
-    const q = matmulT(n, wq!, IN);
+    const q = matmulT(norm([x!, w!]), wq!, IN);
     return x!.map((h, i) => h + q[i]!);
   };
   const adds = countingAxpy(() =>

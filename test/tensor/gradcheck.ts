@@ -100,3 +100,17 @@ export function gradCheck(name: string, inputs: InputSpec[], op: (ts: Tensor[]) 
     });
   });
 }
+
+/** RMSNorm over rows of x [rows, H] with weight w [H], float64 (Llama's definition). */
+export function rmsNormRef(rows: number, H: number, eps: number): Ref {
+  return ([x, w]) => {
+    const out = new Float64Array(rows * H);
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let c = 0; c < H; c++) ss += x![r * H + c]! ** 2;
+      const rs = 1 / Math.sqrt(ss / H + eps);
+      for (let c = 0; c < H; c++) out[r * H + c] = x![r * H + c]! * rs * w![c]!;
+    }
+    return out;
+  };
+}

@@ -4,20 +4,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.ts';
-import { gradCheck, type Ref } from './gradcheck.ts';
-
-function rmsNormRef(rows: number, H: number, eps: number): Ref {
-  return ([x, w]) => {
-    const out = new Float64Array(rows * H);
-    for (let r = 0; r < rows; r++) {
-      let ss = 0;
-      for (let c = 0; c < H; c++) ss += x![r * H + c]! ** 2;
-      const rs = 1 / Math.sqrt(ss / H + eps);
-      for (let c = 0; c < H; c++) out[r * H + c] = x![r * H + c]! * rs * w![c]!;
-    }
-    return out;
-  };
-}
+import { gradCheck, rmsNormRef, type Ref } from './gradcheck.ts';
 
 function layerNormRef(rows: number, H: number, eps: number, bias: boolean): Ref {
   return ([x, w, b]) => {
