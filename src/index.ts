@@ -42,3 +42,4 @@ export { train, type TrainOptions, type TrainResult } from './train/trainer.ts';
 export { TrainStep, type TrainStepOptions, type StepBatch, type StepKind, type StepResult } from './train/step.ts';
 export { pthToHf } from './train/convert.ts';
 export { ChatSession } from './generate/chat-session.ts';
+export { DecodingState } from './generate/decode.ts';
