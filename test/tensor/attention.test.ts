@@ -176,6 +176,20 @@ test('over a KV cache filled to kvLength, attention equals attention over the fi
   });
 });
 
+test('a query row that sees no key of a KV cache gives 0 (kvLength < Tq, causal), the other rows their keys', () => {
+  T.tidy(() => {
+    const rng = new T.Rng(19);
+    const k = T.randn([1, 6, 1, 8], { rng });
+    const v = T.randn([1, 6, 1, 8], { rng });
+    const q = T.randn([1, 4, 2, 8], { rng });
+    // aligned at kvLength 2: row i sees keys [0, i - 1), so rows 0 and 1 see none
+    const out = T.attention(q, k, v, { causal: true, kvLength: T.tensor(Int32Array.of(2), [1], { dtype: 'int32' }) });
+    assert.deepEqual(Array.from(T.slice(out, 1, 0, 2).toFloat32Array()), new Array(32).fill(0));
+    const seen = T.attention(T.slice(q, 1, 2), T.slice(k, 1, 0, 2), T.slice(v, 1, 0, 2), { causal: true });
+    assertClose(T.slice(out, 1, 2).toFloat32Array(), seen.toFloat32Array(), FWD_TOL, 'rows that see keys');
+  });
+});
+
 test('attention rejects inputs that do not fit', () => {
   T.tidy(() => {
     const q = T.zeros([1, 4, 3, 8]);

@@ -76,7 +76,7 @@ export function attention(args: AttentionArgs<CpuStorage>): void {
         // S [rows, kEnd] = scale * Q[i0:i0+rows] K[0:kEnd]^T
         sgemm(false, true, rows, kEnd, D, scale, q, qBase + i0 * ldq, ldq, k, kBase, ldk, 0, s, 0, kEnd);
         for (let r = 0; r < rows; r++) {
-          const lim = causal ? Math.min(kEnd, i0 + r + off + 1) : kEnd;
+          const lim = causal ? Math.max(0, Math.min(kEnd, i0 + r + off + 1)) : kEnd; // 0: the row sees no key (output 0, lse -inf)
           const row = r * kEnd;
           let max = -Infinity;
           for (let j = 0; j < lim; j++) if (s[row + j]! > max) max = s[row + j]!;
@@ -142,7 +142,7 @@ export function attentionBackward(args: AttentionBackwardArgs<CpuStorage>): void
         // dP = dO V^T
         sgemm(false, true, rows, kEnd, D, 1, dout, rowBase, ldq, v, kBase, ldk, 0, ds, 0, kEnd);
         for (let r = 0; r < rows; r++) {
-          const lim = causal ? Math.min(kEnd, i0 + r + off + 1) : kEnd;
+          const lim = causal ? Math.max(0, Math.min(kEnd, i0 + r + off + 1)) : kEnd; // 0: the row sees no key (output 0, lse -inf)
           const row = r * kEnd;
           const l = lse[lseBase + i0 + r]!;
           // delta = sum_d dO * O for this query row
