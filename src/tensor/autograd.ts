@@ -9,6 +9,7 @@
 import { XtunerError } from '../errors.ts';
 import { closeScope, enterNoGrad, exitNoGrad, isGradEnabled, markWritten, openScope, type StorageRef } from './engine.ts';
 import { fmt, sameShape } from './shape.ts';
+import type { DType } from './dtype.ts';
 import { Tensor } from './tensor.ts';
 
 /**
@@ -109,19 +110,25 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     g.dispose();
     return;
   }
-  let grad = g;
-  if (g.dtype !== leaf.dtype) {
-    grad = Tensor._alloc(leaf.shape, leaf.dtype, leaf.device, false);
-    g.backend.cast(g.storage, g.dtype, grad.storage, leaf.dtype, g.size);
-    g.dispose();
-  }
   const existing = leaf.grad;
+  // in the kept grad's dtype (else the parameter's); a grad of its own, never a storage another
+  // handle shares (a pass-through dy reaching two leaves, or the caller's seed): clipping or
+  // zeroing one grad in place must not touch another tensor
+  const grad = g.dtype !== (existing ?? leaf).dtype || !heldOnce(g._live()) ? copyOf(g, (existing ?? leaf).dtype) : g;
   if (existing === null) {
     leaf.grad = grad;
   } else {
     leaf.grad = sumGrads(existing, grad);
     markWritten(leaf.grad._live());
   }
+}
+
+/** A new tensor holding `t`'s values in `dtype`; `t` given up. */
+function copyOf(t: Tensor, dtype: DType): Tensor {
+  const copy = Tensor._alloc(t.shape, dtype, t.device, false);
+  t.backend.cast(t.storage, t.dtype, copy.storage, dtype, t.size);
+  t.dispose();
+  return copy;
 }
 
 /**
@@ -133,10 +140,7 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
 function sumGrads(acc: Tensor, g: Tensor): Tensor {
   if (!heldOnce(acc._live())) {
     if (heldOnce(g._live())) return sumGrads(g, acc);
-    const copy = Tensor._alloc(acc.shape, acc.dtype, acc.device, false);
-    copy.backend.cast(acc.storage, acc.dtype, copy.storage, acc.dtype, acc.size);
-    acc.dispose();
-    acc = copy;
+    acc = copyOf(acc, acc.dtype);
   }
   acc.backend.axpy(g.storage, acc.storage, acc.size, 1, acc.floatDtype);
   g.dispose();
@@ -152,7 +156,7 @@ function sumGrads(acc: Tensor, g: Tensor): Tensor {
 function gatheredFor(node: GradNode, grads: ReadonlyMap<GradNode, Tensor>): (Tensor | null)[] {
   return node.inputs.map((t, i) => {
     if (!t || !node.needs[i] || node.inputs.indexOf(t) !== node.inputs.lastIndexOf(t)) return null;
-    const acc = t._node ? grads.get(t._node) : t.isDisposed ? null : t.grad;
+    const acc = t._node ? grads.get(t._node) : t.isDisposed || !t.requiresGrad ? null : t.grad; // frozen since the forward: no grad
     return acc && acc.dtype === t.dtype && heldOnce(acc._live()) ? acc : null;
   });
 }
@@ -175,7 +179,8 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
     if (!sameShape(grad.shape, root.shape)) {
       throw new XtunerError(`backward(grad): grad shape ${fmt(grad.shape)} differs from ${fmt(root.shape)}`);
     }
-    seed = grad._share(grad.shape, false);
+    // in the root's dtype, as PyTorch's engine casts it
+    seed = grad.dtype === root.dtype ? grad._share(grad.shape, false) : copyOf(grad._share(grad.shape, false), root.dtype);
   }
   const rootNode = root._node;
   if (rootNode === null) {
