@@ -30,6 +30,8 @@ export class TensorLogitsRow implements LogitsRow {
   }
 
   topK(k: number, temperature: number): Candidates | null {
+    // the kernels' contract (Backend.topKCandidates); outside it the CPU and CUDA answers differ
+    if (!(Number.isInteger(k) && k >= 1 && k < this.size)) throw new RangeError(`topK: k must be an integer in [1, ${this.size}), got ${k}`);
     const cap = MAX_CANDIDATES;
     const out = this.#query(1 + 2 * cap, (o) => this.logits.backend.topKCandidates(this.logits.storage, this.size, k, temperature, this.#dtype, o, cap));
     const n = out[0]!;

@@ -116,3 +116,10 @@ test('choosing from a row through the backend (greedy, top-k candidates) picks w
     assert.equal(pickFromRow(new TensorLogitsRow(t, true), context, o, () => u), want, `trial ${trial}: n ${n}, ${dtype}, ${JSON.stringify(o)}`);
   }
 });
+
+test('a row on the backend refuses top-k outside [1, n), where the kernels would disagree', () => {
+  const row = new TensorLogitsRow(tensor(Float32Array.of(1, 2, 3), [1, 1, 3]), true);
+  for (const k of [0, 3, 4, 1.5]) assert.throws(() => row.topK(k, 1), /k must be an integer in \[1, 3\)/);
+  assert.deepEqual([...row.topK(2, 1)!.ids], [1, 2]);
+  row.dispose();
+});
