@@ -114,10 +114,21 @@ export function compareWithCpu(
   const gpu = runOn(cudaBackend() as Backend<unknown>, bufs, call);
   for (const name of outputs) {
     const dtype = bufs[name]!.dtype;
-    const floatTol = typeof tol === 'function' ? tol(name) : tol;
-    assertClose(hostToF32(gpu[name]!, dtype), hostToF32(cpu[name]!, dtype), dtype === 'float32' || dtype === 'bfloat16' || dtype === 'float16' ? floatTol : { abs: 0, rel: 0 }, `${what}: ${name}`);
+    if (dtype === 'float32' || dtype === 'bfloat16' || dtype === 'float16') {
+      assertClose(hostToF32(gpu[name]!, dtype), hostToF32(cpu[name]!, dtype), typeof tol === 'function' ? tol(name) : tol, `${what}: ${name}`);
+    } else {
+      assertExact(gpu[name]!, cpu[name]!, `${what}: ${name}`); // through float32, ints above 2^24 would compare equal
+    }
   }
   return gpu;
+}
+
+/** Integer outputs element for element (the first difference named). */
+export function assertExact(actual: HostArray, expected: HostArray, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: lengths differ`);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`${what}: element ${i} is ${actual[i]} on CUDA, ${expected[i]} on CPU (seed ${SEED})`);
+  }
 }
 
 export function assertClose(actual: Float32Array, expected: Float32Array, tol: Tol, what: string): void {
