@@ -128,7 +128,10 @@ async function importModule(file: string, ext: string): Promise<unknown> {
 
 function moduleError(file: string, err: unknown): XtunerError {
   const e = err as NodeJS.ErrnoException;
-  const message = String(e?.message ?? err).split('\n')[0];
+  const lines = String(e?.message ?? err).split('\n');
+  // a syntax error from the TypeScript compiler (esbuild): "Transform failed with 1 error:", then FILE:LINE:COL: ERROR: TEXT
+  const syntax = lines.map((l) => /^(.*:\d+:\d+): ERROR: (.*)$/.exec(l)).find((m) => m !== null);
+  const message = syntax ? `${syntax[1]}: ${syntax[2]}` : lines[0];
   if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') {
     const missing = /['"]([^'"]+)['"]/.exec(message)?.[1] ?? 'a module';
     return new XtunerError(`config ${file} imports ${missing}, which cannot be found from ${path.dirname(path.resolve(file))}`, {

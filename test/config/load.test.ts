@@ -159,7 +159,7 @@ test('files that cannot be read as configs fail with the file and the reason', a
   assert.match(py.hint ?? '', /PART 1/);
   await rejectsWith(loadConfig(write('bad.json', '{"lr": 1,,}')), /bad\.json: not valid JSON/);
   await rejectsWith(loadConfig(write('bad.yaml', 'a: 1\n b: [\n')), /bad\.yaml: not valid YAML: line \d+, column \d+/);
-  await rejectsWith(loadConfig(write('syntax.ts', 'export default {{ lr: 1 };\n')), /syntax\.ts failed to load/);
+  await rejectsWith(loadConfig(write('syntax.ts', 'export default {\n  lr: 1,,\n};\n')), /syntax\.ts failed to load: \S*syntax\.ts:2:\d+: Expected identifier but found ","/);
   await rejectsWith(loadConfig(write('throws.ts', "throw new Error('boom');\n")), /throws\.ts failed to load: boom/);
   await rejectsWith(loadConfig(write('nodefault.ts', 'export const lr = 1;\n')), /nodefault\.ts has no default export/);
   await rejectsWith(loadConfig(write('list.json', '[1]')), /list\.json: expected an object of settings at the top level, got a list/);
