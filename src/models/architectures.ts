@@ -65,11 +65,23 @@ const INTERNLM2_LAYOUT: Layout = {
   down: 'w2',
 };
 
-/** Fields common to every member, with the defaults of transformers' LlamaConfig. */
-function common(f: ConfigFields, bias: { qkv: boolean; o: boolean; mlp: boolean }, slidingWindow: number | null): DecoderConfig {
+/**
+ * The defaults of an architecture's config class in transformers, for keys a config.json leaves out
+ * (an explicit null is not the same: num_key_value_heads null means num_attention_heads, and
+ * sliding_window null means no window).
+ */
+interface ConfigDefaults {
+  /** num_key_value_heads when absent; null: num_attention_heads. */
+  numKvHeads: number | null;
+  maxPositionEmbeddings: number;
+}
+
+/** Fields common to every member. */
+function common(f: ConfigFields, d: ConfigDefaults, bias: { qkv: boolean; o: boolean; mlp: boolean }, slidingWindow: number | null): DecoderConfig {
   f.requireSilu(f.has('hidden_act') ? 'hidden_act' : 'hidden_activation');
   const hiddenSize = f.int('hidden_size');
   const numHeads = f.int('num_attention_heads');
+  const maxPositionEmbeddings = f.int('max_position_embeddings', d.maxPositionEmbeddings);
   return checkHeads(
     {
       vocabSize: f.int('vocab_size'),
@@ -77,11 +89,11 @@ function common(f: ConfigFields, bias: { qkv: boolean; o: boolean; mlp: boolean 
       intermediateSize: f.int('intermediate_size'),
       numLayers: f.int('num_hidden_layers'),
       numHeads,
-      numKvHeads: f.int('num_key_value_heads', numHeads),
+      numKvHeads: f.json['num_key_value_heads'] === undefined && d.numKvHeads !== null ? d.numKvHeads : f.int('num_key_value_heads', numHeads),
       headDim: f.int('head_dim', Math.floor(hiddenSize / numHeads)),
       rmsNormEps: f.num('rms_norm_eps', 1e-6),
-      maxPositionEmbeddings: f.int('max_position_embeddings', 2048),
-      rope: readRope(f, 10000),
+      maxPositionEmbeddings,
+      rope: readRope(f, 10000, maxPositionEmbeddings),
       qkvBias: bias.qkv,
       oBias: bias.o,
       mlpBias: bias.mlp,
@@ -92,12 +104,17 @@ function common(f: ConfigFields, bias: { qkv: boolean; o: boolean; mlp: boolean 
   );
 }
 
+/** sliding_window where the config class defaults it to 4096: absent, 4096; null, no window. */
+function slidingWindow(f: ConfigFields): number | null {
+  return f.json['sliding_window'] === undefined ? 4096 : f.optInt('sliding_window');
+}
+
 const llama: Architecture = {
   modelType: 'llama',
   layout: HF_LAYOUT,
   readConfig(f) {
     const attentionBias = f.bool('attention_bias', false);
-    return common(f, { qkv: attentionBias, o: attentionBias, mlp: f.bool('mlp_bias', false) }, null);
+    return common(f, { numKvHeads: null, maxPositionEmbeddings: 2048 }, { qkv: attentionBias, o: attentionBias, mlp: f.bool('mlp_bias', false) }, null);
   },
 };
 
@@ -105,7 +122,7 @@ const mistral: Architecture = {
   modelType: 'mistral',
   layout: HF_LAYOUT,
   readConfig(f) {
-    return common(f, { qkv: false, o: false, mlp: false }, f.optInt('sliding_window'));
+    return common(f, { numKvHeads: 8, maxPositionEmbeddings: 4096 * 32 }, { qkv: false, o: false, mlp: false }, slidingWindow(f));
   },
 };
 
@@ -113,8 +130,8 @@ const qwen2: Architecture = {
   modelType: 'qwen2',
   layout: HF_LAYOUT,
   readConfig(f) {
-    const window = f.bool('use_sliding_window', false) ? f.optInt('sliding_window') : null;
-    return common(f, { qkv: true, o: false, mlp: false }, window);
+    const window = f.bool('use_sliding_window', false) ? slidingWindow(f) : null;
+    return common(f, { numKvHeads: 32, maxPositionEmbeddings: 32768 }, { qkv: true, o: false, mlp: false }, window);
   },
 };
 
@@ -124,7 +141,7 @@ const internlm2: Architecture = {
   readConfig(f) {
     // InternLM2 has no head_dim key: it is always hidden_size / num_attention_heads.
     const bias = f.bool('bias', true);
-    const cfg = common(f, { qkv: bias, o: bias, mlp: false }, null);
+    const cfg = common(f, { numKvHeads: null, maxPositionEmbeddings: 2048 }, { qkv: bias, o: bias, mlp: false }, null);
     cfg.headDim = cfg.hiddenSize / cfg.numHeads;
     if (!Number.isInteger(cfg.headDim)) throw new XtunerError(`${f.source}: hidden_size must be a multiple of num_attention_heads`);
     return cfg;

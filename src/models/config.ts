@@ -88,11 +88,16 @@ export class ConfigFields {
 
 /**
  * Reads rope settings in either spelling: transformers >= 5 `rope_parameters: { rope_type, rope_theta, ... }`,
- * or the older top-level `rope_theta` + `rope_scaling: { type | rope_type, factor, ... }`.
+ * or the older top-level `rope_theta` + `rope_scaling: { type | rope_type, factor, ... }`. Where both
+ * are there, rope_scaling wins (as transformers 5 reads them: `rope_scaling or rope_parameters`), so
+ * a rope_scaling added to a config saved by transformers 5 takes effect. maxPositionEmbeddings: the
+ * config's, with its architecture's default (LlamaConfig's 2048 unless given).
  */
-export function readRope(f: ConfigFields, defaultTheta: number): RopeConfig {
-  const params = (f.json.rope_parameters ?? f.json.rope_scaling ?? null) as Record<string, unknown> | null;
-  const key = f.json.rope_parameters != null ? 'rope_parameters' : 'rope_scaling';
+export function readRope(f: ConfigFields, defaultTheta: number, maxPositionEmbeddings = f.int('max_position_embeddings', 2048)): RopeConfig {
+  const scaling = f.json.rope_scaling;
+  const useScaling = scaling != null && !(typeof scaling === 'object' && Object.keys(scaling).length === 0); // Python's `or`: {} is false
+  const key = useScaling || f.json.rope_parameters == null ? 'rope_scaling' : 'rope_parameters';
+  const params = (f.json[key] ?? null) as Record<string, unknown> | null;
   if (params !== null && (typeof params !== 'object' || Array.isArray(params))) {
     throw new XtunerError(`${f.source}: "${key}" must be an object or null`);
   }
@@ -105,14 +110,16 @@ export function readRope(f: ConfigFields, defaultTheta: number): RopeConfig {
   if (p.has('partial_rotary_factor') && p.num('partial_rotary_factor') !== 1) {
     throw new XtunerError(`${f.source}: partial_rotary_factor other than 1 is not supported`);
   }
-  const maxPos = f.int('max_position_embeddings', 2048);
-  const rope: RopeConfig = { type: type as RopeType, theta, factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: maxPos };
+  const rope: RopeConfig = { type: type as RopeType, theta, factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: maxPositionEmbeddings };
   if (rope.type === 'default') return rope;
   rope.factor = p.num('factor');
   if (rope.type === 'llama3') {
     rope.lowFreqFactor = p.num('low_freq_factor');
     rope.highFreqFactor = p.num('high_freq_factor');
-    rope.originalMaxPositions = p.int('original_max_position_embeddings');
+    // a top-level value wins over the dict's, and max_position_embeddings stands in for both (transformers' standardize_rope_params)
+    rope.originalMaxPositions = f.has('original_max_position_embeddings')
+      ? f.int('original_max_position_embeddings')
+      : p.int('original_max_position_embeddings', maxPositionEmbeddings);
     if (!(rope.highFreqFactor > rope.lowFreqFactor)) {
       throw new XtunerError(`${f.source}: llama3 rope needs high_freq_factor > low_freq_factor`);
     }

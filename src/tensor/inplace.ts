@@ -167,17 +167,26 @@ export function scaleInPlace(t: Tensor, s: number | Tensor): Tensor {
   return t;
 }
 
-/** dst += alpha * src in place (same shape). */
+/**
+ * dst += alpha * src in place (same shape). Mixed dtypes are added in float32 and rounded once into
+ * dst's dtype, as PyTorch's `dst += alpha * src` (a float32 LoRA delta into a bfloat16 weight).
+ */
 export function addInPlace(dst: Tensor, src: Tensor, alpha = 1): Tensor {
   checkSame('addInPlace', dst, src, 'dst', 'src');
-  let s = src;
-  if (src.dtype !== dst.dtype) {
-    s = empty(src.shape, dst.dtype, src.device);
-    src.backend.cast(src.storage, src.dtype, s.storage, dst.dtype, src.size);
+  const f32 = (t: Tensor): Tensor => {
+    if (t.dtype === 'float32') return t;
+    const c = empty(t.shape, 'float32', t.device);
+    t.backend.cast(t.storage, t.dtype, c.storage, 'float32', t.size);
+    return c;
+  };
+  const [acc, s] = src.dtype === dst.dtype ? [dst, src] : [f32(dst), f32(src)];
+  dst.backend.axpy(s.storage, acc.storage, dst.size, alpha, acc.floatDtype);
+  if (acc !== dst) {
+    dst.backend.cast(acc.storage, 'float32', dst.storage, dst.dtype, dst.size);
+    acc.dispose();
   }
-  dst.backend.axpy(s.storage, dst.storage, dst.size, alpha, dst.floatDtype);
-  markWritten(dst._live());
   if (s !== src) s.dispose();
+  markWritten(dst._live());
   return dst;
 }
 
