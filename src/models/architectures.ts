@@ -130,7 +130,10 @@ const qwen2: Architecture = {
   modelType: 'qwen2',
   layout: HF_LAYOUT,
   readConfig(f) {
-    const window = f.bool('use_sliding_window', false) ? slidingWindow(f) : null;
+    // transformers windows layers i >= max_window_layers (or those layer_types names): none, no window
+    const types = f.json['layer_types'];
+    const windowed = Array.isArray(types) ? types.includes('sliding_attention') : f.num('max_window_layers', 28) < f.int('num_hidden_layers');
+    const window = f.bool('use_sliding_window', false) && windowed ? slidingWindow(f) : null;
     return common(f, { numKvHeads: 32, maxPositionEmbeddings: 32768 }, { qkv: true, o: false, mlp: false }, window);
   },
 };

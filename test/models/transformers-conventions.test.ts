@@ -39,6 +39,14 @@ test('Qwen2 use_sliding_window true without sliding_window gets Qwen2Config defa
   assert.equal(m.decoderConfig.slidingWindow, 4096);
 });
 
+test('Qwen2 windows only layers at or past max_window_layers (or those layer_types names): none of them, no window', () => {
+  const window = (extra: Record<string, unknown>) => createModel({ ...SMALL, model_type: 'qwen2', use_sliding_window: true, sliding_window: 64, ...extra }).decoderConfig.slidingWindow;
+  assert.equal(window({}), null, 'max_window_layers 28 (the default) >= 2 layers');
+  assert.equal(window({ max_window_layers: 1 }), 64);
+  assert.equal(window({ max_window_layers: 0, layer_types: ['full_attention', 'full_attention'] }), null);
+  assert.equal(window({ layer_types: ['full_attention', 'sliding_attention'] }), 64);
+});
+
 test('dynamic NTK uses the per-architecture max_position_embeddings default (Mistral 131072, Qwen2 32768)', () => {
   for (const [modelType, want] of [['mistral', 4096 * 32], ['qwen2', 32768], ['llama', 2048]] as const) {
     const m = createModel({ ...SMALL, model_type: modelType, sliding_window: null, rope_scaling: { type: 'dynamic', factor: 2 } });
