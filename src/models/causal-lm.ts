@@ -86,6 +86,8 @@ export interface CausalLMOptions {
 export class CausalLM extends Module implements DecodingModel {
   /** The parsed config.json. */
   readonly config: Record<string, unknown>;
+  /** The folder's generation_config.json, where it has one: its eos_token_id is what generation stops at. */
+  generationConfig: Record<string, unknown> | null = null;
   readonly #cfg: DecoderConfig;
   readonly #arch: Architecture;
   readonly #dtype: DType;
@@ -271,8 +273,9 @@ export class CausalLM extends Module implements DecodingModel {
 
   // ---- DecodingModel ----
 
+  /** eos_token_id of generation_config.json, else of config.json (as transformers' generate reads them). */
   defaultStopIds(): number[] {
-    const eos = this.config.eos_token_id;
+    const eos = this.generationConfig?.eos_token_id ?? this.config.eos_token_id;
     if (typeof eos === 'number') return [eos];
     return Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : [];
   }

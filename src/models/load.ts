@@ -62,6 +62,16 @@ function readConfigJson(dir: string): Record<string, unknown> {
   if (!fs.existsSync(file)) {
     throw new XtunerError(fs.existsSync(dir) ? `${dir}: no config.json (not a Hugging Face model folder?)` : `${dir}: model folder not found`);
   }
+  return readJsonObject(file);
+}
+
+/** generation_config.json of a model folder, or null where there is none (transformers then derives one from config.json). */
+function readGenerationConfig(dir: string): Record<string, unknown> | null {
+  const file = path.join(dir, 'generation_config.json');
+  return fs.existsSync(file) ? readJsonObject(file) : null;
+}
+
+function readJsonObject(file: string): Record<string, unknown> {
   let json: unknown;
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -107,6 +117,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ca
       return toParam(ckpt.read(name, buffer), dtype, at);
     };
     const model = new CausalLM(config, cfg, arch, p, buildOptions(opts, dtype, device));
+    model.generationConfig = readGenerationConfig(dir);
     // Tied checkpoints may still carry the head; old ones carry rotary tables. Anything else left
     // over means the config does not describe these weights (e.g. biases it does not expect).
     const ignorable = (n: string) => n.endsWith('.rotary_emb.inv_freq') || (cfg.tieWordEmbeddings && n === `${arch.layout.head}.weight`);

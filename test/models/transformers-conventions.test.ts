@@ -240,3 +240,14 @@ test('extra rotary inv_freq buffers and a tied head in the file are ignored on l
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("generation stops at generation_config.json's eos_token_id where the folder has one, else config.json's", async () => {
+  const dir = tmp();
+  const m = createModel({ ...SMALL, model_type: 'qwen2', eos_token_id: 3 }, { seed: 1 });
+  m.saveHf(dir);
+  assert.deepEqual((await loadModel(dir)).defaultStopIds(), [3]);
+  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [3, 7], do_sample: true }));
+  assert.deepEqual((await loadModel(dir)).defaultStopIds(), [3, 7]);
+  fs.writeFileSync(path.join(dir, 'generation_config.json'), '{"eos_token_id": [3,');
+  await assert.rejects(loadModel(dir), /generation_config\.json: not valid JSON/);
+});
