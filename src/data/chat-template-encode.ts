@@ -1,14 +1,24 @@
-// prompt_template 'hf': a conversation rendered by the tokenizer's own chat_template, with the
-// assistant answers (and the end-of-turn token right after each) supervised and the rest masked.
-// The whole conversation is rendered once; each message's content is then found in the rendering
-// in order, so templates that rewrite earlier turns (Qwen3 drops old reasoning) still work.
+// prompt_template 'hf': a conversation rendered by the tokenizer's own chat_template and tokenized
+// whole (the ids apply_chat_template gives at inference), with each assistant answer and the
+// end-of-turn marker right after it supervised and the rest masked.
+//
+// Where an answer's turn starts is found by rendering: the conversation up to it with the
+// generation prompt must be a prefix of the whole rendering (true of templates that rewrite earlier
+// turns too: Qwen3 drops the reasoning of answers before the last question, in both renderings), and
+// the turn runs to the template's end-of-turn marker (found by rendering a probe answer:
+// `<|im_end|>`, `</s>`, `<|eot_id|>`, whatever the template writes after an answer). The answer's
+// text is only looked for at the end of its own turn (to leave what the template writes before it
+// masked), so an answer that also occurs in the template's text ("a", "assistant") is labelled
+// where it is; an answer the template rewrote is supervised as rendered.
 
 import type { Tokenizer, ChatMessage } from '../tokenizer/tokenizer.ts';
 import { IGNORE_INDEX, type EncodeResult } from './encode.ts';
 import { RecordError, type Turn } from './formats.ts';
 
-export function turnsToMessages(turns: readonly Turn[]): (ChatMessage & { loss: boolean })[] {
-  const messages: (ChatMessage & { loss: boolean })[] = [];
+type LossMessage = ChatMessage & { loss: boolean };
+
+export function turnsToMessages(turns: readonly Turn[]): LossMessage[] {
+  const messages: LossMessage[] = [];
   for (const t of turns) {
     if (t.system) messages.push({ role: 'system', content: t.system, loss: false });
     messages.push({ role: 'user', content: t.input, loss: false });
@@ -17,46 +27,60 @@ export function turnsToMessages(turns: readonly Turn[]): (ChatMessage & { loss: 
   return messages;
 }
 
-/** Text spans of the rendering, in order, each supervised or not. */
-function supervisedSpans(
-  text: string,
-  messages: readonly (ChatMessage & { loss: boolean })[],
-  endOfTurn: string | null,
-): { text: string; supervised: boolean }[] {
-  const spans: { text: string; supervised: boolean }[] = [];
+const PROBE = 'xtuner-ts probe answer';
+
+/** What the template writes right after an answer, trailing whitespace left out ('' where nothing). */
+function endOfTurnMarker(tok: Tokenizer): string {
+  const rendered = tok.applyChatTemplate([{ role: 'user', content: 'q' }, { role: 'assistant', content: PROBE }], { tokenize: false });
+  const at = rendered.lastIndexOf(PROBE);
+  return at < 0 ? '' : rendered.slice(at + PROBE.length).trimEnd();
+}
+
+/** [start, end) character ranges of the answers in `text`, each with whether it is supervised. */
+function answerRanges(text: string, messages: readonly LossMessage[], tok: Tokenizer): { start: number; end: number; supervised: boolean }[] {
+  const marker = endOfTurnMarker(tok);
+  const ranges: { start: number; end: number; supervised: boolean }[] = [];
   let cursor = 0;
   messages.forEach((m, i) => {
-    if (m.content === '') return;
-    const at = text.indexOf(m.content, cursor);
-    if (at < 0) {
-      if (m.role !== 'assistant') return; // templates may rewrite system/user text; only answers must be found
-      throw new RecordError(
-        `messages[${i}].content`,
-        'this answer does not appear verbatim in the chat_template rendering, so its tokens cannot be found',
-      );
+    if (m.role !== 'assistant') return;
+    const before = tok.applyChatTemplate(messages.slice(0, i), { tokenize: false, addGenerationPrompt: true });
+    if (!text.startsWith(before) || before.length < cursor) {
+      throw new RecordError(`messages[${i}]`, 'the chat_template renders the conversation before this answer differently when the answer follows, so the answer cannot be located');
     }
-    let end = at + m.content.length;
-    if (m.role === 'assistant') {
-      if (endOfTurn !== null && text.startsWith(endOfTurn, end)) end += endOfTurn.length;
-      spans.push({ text: text.slice(cursor, at), supervised: false });
-      spans.push({ text: text.slice(at, end), supervised: m.loss });
-    } else spans.push({ text: text.slice(cursor, end), supervised: false });
+    let start = before.length;
+    let contentEnd = marker === '' ? -1 : text.indexOf(marker, start);
+    let end = contentEnd + marker.length;
+    if (contentEnd < 0) {
+      // no marker: the answer runs to where the conversation through it ends
+      const through = tok.applyChatTemplate(messages.slice(0, i + 1), { tokenize: false });
+      if (!text.startsWith(through)) throw new RecordError(`messages[${i}].content`, 'cannot find where this answer ends in the chat_template rendering');
+      contentEnd = end = through.trimEnd().length;
+    }
+    // what the template writes before the answer's own text (Qwen3's empty <think></think>) stays masked
+    if (m.content !== '' && text.slice(start, contentEnd).endsWith(m.content)) start = contentEnd - m.content.length;
+    ranges.push({ start, end, supervised: m.loss });
     cursor = end;
   });
-  spans.push({ text: text.slice(cursor), supervised: false });
-  return spans.filter((s) => s.text !== '');
+  return ranges;
+}
+
+/** How many leading tokens of `ids` lie wholly before character `at` of `text` (a token across it counts after). */
+function tokensBefore(text: string, at: number, ids: readonly number[], tok: Tokenizer): number {
+  const prefix = tok.encode(text.slice(0, at), { addSpecialTokens: false });
+  let k = 0;
+  while (k < prefix.length && k < ids.length && prefix[k] === ids[k]) k++;
+  return k;
 }
 
 export function encodeWithChatTemplate(turns: readonly Turn[], tok: Tokenizer, maxLength: number): EncodeResult {
   const messages = turnsToMessages(turns);
   const text = tok.applyChatTemplate(messages, { tokenize: false });
-  const ids: number[] = [];
-  const labels: number[] = [];
-  for (const span of supervisedSpans(text, messages, tok.eosToken)) {
-    for (const t of tok.encode(span.text, { addSpecialTokens: false })) {
-      ids.push(t);
-      labels.push(span.supervised ? t : IGNORE_INDEX);
-    }
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  const labels = new Array<number>(ids.length).fill(IGNORE_INDEX);
+  for (const r of answerRanges(text, messages, tok)) {
+    if (!r.supervised) continue;
+    const end = tokensBefore(text, r.end, ids, tok);
+    for (let k = tokensBefore(text, r.start, ids, tok); k < end; k++) labels[k] = ids[k]!;
   }
   const n = Math.min(ids.length, maxLength);
   return {

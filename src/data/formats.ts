@@ -153,7 +153,7 @@ function sharegpt(r: Obj, llava: boolean): Turn[] {
     if (from === 'human') {
       if (llava && value.includes(IMAGE_TOKEN)) {
         // LLaVA puts the image first, on its own line
-        value = (IMAGE_TOKEN + '\n' + value.replaceAll(IMAGE_TOKEN, '').trim()).trim();
+        value = pyStrip(IMAGE_TOKEN + '\n' + pyStrip(value.replaceAll(IMAGE_TOKEN, '')));
       }
       input += value;
     } else if (from === 'gpt') {
@@ -172,10 +172,10 @@ function sharegpt(r: Obj, llava: boolean): Turn[] {
 /** oasst1 (timdettmers/openassistant-guanaco): '### Human: ... ### Assistant: ...' in `text`. */
 function oasst1(r: Obj): Turn[] {
   const data: string[] = [];
-  for (let sentence of requireString(r, 'text').trim().split('###')) {
-    sentence = sentence.trim();
-    if (sentence.startsWith('Human:')) data.push(sentence.slice(6).trim());
-    else if (sentence.startsWith('Assistant:')) data.push(sentence.slice(10).trim());
+  for (let sentence of pyStrip(requireString(r, 'text')).split('###')) {
+    sentence = pyStrip(sentence);
+    if (sentence.startsWith('Human:')) data.push(pyStrip(sentence.slice(6)));
+    else if (sentence.startsWith('Assistant:')) data.push(pyStrip(sentence.slice(10)));
   }
   // a last human message without an answer carries no loss: XTuner drops it
   if (data.length % 2 === 1) data.pop();
@@ -190,7 +190,7 @@ function oasst1(r: Obj): Turn[] {
  * encodes it; its pretrain_map_fn for hub datasets leaves the EOS out).
  */
 function pretrain(r: Obj): Turn[] {
-  return [{ input: '', output: requireString(r, 'text').trim(), needEosToken: true }];
+  return [{ input: '', output: pyStrip(requireString(r, 'text')), needEosToken: true }];
 }
 
 /** XTuner's dataset map function for `format`, applied to one record. Throws RecordError. */
@@ -221,4 +221,9 @@ export function mapRecord(format: DatasetFormat, record: unknown): Turn[] {
 
 export function isDatasetFormat(name: string): name is DatasetFormat {
   return (DATASET_FORMATS as readonly string[]).includes(name);
+}
+
+/** Python's str.strip(): str.isspace() characters (U+001C-U+001F and U+0085 too; not U+FEFF, which JS trims), as XTuner's map functions strip. */
+function pyStrip(s: string): string {
+  return s.replace(/^[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g, '');
 }
