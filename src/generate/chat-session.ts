@@ -191,7 +191,9 @@ export class StopWordStream {
       this.stopped = true;
       return true;
     }
-    this.emit(this.text.length - this.holdBack);
+    let upTo = this.text.length - this.holdBack;
+    if (upTo > 0 && isHighSurrogate(this.text.charCodeAt(upTo - 1))) upTo--; // never half of a pair (an emoji)
+    this.emit(upTo);
     return false;
   }
 
@@ -231,4 +233,8 @@ export class StopWordStream {
       this.emitted = upto;
     }
   }
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }

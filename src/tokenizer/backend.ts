@@ -12,3 +12,18 @@ export interface TokenizerBackend {
   tokenToId(token: string): number | null;
   idToToken(id: number): string | null;
 }
+
+/** BOS/EOS added by encode(text, addSpecialTokens = true), as transformers' Llama-style tokenizers decide it from add_bos_token / add_eos_token. */
+export interface BosEosPostProcessing {
+  bosId: number | null;
+  eosId: number | null;
+  addBosToken: boolean;
+  addEosToken: boolean;
+}
+
+/** `ids` with BOS and EOS added as `post` says. */
+export function addBosEos(ids: number[], post: BosEosPostProcessing): number[] {
+  if (post.addBosToken && post.bosId !== null) ids.unshift(post.bosId);
+  if (post.addEosToken && post.eosId !== null) ids.push(post.eosId);
+  return ids;
+}

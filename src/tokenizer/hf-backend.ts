@@ -4,7 +4,7 @@
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { XtunerError } from '../errors.ts';
-import type { TokenizerBackend } from './backend.ts';
+import { addBosEos, type BosEosPostProcessing, type TokenizerBackend } from './backend.ts';
 import { readJsonFile } from './folder-meta.ts';
 
 export class HfJsonBackend implements TokenizerBackend {
@@ -12,6 +12,9 @@ export class HfJsonBackend implements TokenizerBackend {
   readonly vocabSize: number;
   readonly specialIds: ReadonlySet<number>;
   private readonly tok: HfTokenizer;
+  /** transformers' default since 4.45 is false (the library's is true); Python `tokenizers` never cleans up. */
+  private readonly cleanUp: boolean;
+  private post: BosEosPostProcessing | null = null;
 
   constructor(file: string, tokenizerConfig: Record<string, unknown>) {
     const json = readJsonFile(file);
@@ -20,6 +23,7 @@ export class HfJsonBackend implements TokenizerBackend {
     } catch (e) {
       throw new XtunerError(`${file}: cannot build a tokenizer from it (${(e as Error).message})`);
     }
+    this.cleanUp = tokenizerConfig['clean_up_tokenization_spaces'] === true;
     const special = new Set<number>();
     let maxId = -1;
     for (const [id, added] of this.tok.get_added_tokens_decoder()) {
@@ -31,13 +35,25 @@ export class HfJsonBackend implements TokenizerBackend {
     this.vocabSize = maxId + 1;
   }
 
+  /**
+   * Where set, BOS/EOS as tokenizer_config.json's add_bos_token / add_eos_token say instead of the
+   * file's post-processor (transformers' LlamaTokenizerFast rebuilds it from them).
+   */
+  setPostProcessing(post: BosEosPostProcessing): void {
+    this.post = { ...post };
+  }
+
   encode(text: string, addSpecialTokens: boolean): number[] {
-    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    if (this.post === null) return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    return addSpecialTokens ? addBosEos(ids, this.post) : ids;
   }
 
   decode(ids: readonly number[], skipSpecialTokens: boolean): string {
-    if (ids.length === 0) return ''; // the library rejects an empty list
-    return this.tok.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+    // an id the vocabulary lacks (a model's padded rows) decodes as nothing, as in Python `tokenizers`
+    const known = ids.filter((id) => this.tok.id_to_token(id) !== undefined);
+    if (known.length === 0) return ''; // the library rejects an empty list
+    return this.tok.decode(known, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: this.cleanUp });
   }
 
   tokenToId(token: string): number | null {

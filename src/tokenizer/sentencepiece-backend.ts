@@ -7,18 +7,11 @@
 
 import fs from 'node:fs';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
-import type { TokenizerBackend } from './backend.ts';
+import { addBosEos, type BosEosPostProcessing, type TokenizerBackend } from './backend.ts';
 import type { DeclaredToken } from './folder-meta.ts';
 import { PieceType, parseSentencePieceModel, type SentencePieceModel } from './sentencepiece-model.ts';
 
 /** What encode(text, addSpecialTokens = true) adds; set by the caller once ids are resolved. */
-export interface SentencePiecePostProcessing {
-  bosId: number | null;
-  eosId: number | null;
-  addBosToken: boolean;
-  addEosToken: boolean;
-}
-
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -30,7 +23,7 @@ export class SentencePieceBackend implements TokenizerBackend {
   private readonly pieceToId = new Map<string, number>();
   private readonly idToContent = new Map<number, string>(); // declared tokens by id
   private readonly splitter: RegExp | null;
-  private post: SentencePiecePostProcessing = { bosId: null, eosId: null, addBosToken: false, addEosToken: false };
+  private post: BosEosPostProcessing = { bosId: null, eosId: null, addBosToken: false, addEosToken: false };
 
   private constructor(
     private readonly sp: SentencePieceProcessor,
@@ -58,20 +51,32 @@ export class SentencePieceBackend implements TokenizerBackend {
     this.splitter = contents.length > 0 ? new RegExp(`(${contents.map(escapeRegExp).join('|')})`) : null;
   }
 
-  static async load(file: string, declaredTokens: readonly DeclaredToken[]): Promise<SentencePieceBackend> {
+  /**
+   * `namedSpecial`: the special tokens tokenizer_config.json names (bos, eos, unk, pad, additional);
+   * those the model has are split out of the text like declared tokens, as transformers adds every
+   * special token to its no-split trie (older folders have no added_tokens_decoder).
+   */
+  static async load(file: string, declaredTokens: readonly DeclaredToken[], namedSpecial: readonly string[] = []): Promise<SentencePieceBackend> {
     const model = parseSentencePieceModel(fs.readFileSync(file), file);
     const sp = new SentencePieceProcessor();
     await sp.load(file);
-    return new SentencePieceBackend(sp, model, declaredTokens);
+    const declared = new Set(declaredTokens.map((t) => t.content));
+    const named = [...new Set(namedSpecial)].flatMap((content) => {
+      const id = model.pieces.indexOf(content);
+      return id < 0 || declared.has(content) ? [] : [{ id, content, special: true }];
+    });
+    return new SentencePieceBackend(sp, model, [...declaredTokens, ...named]);
   }
 
-  setPostProcessing(post: SentencePiecePostProcessing): void {
+  setPostProcessing(post: BosEosPostProcessing): void {
     this.post = { ...post };
   }
 
-  encode(text: string, addSpecialTokens: boolean): number[] {
+  encode(input: string, addSpecialTokens: boolean): number[] {
+    // a lone surrogate as U+FFFD (as the tokenizer.json path reads it): the WebAssembly string bridge
+    // would pair it with the next code unit and lose that character
+    const text = input.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
     const ids: number[] = [];
-    if (addSpecialTokens && this.post.addBosToken && this.post.bosId !== null) ids.push(this.post.bosId);
     if (this.splitter === null) ids.push(...this.sp.encodeIds(text));
     else {
       // split() with one capture group: odd indices are the declared tokens
@@ -80,8 +85,7 @@ export class SentencePieceBackend implements TokenizerBackend {
         else if (part !== '') ids.push(...this.sp.encodeIds(part));
       });
     }
-    if (addSpecialTokens && this.post.addEosToken && this.post.eosId !== null) ids.push(this.post.eosId);
-    return ids;
+    return addSpecialTokens ? addBosEos(ids, this.post) : ids;
   }
 
   decode(ids: readonly number[], skipSpecialTokens: boolean): string {

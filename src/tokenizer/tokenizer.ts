@@ -178,6 +178,9 @@ function resolveSpecialTokens(
   return { bosToken, eosToken, padToken, unkToken, bosTokenId, eosTokenId, padTokenId, unkTokenId };
 }
 
+/** Classes whose fast tokenizer transformers builds BOS/EOS for from add_bos_token / add_eos_token (update_post_processor). */
+const LLAMA_FAST_CLASSES = new Set(['LlamaTokenizer', 'LlamaTokenizerFast', 'CodeLlamaTokenizer', 'CodeLlamaTokenizerFast']);
+
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new XtunerError(`tokenizer folder not found: ${dir}`, {
@@ -190,11 +193,20 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
 
   if (fs.existsSync(jsonFile)) {
     const impl = new HfJsonBackend(jsonFile, meta.rawConfig);
-    const ids = { ...meta.configIds, unk: null };
-    return new Tokenizer(impl, meta, resolveSpecialTokens(impl, meta, ids), dir);
+    const special = resolveSpecialTokens(impl, meta, { ...meta.configIds, unk: null });
+    if (LLAMA_FAST_CLASSES.has(meta.tokenizerClass ?? '') && (meta.addBosToken !== null || meta.addEosToken !== null)) {
+      impl.setPostProcessing({
+        bosId: special.bosTokenId,
+        eosId: special.eosTokenId,
+        addBosToken: meta.addBosToken ?? true,
+        addEosToken: meta.addEosToken ?? false,
+      });
+    }
+    return new Tokenizer(impl, meta, special, dir);
   }
   if (fs.existsSync(modelFile)) {
-    const impl = await SentencePieceBackend.load(modelFile, meta.declaredTokens);
+    const named = [meta.bosToken, meta.eosToken, meta.unkToken, meta.padToken, ...meta.additionalSpecialTokens].filter((t): t is string => typeof t === 'string' && t !== '');
+    const impl = await SentencePieceBackend.load(modelFile, meta.declaredTokens, named);
     const { model } = impl;
     const special = resolveSpecialTokens(impl, meta, {
       bos: model.bosId,
