@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { XtunerError } from '../errors.ts';
-import type { TokenizerBackend } from './backend.ts';
+import type { BosEosPostProcessing, TokenizerBackend } from './backend.ts';
 import { readTokenizerFolderMeta, type TokenizerFolderMeta } from './folder-meta.ts';
 import { HfJsonBackend } from './hf-backend.ts';
 import { SentencePieceBackend } from './sentencepiece-backend.ts';
@@ -181,6 +181,11 @@ function resolveSpecialTokens(
 /** Classes whose fast tokenizer transformers builds BOS/EOS for from add_bos_token / add_eos_token (update_post_processor). */
 const LLAMA_FAST_CLASSES = new Set(['LlamaTokenizer', 'LlamaTokenizerFast', 'CodeLlamaTokenizer', 'CodeLlamaTokenizerFast']);
 
+/** BOS/EOS per add_bos_token / add_eos_token; transformers' Llama-style tokenizers (Llama, InternLM2) add BOS and no EOS by default. */
+function bosEos(meta: TokenizerFolderMeta, special: { bosTokenId: number | null; eosTokenId: number | null }): BosEosPostProcessing {
+  return { bosId: special.bosTokenId, eosId: special.eosTokenId, addBosToken: meta.addBosToken ?? true, addEosToken: meta.addEosToken ?? false };
+}
+
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new XtunerError(`tokenizer folder not found: ${dir}`, {
@@ -195,12 +200,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     const impl = new HfJsonBackend(jsonFile, meta.rawConfig);
     const special = resolveSpecialTokens(impl, meta, { ...meta.configIds, unk: null });
     if (LLAMA_FAST_CLASSES.has(meta.tokenizerClass ?? '') && (meta.addBosToken !== null || meta.addEosToken !== null)) {
-      impl.setPostProcessing({
-        bosId: special.bosTokenId,
-        eosId: special.eosTokenId,
-        addBosToken: meta.addBosToken ?? true,
-        addEosToken: meta.addEosToken ?? false,
-      });
+      impl.setPostProcessing(bosEos(meta, special));
     }
     return new Tokenizer(impl, meta, special, dir);
   }
@@ -214,13 +214,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       pad: model.padId,
       unk: model.unkId,
     });
-    impl.setPostProcessing({
-      bosId: special.bosTokenId,
-      eosId: special.eosTokenId,
-      // transformers' SentencePiece tokenizers (Llama, InternLM2) add BOS and no EOS by default
-      addBosToken: meta.addBosToken ?? true,
-      addEosToken: meta.addEosToken ?? false,
-    });
+    impl.setPostProcessing(bosEos(meta, special));
     return new Tokenizer(impl, meta, special, dir);
   }
   throw new XtunerError(`${dir}: no tokenizer.json or tokenizer.model in this folder`);

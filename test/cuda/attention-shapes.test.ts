@@ -9,27 +9,10 @@
 // 1, 3 and 8 (lengths at chunk edges, past the capacity, negative). Plus a few shapes drawn at random per run (the seed is printed
 // on a failure; XTUNER_TEST_SEED replays it). CUDA against the CPU twin at the named tolerances.
 
-import assert from 'node:assert/strict';
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
-import { segments } from '../../src/backends/cpu/attention.ts';
-import { padCuSeqlens } from '../../src/models/inputs.ts';
-import { hostToF32, type FloatDType } from '../../src/tensor/dtype.ts';
-import { compareWithCpu, F32_REDUCE_TOL, ints, SEED, SKIP, tolFor, uniform, type Buf } from './helpers.ts';
-
-type Case = Omit<AttentionShape, 'dtype' | 'scale'> & {
-  name: string;
-  onDevice?: boolean;
-  /** element offset of every tensor's view into its allocation (8 keeps 16-bit ones 16-byte aligned, 1 does not) */
-  offset?: number;
-  backward?: boolean;
-};
-
-function samples(total: number, lengths: readonly number[]): Int32Array {
-  const cu = [0];
-  for (let i = 0; cu[cu.length - 1]! < total; i++) cu.push(Math.min(total, cu[cu.length - 1]! + lengths[i % lengths.length]!));
-  return Int32Array.from(cu);
-}
+import { runAttentionCase, samples, type Case } from './attention-cases.ts';
+import { compareWithCpu, ints, SKIP, tolFor, uniform } from './helpers.ts';
 
 const row = (B: number, T: number, Hq: number, Hkv: number, D: number, causal: boolean, name = ''): Case => ({
   name: `${name}B=${B} T=${T} Hq=${Hq} Hkv=${Hkv} D=${D} ${causal ? 'causal' : 'full'}`, B, Tq: T, Tk: T, Hq, Hkv, D, causal, cuSeqlens: null,
@@ -70,71 +53,16 @@ const CASES: Case[] = [
   { ...row(2, 65, 4, 2, 64, true, 'unaligned views (offset 1) '), offset: 1 },
 ];
 
-function run(c: Case, dtype: FloatDType): void {
-  const { name, onDevice, offset = 0, backward = true, ...rest } = c;
-  const shape: AttentionShape = { ...rest, dtype, scale: 1 / Math.sqrt(c.D) };
-  const cu = onDevice && c.cuSeqlens ? padCuSeqlens(c.cuSeqlens) : null;
-  const cuBuf: Record<string, Buf> = cu ? { cu: { dtype: 'int32', data: cu } } : {};
-  const covered = c.cuSeqlens === null || c.cuSeqlens[c.cuSeqlens.length - 1] === c.B * c.Tq;
-  const outBuf = (dt: FloatDType, n: number): Buf => (covered ? { dtype: dt, data: uniform(dt, n), offset } : { dtype: dt, size: n, offset });
-  const onDev = <S>(s: Record<string, S>) => (cu ? { cuSeqlensOnDevice: { storage: s['cu']!, length: cu.length } } : {});
-  const qN = c.B * c.Tq * c.Hq * c.D;
-  const kN = c.B * c.Tk * c.Hkv * c.D;
-  const what = `attention ${name} ${dtype}`;
-  const inputs = {
-    q: { dtype, data: uniform(dtype, qN), offset },
-    k: { dtype, data: uniform(dtype, kN), offset },
-    v: { dtype, data: uniform(dtype, kN), offset },
-  };
-  const fwd = compareWithCpu(
-    what,
-    { ...inputs, ...cuBuf, out: outBuf(dtype, qN), lse: outBuf('float32', c.B * c.Hq * c.Tq) },
-    ['out', 'lse'],
-    tolFor(dtype, true),
-    (b, s) => b.attention({ ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
-  );
-  if (!backward) return;
-  // every query row sees one key at most (Tk = 1, one-token samples, or rows of one token): P = 1,
-  // dS = dP - delta = 0, so dq and dk are rounding noise: checked near zero, not against the CPU's noise
-  const segs = segments(c.B, c.Tq, c.Tk, c.cuSeqlens); // [b, start, qLen, kLen] per segment (samples cut at row ends)
-  const oneKey = segs.every((x, i) => i % 4 !== 3 || x <= 1);
-  const grads = compareWithCpu(
-    `${what} backward`,
-    {
-      ...inputs,
-      ...cuBuf,
-      out: { dtype, data: fwd['out']!, offset },
-      lse: { dtype: 'float32', data: fwd['lse']!, offset },
-      dout: { dtype, data: uniform(dtype, qN), offset },
-      dq: { dtype, data: uniform(dtype, qN), offset },
-      dk: { dtype, data: uniform(dtype, kN), offset },
-      dv: { dtype, data: uniform(dtype, kN), offset },
-    },
-    oneKey ? ['dv'] : ['dq', 'dk', 'dv'],
-    dtype === 'float32' ? F32_REDUCE_TOL : tolFor(dtype),
-    (b, s) =>
-      b.attentionBackward({
-        ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']!, dout: s['dout']!, dq: s['dq']!, dk: s['dk']!, dv: s['dv']!,
-      }),
-  );
-  if (oneKey) {
-    for (const g of ['dq', 'dk']) {
-      const worst = hostToF32(grads[g]!, dtype).reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-      assert.ok(worst <= 1e-3, `${what} backward: ${g} should be ~0 (one key per row), max |${g}| = ${worst} (seed ${SEED})`);
-    }
-  }
-}
-
 test('attention shapes, bfloat16 (tensor cores where D and alignment allow)', { skip: SKIP }, () => {
-  for (const c of CASES) run(c, 'bfloat16');
+  for (const c of CASES) runAttentionCase(c, 'bfloat16');
 });
 
 test('attention shapes, float32 (CUDA cores)', { skip: SKIP }, () => {
-  for (const c of CASES) run(c, 'float32');
+  for (const c of CASES) runAttentionCase(c, 'float32');
 });
 
 test('attention shapes, float16 (every other case)', { skip: SKIP }, () => {
-  CASES.forEach((c, i) => i % 2 === 1 && run(c, 'float16'));
+  CASES.forEach((c, i) => i % 2 === 1 && runAttentionCase(c, 'float16'));
 });
 
 test('attention shapes, the pipelined tensor-core forward (every third case, copies landing late and early)', { skip: SKIP }, () => {
@@ -142,7 +70,7 @@ test('attention shapes, the pipelined tensor-core forward (every third case, cop
   try {
     for (const landing of ['late', 'early']) {
       process.env['FAKE_CUDA_ASYNC'] = landing;
-      CASES.forEach((c, i) => i % 3 === (landing === 'late' ? 0 : 1) && run({ ...c, backward: false }, i % 2 ? 'float16' : 'bfloat16'));
+      CASES.forEach((c, i) => i % 3 === (landing === 'late' ? 0 : 1) && runAttentionCase({ ...c, backward: false }, i % 2 ? 'float16' : 'bfloat16'));
     }
   } finally {
     delete process.env['XTUNER_CUDA_ATTENTION'];
@@ -168,7 +96,7 @@ test('attention, random shapes near the tile edges', { skip: SKIP }, () => {
       while (cu[cu.length - 1]! < B * T) cu.push(Math.min(B * T, cu[cu.length - 1]! + 1 + ints(1, 40)[0]!));
       cuSeqlens = Int32Array.from(cu);
     }
-    run({ name: `random #${n}: B=${B} T=${T} Hq=${Hq} Hkv=${Hkv} D=${D} causal=${causal} cu=${cuSeqlens ? `[${cuSeqlens}]` : 'none'}`, B, Tq: T, Tk: T, Hq, Hkv, D, causal, cuSeqlens, onDevice: packed && pick([false, true]) }, dtype);
+    runAttentionCase({ name: `random #${n}: B=${B} T=${T} Hq=${Hq} Hkv=${Hkv} D=${D} causal=${causal} cu=${cuSeqlens ? `[${cuSeqlens}]` : 'none'}`, B, Tq: T, Tk: T, Hq, Hkv, D, causal, cuSeqlens, onDevice: packed && pick([false, true]) }, dtype);
   }
 });
 

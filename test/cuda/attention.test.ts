@@ -10,12 +10,9 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import type { AttentionShape } from '../../src/backends/backend.ts';
 import type { FloatDType } from '../../src/tensor/dtype.ts';
-import { padCuSeqlens } from '../../src/models/inputs.ts';
 import { dkdvSplit } from '../../src/backends/cuda/attention.ts';
-import { compareWithCpu, F32_REDUCE_TOL, SKIP, tolFor, uniform, type Buf } from './helpers.ts';
-
-/** onDevice: cuSeqlens also passed on the device, padded as the model pads it (the training path). */
-type Case = Omit<AttentionShape, 'dtype' | 'scale'> & { name: string; onDevice?: boolean };
+import { runAttentionCase, samples, type Case } from './attention-cases.ts';
+import { compareWithCpu, SKIP, tolFor, uniform } from './helpers.ts';
 
 const CASES: Case[] = [
   { name: 'causal MHA', B: 2, Tq: 77, Tk: 77, Hq: 4, Hkv: 4, D: 64, causal: true, cuSeqlens: null },
@@ -37,62 +34,8 @@ const CASES: Case[] = [
   { name: "GQA 7:1 (Qwen2.5-0.5B's heads), packed, several tiles, on the device", B: 1, Tq: 150, Tk: 150, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 37, 150]), onDevice: true },
   { name: 'GQA 7:1 over few key tiles (dK/dV: the group split over blocks, unevenly)', B: 1, Tq: 150, Tk: 150, Hq: 14, Hkv: 2, D: 64, causal: true, cuSeqlens: null },
   { name: 'packed, tokens outside samples, GQA 4:1, D=64', B: 1, Tq: 96, Tk: 96, Hq: 4, Hkv: 1, D: 64, causal: true, cuSeqlens: Int32Array.from([0, 30, 61]) },
-  { name: 'many small samples across row ends, on the device', B: 2, Tq: 75, Tk: 75, Hq: 2, Hkv: 1, D: 32, causal: true, cuSeqlens: smallSamples(150, [1, 2, 3, 5, 8, 13, 4, 1, 1, 9]), onDevice: true },
+  { name: 'many small samples across row ends, on the device', B: 2, Tq: 75, Tk: 75, Hq: 2, Hkv: 1, D: 32, causal: true, cuSeqlens: samples(150, [1, 2, 3, 5, 8, 13, 4, 1, 1, 9]), onDevice: true },
 ];
-
-/** Boundaries of samples cycling through `lengths` until `total` tokens are covered. */
-function smallSamples(total: number, lengths: readonly number[]): Int32Array {
-  const cu = [0];
-  for (let i = 0; cu[cu.length - 1]! < total; i++) cu.push(Math.min(total, cu[cu.length - 1]! + lengths[i % lengths.length]!));
-  return Int32Array.from(cu);
-}
-
-function run(c: Case, dtype: FloatDType): void {
-  const { name: _, onDevice, ...rest } = c;
-  const shape: AttentionShape = { ...rest, dtype, scale: 1 / Math.sqrt(c.D) };
-  const cu = onDevice && c.cuSeqlens ? padCuSeqlens(c.cuSeqlens) : null;
-  // the CPU backend ignores the device copy; the CUDA one builds its tiles from it
-  const cuBuf: Record<string, Buf> = cu ? { cu: { dtype: 'int32', data: cu } } : {};
-  const covered = c.cuSeqlens === null || c.cuSeqlens[c.cuSeqlens.length - 1] === c.B * c.Tq;
-  const outBuf = (dt: FloatDType, n: number): Buf => (covered ? { dtype: dt, data: uniform(dt, n) } : { dtype: dt, size: n });
-  const onDev = <S>(s: Record<string, S>) => (cu ? { cuSeqlensOnDevice: { storage: s['cu']!, length: cu.length } } : {});
-  const qN = c.B * c.Tq * c.Hq * c.D;
-  const kN = c.B * c.Tk * c.Hkv * c.D;
-  const what = `attention ${c.name} ${dtype}`;
-  const inputs = {
-    q: { dtype, data: uniform(dtype, qN) },
-    k: { dtype, data: uniform(dtype, kN) },
-    v: { dtype, data: uniform(dtype, kN) },
-  };
-  const fwd = compareWithCpu(
-    what,
-    // written whole when every token is in a sample (garbage in must not leak out); else zero-filled,
-    // as the CPU backend leaves the rows outside every sample alone and CUDA writes zeros there
-    { ...inputs, ...cuBuf, out: outBuf(dtype, qN), lse: outBuf('float32', c.B * c.Hq * c.Tq) },
-    ['out', 'lse'],
-    tolFor(dtype, true),
-    (b, s) => b.attention({ ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']! }),
-  );
-  compareWithCpu(
-    `${what} backward`,
-    {
-      ...inputs,
-      ...cuBuf,
-      out: { dtype, data: fwd['out']! },
-      lse: { dtype: 'float32', data: fwd['lse']! },
-      dout: { dtype, data: uniform(dtype, qN) },
-      dq: { dtype, data: uniform(dtype, qN) }, // written whole: garbage in must not leak out
-      dk: { dtype, data: uniform(dtype, kN) },
-      dv: { dtype, data: uniform(dtype, kN) },
-    },
-    ['dq', 'dk', 'dv'],
-    dtype === 'float32' ? F32_REDUCE_TOL : tolFor(dtype),
-    (b, s) =>
-      b.attentionBackward({
-        ...shape, ...onDev(s), q: s['q']!, k: s['k']!, v: s['v']!, out: s['out']!, lse: s['lse']!, dout: s['dout']!, dq: s['dq']!, dk: s['dk']!, dv: s['dv']!,
-      }),
-  );
-}
 
 test("the dK/dV pass splits a GQA group over blocks only where a kv head per key tile leaves SMs idle", () => {
   const H200 = 132; // SMs
@@ -105,15 +48,15 @@ test("the dK/dV pass splits a GQA group over blocks only where a kv head per key
 });
 
 test('attention forward and backward, float32', { skip: SKIP }, () => {
-  for (const c of CASES) run(c, 'float32');
+  for (const c of CASES) runAttentionCase(c, 'float32');
 });
 
 test('attention forward and backward, bfloat16', { skip: SKIP }, () => {
-  for (const c of CASES) run(c, 'bfloat16');
+  for (const c of CASES) runAttentionCase(c, 'bfloat16');
 });
 
 test('attention forward and backward, float16', { skip: SKIP }, () => {
-  for (const c of CASES.slice(0, 3)) run(c, 'float16');
+  for (const c of CASES.slice(0, 3)) runAttentionCase(c, 'float16');
 });
 
 // A KV cache of Tk rows filled to kvLength (read on the device): decoding one token, a prompt's
@@ -163,8 +106,8 @@ test('attention, the pipelined tensor-core forward (XTUNER_CUDA_ATTENTION=pipe: 
     // their issue (a copy over a tile still being read shows); a card ignores FAKE_CUDA_ASYNC
     for (const landing of ['late', 'early']) {
       process.env['FAKE_CUDA_ASYNC'] = landing;
-      for (const c of CASES) run(c, 'bfloat16');
-      for (const c of CASES.slice(0, 3)) run(c, 'float16');
+      for (const c of CASES) runAttentionCase(c, 'bfloat16');
+      for (const c of CASES.slice(0, 3)) runAttentionCase(c, 'float16');
     }
   } finally {
     delete process.env['XTUNER_CUDA_ATTENTION'];
