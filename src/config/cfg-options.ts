@@ -1,7 +1,9 @@
 // `--cfg-options key=value ...` overrides, as in XTuner: dotted keys reach into nested settings
 // (`lora.r=16`), values are JSON where they parse as JSON (`lr=1e-5`, `betas=[0.9,0.95]`,
-// `lora=null`, `pack_to_max_length=false`) and strings otherwise (`prompt_template=qwen_chat`).
-// Applied to the raw config before validation, so overrides are validated like the file.
+// `lora=null`, `pack_to_max_length=false`), else read as mmengine's DictAction reads them (Python
+// spellings: `False`, `None`, `betas=0.9,0.95`, `(0.9,0.95)`, `[hello,world]`), and strings
+// otherwise (`prompt_template=qwen_chat`). Applied to the raw config before validation, so
+// overrides are validated like the file.
 
 import { XtunerError } from '../errors.ts';
 
@@ -19,8 +21,34 @@ function parseValue(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    return text;
+    return parseDictAction(text);
   }
+}
+
+/** mmengine's DictAction: an int, float, True/False (any case) or None, or a list of them by commas or brackets; else the string. */
+function parseDictAction(text: string): unknown {
+  const inner = /^\[.*\]$|^\(.*\)$/s.test(text) ? text.slice(1, -1) : null;
+  if (inner === null && !text.includes(',')) {
+    if (/^(true|false)$/i.test(text)) return text.toLowerCase() === 'true';
+    if (text === 'None') return null;
+    return text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : text;
+  }
+  // top-level commas only: brackets nest ("[(1,2),(3,4)]")
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  const body = inner ?? text;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (c === '[' || c === '(') depth++;
+    else if (c === ']' || c === ')') depth--;
+    else if (c === ',' && depth === 0) {
+      parts.push(body.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(body.slice(start));
+  return parts.filter((p, i) => p !== '' || i < parts.length - 1).map(parseDictAction); // "a," is ["a"]
 }
 
 /** Parses `a.b=c` options; throws XtunerError naming the bad option. */

@@ -200,10 +200,11 @@ async function loop(
         },
         { lossFactor: accumulation.lossFactor(iter), optimizerStep: accumulation.stepsAfter(iter), lr },
       );
-      if (!Number.isFinite(loss)) {
-        // a step taken with this loss spoilt the weights in memory only: nothing is saved after this
+      if (!Number.isFinite(loss) || (gradNorm !== undefined && !Number.isFinite(gradNorm))) {
+        // a step taken with this loss or these gradients spoilt the weights in memory only: nothing is saved after this
+        const what = Number.isFinite(loss) ? `the gradient norm is ${gradNorm}` : `loss is ${loss}`;
         throw new XtunerError(
-          `loss is ${loss} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
+          `${what} at iteration ${iter + 1} (epoch ${position.epoch + 1}, batch ${position.step + 1} of ${batchesPerEpoch}); training stopped`,
           {
             hint:
               `lower lr (now ${cfg.lr}) or check the data; ` +
