@@ -120,7 +120,7 @@ export const configSchema = z
     seed: z.int().min(0).default(0),
     /** Where to train; `auto` takes CUDA when present. */
     device: z.enum(['cpu', 'cuda', 'auto']).default('auto'),
-    /** Dtype of the frozen weights and activations; default float32 on CPU, bfloat16 on CUDA. */
+    /** Dtype of the weights and activations; default bfloat16 on CUDA for LoRA and QLoRA, else float32 (full fine-tuning keeps float32 weights). */
     dtype: z.enum(['float32', 'bfloat16']).optional(),
   })
   .superRefine((cfg, ctx) => {

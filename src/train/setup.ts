@@ -52,9 +52,19 @@ export interface ModelSetup {
   totalParams: number;
 }
 
+/**
+ * The weights' dtype: the config's, else bfloat16 on CUDA for LoRA and QLoRA (frozen base weights;
+ * the adapters are float32) and float32 everywhere else. Full fine-tuning trains the weights
+ * themselves, and AdamW's update of a bfloat16 weight is lost under half its bf16 step (at lr 2e-5
+ * most weights would never move): XTuner's full configs keep float32 weights too.
+ */
+export function defaultDtype(cfg: XtunerConfig, device: Device): 'float32' | 'bfloat16' {
+  return cfg.dtype ?? (device === 'cuda' && cfg.lora !== null ? 'bfloat16' : 'float32');
+}
+
 /** Loads the base model and prepares it for the config's method; its weights are untouched. */
 export async function setupModel(modelDir: string, cfg: XtunerConfig, seed: number, device: Device): Promise<ModelSetup> {
-  const dtype = cfg.dtype ?? (device === 'cuda' ? 'bfloat16' : 'float32');
+  const dtype = defaultDtype(cfg, device);
   // QLoRA: the base linears are quantised on the device as they load, one weight at a time, and
   // the (frozen, untied) embedding table stays in host memory: memory first, as QLoRA is for
   const quantization = cfg.quantization === null ? undefined : { doubleQuant: cfg.quantization.bnb_4bit_use_double_quant };
@@ -96,6 +106,9 @@ export async function setupRun(cfg: XtunerConfig, seed: number, device: Device, 
       `${s.rows} ${cfg.pack_to_max_length ? `packed rows of ${cfg.max_length} tokens` : 'samples (padded per batch)'}`,
   );
   const model = await setupModel(modelDir, cfg, seed, device);
+  if (cfg.lora === null && defaultDtype(cfg, device) !== 'float32') {
+    log('note: full fine-tuning of bfloat16 weights: AdamW updates smaller than half a bfloat16 step of a weight are lost (no float32 master copy); dtype: \'float32\' keeps them');
+  }
   const pct = ((100 * model.trainableParams) / model.totalParams).toFixed(2);
   log(
     `model: ${modelDir} (${model.model.modelType}, ${model.model.dtype}, ${device}); method ${model.method}: ` +
