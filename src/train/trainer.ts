@@ -67,10 +67,24 @@ interface TrainerState {
   scheduler: WarmupCosineState;
   /** The LoRA dropout stream (its generator, this step's seed and call count). */
   loraDropout: DropoutStreamState | null;
+  /** The log line's sums since the last line, so a resumed run writes the line an uninterrupted one would (absent in older checkpoints). */
+  logWindow?: LogWindowSums;
   /** The LoRA settings as trained (convert needs them without the config). */
   lora: { r: number; loraAlpha: number; loraDropout: number; targetModules: string[] | string } | null;
   modelDir: string;
 }
+
+/** What a log line averages over: the iterations since the last line. */
+interface LogWindowSums {
+  losses: number;
+  iters: number;
+  gradNorms: number;
+  steps: number;
+  tokens: number;
+}
+
+/** A new window, or the one a checkpoint kept: its tokens (and tokens/s) count this process's iterations only. */
+const emptyWindow = (sums?: LogWindowSums): LogWindowSums & { t0: number } => ({ losses: 0, iters: 0, gradNorms: 0, steps: 0, ...sums, tokens: 0, t0: Date.now() });
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
@@ -130,9 +144,11 @@ async function loop(
   let iter = 0;
   let position: DataPosition = { epoch: 0, step: 0 };
   let lastCheckpoint: string | null = null;
+  let window = emptyWindow();
 
   if (checkpoint) {
     const state = checkpoint.state as unknown as TrainerState;
+    window = emptyWindow(state.logWindow);
     restore(run, cfg, state, checkpoint, optimizer, schedule, accumulation, data.items.length);
     iter = state.iter;
     position = state.dataPosition;
@@ -165,7 +181,8 @@ async function loop(
   let savedIter = iter;
   const save = async (): Promise<void> => {
     savedIter = iter;
-    const contents = checkpointData(run, cfg, optimizer, schedule, accumulation, iter, position);
+    const { t0: _, ...logWindow } = window;
+    const contents = checkpointData(run, cfg, optimizer, schedule, accumulation, iter, position, logWindow);
     lastCheckpoint = await saveCheckpoint(opts.workDir, contents, cfg.save_total_limit);
     logger.info(`saved checkpoint ${lastCheckpoint}`);
   };
@@ -175,7 +192,7 @@ async function loop(
   model.train();
   const started = Date.now();
   const startIter = iter;
-  let window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
+  window.t0 = Date.now(); // tokens/s counts this process's time only
   let status: TrainResult['status'] = 'completed';
 
   const step = new TrainStep({ model, optimizer, maxNorm: cfg.max_norm, dropout: run.loraDropout, notice: (l) => logger.info(l) });
@@ -246,7 +263,7 @@ async function loop(
           memoryMB: peakBytes / 2 ** 20,
           rssMB: process.memoryUsage().rss / 2 ** 20,
         });
-        window = { losses: 0, iters: 0, gradNorms: 0, steps: 0, tokens: 0, t0: Date.now() };
+        window = emptyWindow();
       } else {
         logger.progress(iter, maxIters, loss, etaSec);
       }
@@ -279,9 +296,11 @@ function checkpointData(
   accumulation: Accumulation,
   iter: number,
   position: DataPosition,
+  logWindow: LogWindowSums,
 ) {
   const state: TrainerState = {
     iter,
+    logWindow,
     maxIters: accumulation.maxIters,
     accumulativeCounts: accumulation.counts,
     dataPosition: position,
@@ -339,6 +358,13 @@ function restore(
     mismatch(`it accumulated gradients over ${state.accumulativeCounts} iterations, this config over ${accumulation.counts}`);
   }
   if (state.dataRows !== rows) mismatch(`its data had ${state.dataRows} ${cfg.pack_to_max_length ? 'rows' : 'samples'}, this data has ${rows}`);
+  // the seed orders (and packs) the data: another one trains on other batches from here on
+  if (state.seed !== cfg.seed) mismatch(`it was trained with seed ${state.seed}, this run has seed ${cfg.seed} (--seed ${state.seed} continues it)`);
+  const o = state.optimizer;
+  const now = optimizer.scalars();
+  for (const [key, was, is] of [['betas', o.betas.join(', '), now.betas.join(', ')], ['eps', o.eps, now.eps], ['weight_decay', o.weightDecay, now.weightDecay]] as const) {
+    if (was !== is) mismatch(`its AdamW ${key} was ${was}, this config's is ${is}`);
+  }
   const mine = new Map(run.trainable);
   for (const name of [...ck.trainable.keys(), ...(ck.grads?.keys() ?? [])]) {
     if (!mine.has(name)) mismatch(`it has weight '${name}', which does not train in this run`);
