@@ -71,6 +71,16 @@ export function moduleLoraParams(config: LoraConfig, modulePath: string): { r: n
 
 type Json = Record<string, unknown>;
 
+/** adapter_config.json keys of PEFT's LoRA variants, each with what it is. */
+const LORA_VARIANTS: readonly (readonly [string, string])[] = [
+  ['alora_invocation_tokens', 'activated LoRA (aLoRA)'],
+  ['use_qalora', 'QA-LoRA'],
+  ['layer_replication', 'layer-replicating'],
+  ['lora_bias', 'LoRA-bias'],
+  ['trainable_token_indices', 'trainable-token'],
+  ['arrow_config', 'Arrow-routed'],
+];
+
 /** Reads and validates `<dir>/adapter_config.json` (a PEFT LoRA adapter). */
 export function readAdapterConfig(file: string): LoraConfig & { baseModelNameOrPath: string | null } {
   let json: Json;
@@ -88,6 +98,11 @@ export function readAdapterConfig(file: string): LoraConfig & { baseModelNameOrP
   if (json.use_dora === true) throw unsupported('use_dora is true (DoRA adapters are not supported)');
   if (json.fan_in_fan_out === true) throw unsupported('fan_in_fan_out is true (Conv1D-style weights are not supported)');
   if (json.bias !== undefined && json.bias !== 'none') throw unsupported(`bias is ${JSON.stringify(json.bias)}, only "none" is supported`);
+  // LoRA variants whose forward is not W x + s B A x: loading them as plain LoRA would compute something else
+  for (const [key, what] of LORA_VARIANTS) {
+    const v = json[key];
+    if (v !== undefined && v !== null && v !== false && !(Array.isArray(v) && v.length === 0)) throw unsupported(`${key} is set (${what} adapters are not supported)`);
+  }
   if (Array.isArray(json.modules_to_save) && json.modules_to_save.length > 0) {
     throw unsupported(`modules_to_save is ${JSON.stringify(json.modules_to_save)} (full copies of modules are not supported)`);
   }

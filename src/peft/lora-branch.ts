@@ -14,7 +14,8 @@
 // cast launch per forward; with `cacheCasts` false, as QLoRA runs it, cast per call: 2 launches
 // more, and no copy held between steps: 0.3 GiB at Llama-2-7B r=64); h = dropout(x) (Philox: the step's seed on the device, this call's
 // number); z [rows, r] = h Ac^T; y += scaling * z Bc^T (GEMM alpha = scaling, beta = 1, in y's own
-// storage, which becomes `out`).
+// storage, which becomes `out`). That rounds the sum once, where autocast PEFT rounds z Bc^T, its
+// product by scaling and the sum each to bf16: about 1 output in 10 differs by one bf16 step.
 // Saved for the backward: x (the base layer keeps the same storage anyway), z, Ac, Bc and the
 // dropout call (seed buffer and number); neither h nor its mask: the backward redraws the mask.
 // Backward, 2 kernels + 4 GEMMs (fewer when x or an adapter needs no gradient):

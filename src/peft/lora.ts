@@ -160,12 +160,16 @@ function isWrappable(m: Module): m is LinearLike {
   return m instanceof Linear || m instanceof NF4Linear;
 }
 
-/** Names XTuner never targets by default: the output heads (`lm_head`; InternLM2 `output`; ChatGLM `output_layer`). */
+/**
+ * Output heads left out of the default targets: XTuner's `find_all_linear_names` drops `lm_head`
+ * and `output_layer`; InternLM2's head, `output`, it keeps (a LoRA on the head), which xtuner-ts does
+ * not yet do: its chunked cross-entropy reads the head's weight itself.
+ */
 const OUTPUT_HEADS = new Set(['lm_head', 'output', 'output_layer']);
 
 /**
  * XTuner's default target_modules (`find_all_linear_names`): the last name of every linear layer,
- * except the output head.
+ * except the output head (InternLM2's included, see OUTPUT_HEADS).
  */
 export function defaultTargetModules(model: Module): string[] {
   const names = new Set<string>();
