@@ -41,7 +41,10 @@ export class CheckpointReader {
     }
   }
 
+  /** model.safetensors where the folder has one, else the shards of its index (transformers' order). */
   static open(dir: string): CheckpointReader {
+    const single = path.join(dir, SAFETENSORS_SINGLE);
+    if (fs.existsSync(single)) return new CheckpointReader(dir, [SafetensorsReader.open(single)], null);
     const indexPath = path.join(dir, SAFETENSORS_INDEX);
     if (fs.existsSync(indexPath)) {
       const weightMap = readIndex(indexPath);
@@ -55,8 +58,6 @@ export class CheckpointReader {
         throw e;
       }
     }
-    const single = path.join(dir, SAFETENSORS_SINGLE);
-    if (fs.existsSync(single)) return new CheckpointReader(dir, [SafetensorsReader.open(single)], null);
     if (!fs.existsSync(dir)) throw new XtunerError(`${dir}: model folder not found`);
     const bins = fs.readdirSync(dir).filter((f) => f.endsWith('.bin') || f.endsWith('.pt'));
     throw new XtunerError(`${dir}: no ${SAFETENSORS_SINGLE} or ${SAFETENSORS_INDEX}`, {

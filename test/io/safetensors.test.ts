@@ -229,9 +229,11 @@ test('bad files give an XtunerError naming the file and the tensor', () => {
 test('bad sharded folders: missing shard, name not in shard, no weights at all', () => {
   const dir = tmpDir();
   writeCheckpoint(dir, [['a', { dtype: 'U8', shape: [4], data: new Uint8Array(4) }]]);
-  fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: 'model.safetensors', b: 'model-00002-of-00002.safetensors' } }));
+  const shard = 'model-00001-of-00002.safetensors';
+  fs.renameSync(path.join(dir, 'model.safetensors'), path.join(dir, shard));
+  fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: shard, b: 'model-00002-of-00002.safetensors' } }));
   expectError(() => CheckpointReader.open(dir), 'model-00002-of-00002.safetensors', 'not found');
-  fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: 'model.safetensors', b: 'model.safetensors' } }));
+  fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: shard, b: shard } }));
   expectError(() => CheckpointReader.open(dir), SAFETENSORS_INDEX, "'b'");
   fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: '../x.safetensors' } }));
   expectError(() => CheckpointReader.open(dir), SAFETENSORS_INDEX, 'not a file name');
@@ -239,4 +241,13 @@ test('bad sharded folders: missing shard, name not in shard, no weights at all',
   const empty = tmpDir();
   fs.writeFileSync(path.join(empty, 'pytorch_model.bin'), '');
   assert.throws(() => CheckpointReader.open(empty), (e: unknown) => e instanceof XtunerError && e.message.includes(empty) && /pytorch_model\.bin/.test(e.hint ?? ''));
+});
+
+test('a folder with model.safetensors and a shard index reads model.safetensors, as transformers does', () => {
+  const dir = tmpDir();
+  writeCheckpoint(dir, [['a', { dtype: 'U8', shape: [2], data: Uint8Array.of(1, 2) }]]);
+  fs.writeFileSync(path.join(dir, SAFETENSORS_INDEX), JSON.stringify({ weight_map: { a: 'model-00001-of-00001.safetensors' } })); // a shard that is not there
+  const r = CheckpointReader.open(dir);
+  assert.deepEqual([...(r.read('a').data as Uint8Array)], [1, 2]);
+  r.close();
 });
