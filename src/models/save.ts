@@ -40,6 +40,11 @@ export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {})
   if (!Object.hasOwn(FILE_DTYPE, dtype)) throw new XtunerError(`saveHf: dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
   const tensors: Array<[string, WriteTensor]> = [];
   for (const [name, t] of model.namedParameters()) {
+    if (/\.(base_layer|lora_A|lora_B)\./.test(name)) {
+      throw new XtunerError(`saveHf: '${name}' belongs to a LoRA layer, which a Hugging Face model folder cannot hold`, {
+        hint: 'merge the adapters into the weights first (mergeLora), or save them as a PEFT adapter (saveAdapter)',
+      });
+    }
     tensors.push([name, { dtype: FILE_DTYPE[dtype], shape: t.shape, data: fileData(t, dtype) }]);
   }
   fs.mkdirSync(dir, { recursive: true });

@@ -12,7 +12,7 @@ import { CheckpointReader, writeCheckpoint } from '../../src/io/checkpoint.ts';
 import { hostToFloat32, writeSafetensors, type HostTensor } from '../../src/io/safetensors.ts';
 import { loadAdapter } from '../../src/peft/adapter.ts';
 import { mergeAdapterToHf } from '../../src/peft/merge.ts';
-import { LoRALinear } from '../../src/peft/lora.ts';
+import { LoRALinear, injectLora, mergeLora } from '../../src/peft/lora.ts';
 import { Linear } from '../../src/nn/index.ts';
 import { noGrad, tensor } from '../../src/tensor/index.ts';
 import { bf16BitsToF32, f32ToBf16Bits } from '../../src/tensor/dtype.ts';
@@ -250,4 +250,15 @@ test("generation stops at generation_config.json's eos_token_id where the folder
   assert.deepEqual((await loadModel(dir)).defaultStopIds(), [3, 7]);
   fs.writeFileSync(path.join(dir, 'generation_config.json'), '{"eos_token_id": [3,');
   await assert.rejects(loadModel(dir), /generation_config\.json: not valid JSON/);
+});
+
+test('saveHf refuses a model with LoRA layers (base_layer / lora_A names are no Hugging Face folder), and saves it merged', () => {
+  const dir = tmp();
+  const m = createModel({ ...SMALL, model_type: 'llama' }, { seed: 2 });
+  injectLora(m, { r: 2, loraAlpha: 4, loraDropout: 0, targetModules: ['q_proj'] });
+  assert.throws(() => m.saveHf(dir), /belongs to a LoRA layer/);
+  assert.ok(!fs.existsSync(path.join(dir, 'model.safetensors')));
+  mergeLora(m);
+  m.saveHf(dir);
+  assert.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
 });
