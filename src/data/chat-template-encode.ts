@@ -29,11 +29,18 @@ export function turnsToMessages(turns: readonly Turn[]): LossMessage[] {
 
 const PROBE = 'xtuner-ts probe answer';
 
-/** What the template writes right after an answer, trailing whitespace left out ('' where nothing). */
+const markers = new WeakMap<Tokenizer, string>();
+
+/** What the template writes right after an answer, trailing whitespace left out ('' where nothing); once per tokenizer. */
 function endOfTurnMarker(tok: Tokenizer): string {
-  const rendered = tok.applyChatTemplate([{ role: 'user', content: 'q' }, { role: 'assistant', content: PROBE }], { tokenize: false });
-  const at = rendered.lastIndexOf(PROBE);
-  return at < 0 ? '' : rendered.slice(at + PROBE.length).trimEnd();
+  let marker = markers.get(tok);
+  if (marker === undefined) {
+    const rendered = tok.applyChatTemplate([{ role: 'user', content: 'q' }, { role: 'assistant', content: PROBE }], { tokenize: false });
+    const at = rendered.lastIndexOf(PROBE);
+    marker = at < 0 ? '' : rendered.slice(at + PROBE.length).trimEnd();
+    markers.set(tok, marker);
+  }
+  return marker;
 }
 
 /** [start, end) character ranges of the answers in `text`, each with whether it is supervised. */
