@@ -55,10 +55,13 @@ export function topP(c: Candidates, p: number): Candidates {
   const probs = softmax(c.logits);
   const order = Array.from(c.ids.keys()).sort((a, b) => c.logits[a]! - c.logits[b]! || a - b);
   const drop = new Uint8Array(c.ids.length);
+  // in float32, as HF's float32 cumsum against float32(1 - p): at a boundary (ties, p = 0.9) the
+  // float64 sums kept a token HF drops
+  const threshold = Math.fround(1 - p);
   let cum = 0;
   for (let r = 0; r < order.length - 1; r++) {
-    cum += probs[order[r]!]!;
-    if (cum <= 1 - p) drop[order[r]!] = 1;
+    cum = Math.fround(cum + Math.fround(probs[order[r]!]!));
+    if (cum <= threshold) drop[order[r]!] = 1;
     else break;
   }
   const kept = c.ids.length - drop.reduce((a, b) => a + b, 0);

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, kthLargest, pickFromRow, pickToken } from '../../src/generate/sampling.ts';
+import { applyRepetitionPenalty, applyTopK, applyTopP, argmax, candidates, kthLargest, pickFromRow, pickToken, topP } from '../../src/generate/sampling.ts';
 import { TensorLogitsRow } from '../../src/generate/logits-row.ts';
 import { tensor } from '../../src/tensor/index.ts';
 import { seededRandom } from '../../src/data/rng.ts';
@@ -122,4 +122,12 @@ test('a row on the backend refuses top-k outside [1, n), where the kernels would
   for (const k of [0, 3, 4, 1.5]) assert.throws(() => row.topK(k, 1), /k must be an integer in \[1, 3\)/);
   assert.deepEqual([...row.topK(2, 1)!.ids], [1, 2]);
   row.dispose();
+});
+
+// transformers' TopPLogitsWarper sums the sorted probabilities in float32 and compares with
+// float32(1 - p): with 10 equal logits and p = 0.9, float32(1 - 0.9) = float32(0.1), the first
+// token's mass, so it is dropped and 9 are kept (in float64, 0.1 > 0.09999999999999998 kept 10).
+test('top-p compares the float32 cumulative mass with float32(1 - p), as HF does (10 ties, p = 0.9: 9 kept)', () => {
+  assert.equal(topP(candidates(new Float32Array(10), 0), 0.9).ids.length, 9);
+  assert.equal(topP(candidates(new Float32Array(4), 0), 0.75).ids.length, 3); // 1 - 0.75 exact: 0.25 <= 0.25 drops one
 });
