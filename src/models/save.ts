@@ -48,6 +48,8 @@ export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {})
     tensors.push([name, { dtype: FILE_DTYPE[dtype], shape: t.shape, data: fileData(t, dtype) }]);
   }
   fs.mkdirSync(dir, { recursive: true });
+  // an earlier model's config.json goes first, the new one is written last: a save cut short leaves no folder that loads
+  fs.rmSync(path.join(dir, 'config.json'), { force: true });
   writeCheckpoint(dir, tensors, opts.maxShardBytes === undefined ? {} : { maxShardBytes: opts.maxShardBytes });
   // transformers >= 5 writes "dtype", older versions "torch_dtype"; keep whichever the config uses.
   const config: Record<string, unknown> = { ...model.config };

@@ -107,6 +107,9 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
       return [name, { dtype: target, shape: entry.shape, data }];
     });
     fs.mkdirSync(outDir, { recursive: true });
+    // an earlier model's config.json goes first and the new one is written last, so a merge cut
+    // short never leaves a folder that loads (new shards beside old ones)
+    fs.rmSync(path.join(outDir, 'config.json'), { force: true });
     const files = writeCheckpoint(outDir, tensors, { maxShardBytes: options.maxShardBytes });
     const copied = copyOtherFiles(baseDir, outDir, dtype);
     return { files, mergedModules: [...adapter.modules.keys()], tensors: names.length, copied };
@@ -134,10 +137,11 @@ function checkAdapterFitsBase(modules: Map<string, LoraPair>, base: CheckpointRe
   if (missing.length || wrong.length) throw adapterMisfitError(adapterDir, `base model ${baseDir}`, missing, wrong);
 }
 
-/** Copies the base folder's non-weight files; records the new dtype in config.json. */
+/** Copies the base folder's non-weight files, config.json last; records the new dtype in config.json. */
 function copyOtherFiles(baseDir: string, outDir: string, dtype: MergeDtype): string[] {
   const copied: string[] = [];
-  for (const f of fs.readdirSync(baseDir)) {
+  const files = fs.readdirSync(baseDir).sort((a, b) => Number(a === 'config.json') - Number(b === 'config.json'));
+  for (const f of files) {
     const src = path.join(baseDir, f);
     if (isWeightFile(f) || f.startsWith('.') || !fs.statSync(src).isFile()) continue;
     if (f === 'config.json' && dtype !== 'auto') {

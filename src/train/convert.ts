@@ -13,7 +13,7 @@ import { resolveModelPath } from '../io/hf-hub.ts';
 import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { loadModel } from '../models/index.ts';
 import { writeAdapterFolder } from '../peft/adapter-files.ts';
-import { noGrad } from '../tensor/index.ts';
+import { f32ToHalf, noGrad } from '../tensor/index.ts';
 import { loadCheckpoint } from './checkpoint.ts';
 import { methodOf, peftLoraConfig } from './setup.ts';
 
@@ -21,7 +21,7 @@ export interface PthToHfOptions {
   config: XtunerConfig;
   checkpointDir: string;
   outDir: string;
-  /** Full fine-tuning: dtype of the saved model (XTuner: float16 unless --fp32). */
+  /** Dtype of the saved model or adapter (XTuner: `llm.half()` unless --fp32, for both). */
   dtype: 'float32' | 'bfloat16' | 'float16';
   maxShardBytes?: number;
 }
@@ -52,7 +52,7 @@ export async function pthToHf(opts: PthToHfOptions): Promise<PthToHfResult> {
   fs.mkdirSync(opts.outDir, { recursive: true });
   let result: PthToHfResult;
   if (cfg.lora !== null) {
-    const modules = loraModules(ck.trainable, opts.checkpointDir);
+    const modules = loraModules(ck.trainable, opts.checkpointDir, opts.dtype);
     const targetModules = state.lora?.targetModules ?? [...new Set([...modules.keys()].map((m) => m.slice(m.lastIndexOf('.') + 1)))].sort();
     writeAdapterFolder(opts.outDir, { ...peftLoraConfig(cfg.lora), targetModules }, modules, cfg.pretrained_model_name_or_path);
     result = { kind: 'adapter', files: ['adapter_config.json', 'adapter_model.safetensors'] };
@@ -78,13 +78,15 @@ export async function pthToHf(opts: PthToHfOptions): Promise<PthToHfResult> {
 }
 
 /** `<module>.lora_A.weight` / `.lora_B.weight` of a checkpoint, paired by module. */
-function loraModules(trainable: Map<string, HostTensor>, where: string): Map<string, { a: WriteTensor; b: WriteTensor }> {
+function loraModules(trainable: Map<string, HostTensor>, where: string, dtype: PthToHfOptions['dtype']): Map<string, { a: WriteTensor; b: WriteTensor }> {
+  const file = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const;
   const halves = new Map<string, { a?: WriteTensor; b?: WriteTensor }>();
   for (const [name, t] of trainable) {
     const m = /^(.+)\.lora_([AB])\.weight$/.exec(name);
     if (!m) throw new XtunerError(`${where}: weight '${name}' is not a LoRA matrix (a full fine-tuning checkpoint?)`, { hint: 'pass the config the checkpoint was trained with' });
     const entry = halves.get(m[1]!) ?? {};
-    entry[m[2] === 'A' ? 'a' : 'b'] = { dtype: 'F32', shape: t.shape, data: hostToFloat32(t) };
+    const f32 = hostToFloat32(t);
+    entry[m[2] === 'A' ? 'a' : 'b'] = { dtype: file[dtype], shape: t.shape, data: dtype === 'float32' ? f32 : f32ToHalf(f32, dtype) };
     halves.set(m[1]!, entry);
   }
   const out = new Map<string, { a: WriteTensor; b: WriteTensor }>();

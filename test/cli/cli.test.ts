@@ -71,6 +71,13 @@ test('mistakes: an unknown command or flag is one line with a suggestion and exi
     xtuner(['convert', 'merge', 'base', 'adapter', 'out', '--device', 'gpu']),
     xtuner(['convert', 'merge', 'base', 'adapter', 'out', '--is-clip']),
   ]);
+  const stopWords = await xtuner(['chat', 'some-model', '--stop-words', '--prompt', 'hi']); // argparse's nargs='+'
+  assert.equal(stopWords.code, 2);
+  assert.match(stopWords.stderr, /^error: chat: --stop-words needs at least one word\n/);
+  // XTuner's own flag: accepted (safetensors is what is always written), so the run fails on the missing config instead
+  const safe = await xtuner(['convert', 'pth_to_hf', 'no-such-config.ts', 'ckpt', 'out', '--safe-serialization']);
+  assert.equal(safe.code, 1);
+  assert.match(safe.stderr, /no-such-config\.ts/);
   assert.equal(device.code, 2);
   assert.match(device.stderr, /^error: convert merge: --device must be auto, cpu or cuda, got 'gpu'\n/);
   assert.equal(clip.code, 2);

@@ -6,6 +6,7 @@ import { mergeAdapterToHf } from '../../src/peft/merge.ts';
 import { CheckpointReader } from '../../src/io/checkpoint.ts';
 import { hostToFloat32 } from '../../src/io/safetensors.ts';
 import { XtunerError } from '../../src/errors.ts';
+import { tmpName } from '../../src/io/atomic.ts';
 import { BASE_MODEL as BASE, FIX, LORA_ADAPTER as ADAPTER, maxAbsDiff, tmpDir } from './helpers.ts';
 /** The issue's bound for our merge against PEFT's merge_and_unload. */
 const MERGE_TOL = 1e-5;
@@ -89,4 +90,20 @@ test('an adapter that does not fit the base is refused, naming modules and shape
     (e: unknown) => e instanceof XtunerError && /is the base or adapter folder/.test(e.message),
   );
   assert.equal(fs.existsSync(path.join(dir, 'a', 'model.safetensors')), false);
+});
+
+test('a merge cut short in the folder of an earlier merge leaves no config.json: no folder that loads with mixed shards', (t) => {
+  const out = path.join(tmpDir(t), 'merged');
+  const first = mergeAdapterToHf({ baseDir: BASE, adapterDir: ADAPTER, outDir: out, dtype: 'float32', maxShardBytes: 100_000 });
+  const shards = first.files.filter((f) => f.endsWith('.safetensors'));
+  assert.ok(shards.length >= 2);
+  // the second merge fails writing its second shard (as a full disk or a kill would stop it)
+  const second = path.join(out, shards[1]!);
+  fs.mkdirSync(tmpName(second)); // its temporary file cannot be opened: EISDIR
+  assert.throws(() => mergeAdapterToHf({ baseDir: BASE, adapterDir: ADAPTER, outDir: out, dtype: 'bfloat16', maxShardBytes: 50_000 }));
+  fs.rmSync(tmpName(second), { recursive: true });
+  assert.ok(!fs.existsSync(path.join(out, 'config.json')), 'a config.json beside new and old shards would load as a model');
+  // run again, it completes
+  mergeAdapterToHf({ baseDir: BASE, adapterDir: ADAPTER, outDir: out, dtype: 'bfloat16', maxShardBytes: 50_000 });
+  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).dtype, 'bfloat16');
 });

@@ -11,6 +11,7 @@ import { validateConfig, type XtunerConfig } from '../../src/config/index.ts';
 import { makeAssistantRecords, recordsText } from '../../src/data/index.ts';
 import { CheckpointReader } from '../../src/io/checkpoint.ts';
 import { hostToFloat32 } from '../../src/io/safetensors.ts';
+import { f32ToHalf, halfToF32 } from '../../src/tensor/index.ts';
 import { readAdapterFolder } from '../../src/peft/adapter-files.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint.ts';
 import { pthToHf } from '../../src/train/convert.ts';
@@ -83,10 +84,16 @@ test('LoRA: a PEFT adapter with PEFT key names and the trained matrices', async 
   assert.equal(adapter.config.loraAlpha, 8);
   const weights = loadCheckpoint(ck).trainable;
   const q = adapter.modules.get('model.layers.0.self_attn.q_proj')!;
-  assert.deepEqual(q.a, hostToFloat32(weights.get('model.layers.0.self_attn.q_proj.lora_A.weight')!));
-  assert.deepEqual(q.b, hostToFloat32(weights.get('model.layers.0.self_attn.q_proj.lora_B.weight')!));
+  // float16, as XTuner's pth_to_hf saves the adapter (llm.half() unless --fp32)
+  const half = (name: string) => halfToF32(f32ToHalf(hostToFloat32(weights.get(name)!), 'float16'), 'float16');
+  assert.deepEqual(q.a, half('model.layers.0.self_attn.q_proj.lora_A.weight'));
+  assert.deepEqual(q.b, half('model.layers.0.self_attn.q_proj.lora_B.weight'));
   assert.ok(q.b.some((v) => v !== 0), 'B trained away from its zero init');
   assert.equal(q.scaling, 2);
+  // --fp32: the trained float32 matrices as they are
+  const out32 = path.join(ROOT, 'adapter32');
+  await pthToHf({ config: config(true), checkpointDir: ck, outDir: out32, dtype: 'float32' });
+  assert.deepEqual(readAdapterFolder(out32).modules.get('model.layers.0.self_attn.q_proj')!.a, hostToFloat32(weights.get('model.layers.0.self_attn.q_proj.lora_A.weight')!));
 
   await assert.rejects(
     pthToHf({ config: config(false), checkpointDir: ck, outDir: path.join(ROOT, 'wrong'), dtype: 'float32' }),

@@ -177,7 +177,9 @@ function takeMany(argv: readonly string[], flag: string): { words: string[]; res
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === flag) {
+      const before = words.length;
       while (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) words.push(argv[++i]!);
+      if (words.length === before) throw new UsageError('chat', `${flag} needs at least one word`); // argparse's nargs='+'
     } else if (a.startsWith(`${flag}=`)) words.push(a.slice(flag.length + 1));
     else rest.push(a);
   }

@@ -52,7 +52,8 @@ async function pthToHfCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs(
     { name: 'convert pth_to_hf' },
     rest,
-    { fp32: { type: 'boolean' }, 'max-shard-size': { type: 'string', default: '2GB' } },
+    // --safe-serialization: XTuner's flag; safetensors is what is always written
+    { fp32: { type: 'boolean' }, 'max-shard-size': { type: 'string', default: '2GB' }, 'safe-serialization': { type: 'boolean' } },
     { names: ['CONFIG', 'CKPT', 'OUT'] },
   );
   const [cfgArg, ckpt, out] = positionals as [string, string, string];
