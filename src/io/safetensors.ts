@@ -7,7 +7,7 @@
 
 import * as fs from 'node:fs';
 import { XtunerError } from '../errors.ts';
-import { halfToF32 } from '../tensor/dtype.ts';
+import { f32ToHalf, halfToF32 } from '../tensor/dtype.ts';
 import { writeStreamAtomic } from './atomic.ts';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -243,6 +243,17 @@ export function hostToFloat32(t: HostTensor): Float32Array {
   const out = new Float32Array(d.length);
   for (let i = 0; i < d.length; i++) out[i] = Number(d[i]!);
   return out;
+}
+
+/** The file dtype of each float tensor dtype. */
+export const FLOAT_FILE_DTYPE = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const satisfies Record<string, SafetensorsDtype>;
+
+/** float32 values as a tensor of a float file dtype holds them (16-bit floats rounded to nearest even): the inverse of hostToFloat32. */
+export function float32ToHost(values: Float32Array, dtype: SafetensorsDtype): Float32Array | Uint16Array {
+  if (dtype === 'F32') return values;
+  if (dtype === 'BF16') return f32ToHalf(values, 'bfloat16');
+  if (dtype === 'F16') return f32ToHalf(values, 'float16');
+  throw new Error(`float32ToHost: ${dtype} is not a float dtype`);
 }
 
 /** Total bytes a tensor takes in the data buffer. */

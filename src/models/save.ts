@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { writeCheckpoint } from '../io/checkpoint.ts';
-import type { SafetensorsDtype, WriteTensor } from '../io/safetensors.ts';
-import { f32ToHalf, type DType } from '../tensor/dtype.ts';
+import { FLOAT_FILE_DTYPE, float32ToHost, type WriteTensor } from '../io/safetensors.ts';
+import type { DType } from '../tensor/dtype.ts';
 import type { Tensor } from '../tensor/index.ts';
 import { XtunerError } from '../errors.ts';
 
@@ -25,19 +25,16 @@ export interface SavableModel {
   namedParameters(): IterableIterator<[string, Tensor]>;
 }
 
-const FILE_DTYPE = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const satisfies Record<string, SafetensorsDtype>;
-
-function fileData(t: Tensor, dtype: keyof typeof FILE_DTYPE): () => Float32Array | Uint16Array {
+function fileData(t: Tensor, dtype: keyof typeof FLOAT_FILE_DTYPE): () => Float32Array | Uint16Array {
   return () => {
     if (t.dtype === dtype && dtype !== 'float32') return t.toHostArray() as Uint16Array;
-    const f32 = t.toFloat32Array();
-    return dtype === 'float32' ? f32 : f32ToHalf(f32, dtype);
+    return float32ToHost(t.toFloat32Array(), FLOAT_FILE_DTYPE[dtype]);
   };
 }
 
 export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {}): void {
-  const dtype = opts.dtype ?? (model.dtype as keyof typeof FILE_DTYPE);
-  if (!Object.hasOwn(FILE_DTYPE, dtype)) throw new XtunerError(`saveHf: dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
+  const dtype = opts.dtype ?? (model.dtype as keyof typeof FLOAT_FILE_DTYPE);
+  if (!Object.hasOwn(FLOAT_FILE_DTYPE, dtype)) throw new XtunerError(`saveHf: dtype ${JSON.stringify(dtype)} is not one of float32, bfloat16, float16`);
   const tensors: Array<[string, WriteTensor]> = [];
   for (const [name, t] of model.namedParameters()) {
     if (/\.(base_layer|lora_A|lora_B)\./.test(name)) {
@@ -45,7 +42,7 @@ export function saveHf(model: SavableModel, dir: string, opts: SaveOptions = {})
         hint: 'merge the adapters into the weights first (mergeLora), or save them as a PEFT adapter (saveAdapter)',
       });
     }
-    tensors.push([name, { dtype: FILE_DTYPE[dtype], shape: t.shape, data: fileData(t, dtype) }]);
+    tensors.push([name, { dtype: FLOAT_FILE_DTYPE[dtype], shape: t.shape, data: fileData(t, dtype) }]);
   }
   fs.mkdirSync(dir, { recursive: true });
   // an earlier model's config.json goes first, the new one is written last: a save cut short leaves no folder that loads

@@ -11,8 +11,7 @@ import * as path from 'node:path';
 import { XtunerError } from '../errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { CheckpointReader, writeCheckpoint } from '../io/checkpoint.ts';
-import { hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
-import { f32ToHalf } from '../tensor/dtype.ts';
+import { FLOAT_FILE_DTYPE, float32ToHost, hostToFloat32, type HostData, type HostTensor, type SafetensorsDtype, type WriteTensor } from '../io/safetensors.ts';
 import { matmul, noGrad, tensor, tidy, zeros, type Device } from '../tensor/index.ts';
 import { adapterMisfitError, readAdapterFolder, type LoraPair } from './adapter-files.ts';
 
@@ -43,12 +42,6 @@ export interface MergeReport {
   copied: string[];
 }
 
-const SAFETENSORS_DTYPE: Record<Exclude<MergeDtype, 'auto'>, SafetensorsDtype> = {
-  float32: 'F32',
-  bfloat16: 'BF16',
-  float16: 'F16',
-};
-
 /** Weight files of the base that are not copied (the merged weights replace them). */
 function isWeightFile(name: string): boolean {
   return /\.(safetensors|bin|pt|pth|gguf|msgpack|h5)$/.test(name) || /\.(safetensors|bin)\.index\.json$/.test(name);
@@ -64,12 +57,6 @@ export function addLoraDelta(w: Float32Array, lora: LoraPair, device: Device = '
   for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i]! + Math.fround(scaling * delta[i]!));
 }
 
-function encode(values: Float32Array, dtype: SafetensorsDtype): HostData {
-  if (dtype === 'F32') return values;
-  if (dtype === 'BF16') return f32ToHalf(values, 'bfloat16');
-  if (dtype === 'F16') return f32ToHalf(values, 'float16');
-  throw new Error(`encode: not a float dtype ${dtype}`);
-}
 
 /** The float dtypes weights are stored in (F64 and integer tensors are copied as they are). */
 const isFloat = (d: SafetensorsDtype) => d === 'F32' || d === 'BF16' || d === 'F16';
@@ -77,7 +64,7 @@ const isFloat = (d: SafetensorsDtype) => d === 'F32' || d === 'BF16' || d === 'F
 /** Merges an adapter into its base model and saves a Hugging Face folder. */
 export function mergeAdapterToHf(options: MergeOptions): MergeReport {
   const { baseDir, adapterDir, outDir, dtype = 'auto' } = options;
-  if (!(dtype in SAFETENSORS_DTYPE) && dtype !== 'auto') {
+  if (!(dtype in FLOAT_FILE_DTYPE) && dtype !== 'auto') {
     throw new XtunerError(`merge: dtype must be one of auto, float32, bfloat16, float16; got '${dtype}'`);
   }
   const out = path.resolve(outDir);
@@ -91,7 +78,7 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
   try {
     checkAdapterFitsBase(adapter.modules, base, adapterDir, baseDir);
     const names = base.names();
-    const outDtype = (src: SafetensorsDtype) => (dtype === 'auto' || !isFloat(src) ? src : SAFETENSORS_DTYPE[dtype]);
+    const outDtype = (src: SafetensorsDtype) => (dtype === 'auto' || !isFloat(src) ? src : FLOAT_FILE_DTYPE[dtype]);
     const tensors = names.map((name): readonly [string, WriteTensor] => {
       const entry = base.entry(name);
       const target = outDtype(entry.dtype);
@@ -102,7 +89,7 @@ export function mergeAdapterToHf(options: MergeOptions): MergeReport {
         if (!lora && t.dtype === target) return t.data;
         const w = t.dtype === 'F32' ? new Float32Array(t.data as Float32Array) : hostToFloat32(t);
         if (lora) addLoraDelta(w, lora, options.device);
-        return encode(w, target);
+        return float32ToHost(w, target);
       };
       return [name, { dtype: target, shape: entry.shape, data }];
     });

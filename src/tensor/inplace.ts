@@ -8,7 +8,7 @@ import { XtunerError } from '../errors.ts';
 import { cast } from './ops/cast.ts';
 import { concat } from './ops/concat.ts';
 import { reshape } from './ops/reshape.ts';
-import { checkDevice, empty } from './ops/util.ts';
+import { castRaw, checkDevice, empty } from './ops/util.ts';
 import { markWritten } from './engine.ts';
 import { isFloatDType } from './dtype.ts';
 import { noGrad, tidy } from './scope.ts';
@@ -173,13 +173,7 @@ export function scaleInPlace(t: Tensor, s: number | Tensor): Tensor {
  */
 export function addInPlace(dst: Tensor, src: Tensor, alpha = 1): Tensor {
   checkSame('addInPlace', dst, src, 'dst', 'src');
-  const f32 = (t: Tensor): Tensor => {
-    if (t.dtype === 'float32') return t;
-    const c = empty(t.shape, 'float32', t.device);
-    t.backend.cast(t.storage, t.dtype, c.storage, 'float32', t.size);
-    return c;
-  };
-  const [acc, s] = src.dtype === dst.dtype ? [dst, src] : [f32(dst), f32(src)];
+  const [acc, s] = src.dtype === dst.dtype ? [dst, src] : [castRaw(dst, 'float32'), castRaw(src, 'float32')];
   dst.backend.axpy(s.storage, acc.storage, dst.size, alpha, acc.floatDtype);
   if (acc !== dst) {
     dst.backend.cast(acc.storage, 'float32', dst.storage, dst.dtype, dst.size);

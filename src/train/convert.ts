@@ -10,10 +10,10 @@ import { resolvedConfigJson, type XtunerConfig } from '../config/index.ts';
 import { XtunerError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { resolveModelPath } from '../io/hf-hub.ts';
-import { hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
+import { FLOAT_FILE_DTYPE, float32ToHost, hostToFloat32, type HostTensor, type WriteTensor } from '../io/safetensors.ts';
 import { loadModel } from '../models/index.ts';
 import { writeAdapterFolder } from '../peft/adapter-files.ts';
-import { f32ToHalf, noGrad } from '../tensor/index.ts';
+import { noGrad } from '../tensor/index.ts';
 import { loadCheckpoint } from './checkpoint.ts';
 import { methodOf, peftLoraConfig } from './setup.ts';
 
@@ -79,14 +79,13 @@ export async function pthToHf(opts: PthToHfOptions): Promise<PthToHfResult> {
 
 /** `<module>.lora_A.weight` / `.lora_B.weight` of a checkpoint, paired by module. */
 function loraModules(trainable: Map<string, HostTensor>, where: string, dtype: PthToHfOptions['dtype']): Map<string, { a: WriteTensor; b: WriteTensor }> {
-  const file = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const;
   const halves = new Map<string, { a?: WriteTensor; b?: WriteTensor }>();
   for (const [name, t] of trainable) {
     const m = /^(.+)\.lora_([AB])\.weight$/.exec(name);
     if (!m) throw new XtunerError(`${where}: weight '${name}' is not a LoRA matrix (a full fine-tuning checkpoint?)`, { hint: 'pass the config the checkpoint was trained with' });
     const entry = halves.get(m[1]!) ?? {};
-    const f32 = hostToFloat32(t);
-    entry[m[2] === 'A' ? 'a' : 'b'] = { dtype: file[dtype], shape: t.shape, data: dtype === 'float32' ? f32 : f32ToHalf(f32, dtype) };
+    const file = FLOAT_FILE_DTYPE[dtype];
+    entry[m[2] === 'A' ? 'a' : 'b'] = { dtype: file, shape: t.shape, data: float32ToHost(hostToFloat32(t), file) };
     halves.set(m[1]!, entry);
   }
   const out = new Map<string, { a: WriteTensor; b: WriteTensor }>();

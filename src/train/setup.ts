@@ -106,7 +106,7 @@ export async function setupRun(cfg: XtunerConfig, seed: number, device: Device, 
       `${s.rows} ${cfg.pack_to_max_length ? `packed rows of ${cfg.max_length} tokens` : 'samples (padded per batch)'}`,
   );
   const model = await setupModel(modelDir, cfg, seed, device);
-  if (cfg.lora === null && defaultDtype(cfg, device) !== 'float32') {
+  if (cfg.lora === null && model.model.dtype !== 'float32') {
     log('note: full fine-tuning of bfloat16 weights: AdamW updates smaller than half a bfloat16 step of a weight are lost (no float32 master copy); dtype: \'float32\' keeps them');
   }
   const pct = ((100 * model.trainableParams) / model.totalParams).toFixed(2);

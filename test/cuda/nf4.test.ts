@@ -8,6 +8,7 @@ import { NF4_MIDS } from '../../src/backends/cpu/nf4.ts';
 import { ABSMAX_BLOCK_SIZE, NF4_BLOCK_SIZE, quantizeNf4 } from '../../src/quant/nf4.ts';
 import { f32ToHalf, type FloatDType } from '../../src/tensor/dtype.ts';
 import { compareWithCpu, SKIP, tolFor, uniform } from './helpers.ts';
+import { quantize } from './nf4-cases.ts';
 
 const FLOATS: FloatDType[] = ['float32', 'bfloat16', 'float16'];
 const EXACT = { abs: 0, rel: 0 };
@@ -73,27 +74,10 @@ test('nf4Quantize: CUDA gives the CPU bytes (codes, absmax, double-quantised abs
   for (const [what, fixed, n] of inputs) {
     for (const opts of [{}, { doubleQuant: false }, { blockSize: 128 }]) {
       const blockSize = opts.blockSize ?? NF4_BLOCK_SIZE;
-      const nBlocks = Math.ceil(n / blockSize);
       const nested = opts.doubleQuant !== false;
       for (const dtype of FLOATS) {
         const x = fixed ? (dtype === 'float32' ? fixed : f32ToHalf(fixed, dtype)) : uniform(dtype, n, -0.2, 0.2);
-        compareWithCpu(
-          `nf4Quantize ${dtype} ${what} ${JSON.stringify(opts)}`,
-          {
-            x: { dtype, data: x },
-            packed: { dtype: 'uint8', size: Math.ceil(n / 2) },
-            absmax: { dtype: 'float32', size: nBlocks },
-            codes: { dtype: 'uint8', size: nBlocks },
-            scales: { dtype: 'float32', size: Math.ceil(nBlocks / ABSMAX_BLOCK_SIZE) },
-            offset: { dtype: 'float32', size: 1 },
-          },
-          nested ? ['packed', 'absmax', 'codes', 'scales', 'offset'] : ['packed', 'absmax'],
-          EXACT,
-          (b, s) => b.nf4Quantize(
-            s['x']!, s['packed']!, s['absmax']!, nested ? s['codes']! : null, nested ? s['scales']! : null, nested ? s['offset']! : null,
-            n, blockSize, ABSMAX_BLOCK_SIZE, dtype,
-          ),
-        );
+        quantize(`${dtype} ${what} ${JSON.stringify(opts)}`, x as Uint16Array | Float32Array, dtype, n, blockSize, ABSMAX_BLOCK_SIZE, nested);
       }
     }
   }

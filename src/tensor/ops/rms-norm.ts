@@ -20,7 +20,7 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   x.backend.rmsNorm(x.storage, w.storage, out.storage, rstd.storage, rows, H, eps, dtype, wDtype);
   recordOp('rmsNorm', out, [x, w], [x, w, rstd], ([sx, sw, sr], dy, needs, into) => {
     // dx is added into x's gradient where one is gathered (the residual stream's, from the add after the layer)
-    const dx = gatheredOr(needs[0] ? into[0] : null, x);
+    const dx = gatheredOr(into[0], x); // into[0] is null where x needs no gradient
     const dw = needs[1] ? empty([H], 'float32', device) : null;
     dy.backend.rmsNormBackward(sx!.storage, sw!.storage, sr!.storage, dy.storage, dx.storage, dw?.storage ?? null, rows, H, dtype, wDtype, dx === into[0]);
     return [needs[0] ? dx : null, dw ? castRaw(dw, wDtype) : null];
